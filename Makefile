@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. Every target sets up what it
+# needs (Debian packages, a virtual environment, the Python packages) and is safe to run twice.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEBIAN_PACKAGES := bubblewrap age python3-venv
+
+.PHONY: all setup demo test lint typecheck unit bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Until the end-to-end task flow lands, the demo verifies a bundled real quote with its
+# Intel-signed collateral at the time the collateral was valid.
+DEMO_PACK := tests/vectors/dcap/phala_sgx
+demo: setup
+	$(BIN)/golem-graphene verify-quote $(DEMO_PACK)/quote.bin --collateral $(DEMO_PACK)/collateral.json \
+		--at 2025-07-19T10:00:00Z --accept-tcb ConfigurationAndSWHardeningNeeded
+
+lint: setup
+	$(BIN)/ruff check golem_graphene tests bench
+	$(BIN)/ruff format --check golem_graphene tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python bench/verify.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,350 @@
+"""The error families of golem-graphene.
+
+Every failure a caller can see is an :class:`Error`. Each subclass carries a stable ``code``
+(used in JSON output and HTTP error bodies) and a message that says what was checked, what was
+expected and what was found. Foreign exceptions are wrapped at the boundary (``raise ... from``)
+so that ``ValueError``, ``InvalidSignature`` or ``InvalidTag`` never escape the package.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgeFormatError",
+    "AgeHeaderError",
+    "AgeHmacError",
+    "AgeNoMatchError",
+    "AgePayloadError",
+    "AgeArmorError",
+    "CertificateChainError",
+    "CertificateExpiredError",
+    "CertificateNotYetValidError",
+    "CertificateRevokedError",
+    "CertificateSignatureError",
+    "CertificationDataError",
+    "CollateralSignatureError",
+    "CollateralError",
+    "CollateralExpiredError",
+    "CollateralFormatError",
+    "CollateralNotYetValidError",
+    "CollateralSourceError",
+    "ConfigError",
+    "CrlError",
+    "CrlMissingError",
+    "Error",
+    "IasReportError",
+    "ManifestError",
+    "PolicyError",
+    "ProtocolError",
+    "QeIdentityMismatchError",
+    "QeReportDataError",
+    "QeReportSignatureError",
+    "QuoteFormatError",
+    "QuoteSignatureError",
+    "ReceiptError",
+    "RunnerError",
+    "SealingError",
+    "TcbInfoMismatchError",
+    "TcbNotSupportedError",
+    "TcbStatusUnknownError",
+    "UnsupportedQuoteError",
+    "UnsupportedRecipientError",
+    "UntrustedRootError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class Error(Exception):
+    """Root of every error golem-graphene raises on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        self.message = message
+        self.expected = expected
+        self.found = found
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """The message with the expected and found values, when they are known."""
+        parts = [self.message]
+        if self.expected is not None or self.found is not None:
+            parts.append(f"expected {self.expected!s}, found {self.found!s}")
+        return ": ".join(parts)
+
+    def to_dict(self) -> dict[str, str]:
+        """The stable JSON form used by the CLI and the HTTP API."""
+        return {"code": self.code, "message": self.describe()}
+
+
+class UsageError(Error):
+    """The caller asked for something malformed (bad flag values, missing files)."""
+
+    code = "usage"
+
+
+class ConfigError(Error):
+    """A configuration file, task spec or environment setting is invalid."""
+
+    code = "config"
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+class VerificationError(Error):
+    """Evidence (a quote, its collateral or an IAS report) did not verify."""
+
+    code = "verification"
+
+
+class QuoteFormatError(VerificationError):
+    """The quote bytes are malformed: wrong lengths, truncation, trailing bytes."""
+
+    code = "quote_format"
+
+
+class UnsupportedQuoteError(VerificationError):
+    """The quote is well formed but of a kind we do not verify (version, key type, TEE)."""
+
+    code = "unsupported_quote"
+
+
+class CertificationDataError(VerificationError):
+    """The quote's certification data carries no usable PCK certificate chain."""
+
+    code = "cert_data"
+
+
+class CertificateChainError(VerificationError):
+    """A certificate chain has the wrong shape, issuer or role."""
+
+    code = "chain"
+
+
+class UntrustedRootError(VerificationError):
+    """A chain does not end in the pinned trust anchor (compared by key, never by name)."""
+
+    code = "untrusted_root"
+
+
+class CertificateSignatureError(VerificationError):
+    """A certificate or CRL signature does not verify under its issuer's key."""
+
+    code = "cert_signature"
+
+
+class CertificateExpiredError(VerificationError):
+    """A certificate's notAfter lies before the verification time."""
+
+    code = "cert_expired"
+
+
+class CertificateNotYetValidError(VerificationError):
+    """A certificate's notBefore lies after the verification time."""
+
+    code = "cert_not_yet_valid"
+
+
+class CertificateRevokedError(VerificationError):
+    """A certificate's serial number is listed in the applicable CRL."""
+
+    code = "cert_revoked"
+
+
+class CrlError(VerificationError):
+    """A CRL is malformed, has the wrong issuer, a bad signature or is out of its window."""
+
+    code = "crl"
+
+
+class CrlMissingError(CrlError):
+    """A CRL is absent from the collateral and the caller did not allow that."""
+
+    code = "crl_missing"
+
+
+class CollateralError(VerificationError):
+    """Collateral (TCB info, QE identity) failed a check."""
+
+    code = "collateral"
+
+
+class CollateralFormatError(CollateralError):
+    """Collateral is malformed: bad JSON, missing keys, bad hex, unknown fields."""
+
+    code = "collateral_format"
+
+
+class CollateralSignatureError(CollateralError):
+    """A TCB info or QE identity signature does not verify over its raw signed text."""
+
+    code = "collateral_signature"
+
+    def __init__(self, document: str, message: str, **kw: object) -> None:
+        self.code = f"{document}_signature"
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class CollateralExpiredError(CollateralError):
+    """A collateral document's nextUpdate lies before the verification time."""
+
+    code = "collateral_expired"
+
+    def __init__(self, document: str, message: str, **kw: object) -> None:
+        self.code = f"{document}_expired"
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class CollateralNotYetValidError(CollateralError):
+    """A collateral document's issueDate lies after the verification time."""
+
+    code = "collateral_not_yet_valid"
+
+    def __init__(self, document: str, message: str, **kw: object) -> None:
+        self.code = f"{document}_not_yet_valid"
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class TcbInfoMismatchError(CollateralError):
+    """The TCB info is for another platform (FMSPC, PCE-ID) or of the wrong kind."""
+
+    code = "tcb_info_mismatch"
+
+
+class TcbStatusUnknownError(CollateralError):
+    """A TCB status string is not one Intel defines."""
+
+    code = "unknown_tcb_status"
+
+
+class TcbNotSupportedError(VerificationError):
+    """No TCB level in the collateral matches the platform (or the QE's ISVSVN)."""
+
+    code = "tcb_not_supported"
+
+
+class QeReportSignatureError(VerificationError):
+    """The QE report is not signed by the PCK leaf key."""
+
+    code = "qe_report_signature"
+
+
+class QeReportDataError(VerificationError):
+    """The QE report data does not bind the attestation key and QE auth data."""
+
+    code = "qe_report_data"
+
+
+class QeIdentityMismatchError(VerificationError):
+    """The quoting enclave is not the one the QE identity describes."""
+
+    code = "qe_identity_mismatch"
+
+
+class QuoteSignatureError(VerificationError):
+    """The ISV enclave report is not signed by the attestation key."""
+
+    code = "quote_signature"
+
+
+class IasReportError(VerificationError):
+    """A legacy IAS attestation verification report is malformed or badly signed."""
+
+    code = "ias_report"
+
+
+class PolicyError(VerificationError):
+    """The evidence verified, but the caller's policy refused it."""
+
+    code = "policy"
+
+    def __init__(self, check: str, message: str, *, expected: object = None,
+                 found: object = None) -> None:
+        self.check = check
+        self.code = f"policy_{check}"
+        super().__init__(message, expected=expected, found=found)
+
+
+class CollateralSourceError(Error):
+    """Collateral could not be fetched or read (network, HTTP status, cache)."""
+
+    code = "collateral_source"
+
+
+# --- sealing ------------------------------------------------------------------------------------
+
+
+class SealingError(Error):
+    """Encryption, decryption, manifests or receipts failed."""
+
+    code = "sealing"
+
+
+class AgeFormatError(SealingError):
+    """An age file, identity or recipient is malformed."""
+
+    code = "age_format"
+
+
+class AgeHeaderError(AgeFormatError):
+    """An age header is malformed."""
+
+    code = "age_header"
+
+
+class AgeHmacError(SealingError):
+    """An age header's MAC does not verify."""
+
+    code = "age_hmac"
+
+
+class AgePayloadError(SealingError):
+    """An age payload failed authentication, was truncated or reordered."""
+
+    code = "age_payload"
+
+
+class AgeArmorError(AgeFormatError):
+    """An ASCII-armored age file is malformed."""
+
+    code = "age_armor"
+
+
+class AgeNoMatchError(SealingError):
+    """None of the given identities can open the file."""
+
+    code = "age_no_match"
+
+
+class UnsupportedRecipientError(SealingError):
+    """A recipient or stanza type we do not support where a key is required (e.g. scrypt)."""
+
+    code = "unsupported_recipient"
+
+
+class ReceiptError(SealingError):
+    """A receipt is malformed, badly signed, or does not match its outputs."""
+
+    code = "receipt"
+
+
+# --- protocol, provider, runners ----------------------------------------------------------------
+
+
+class ProtocolError(Error):
+    """A peer sent a message that breaks the task protocol."""
+
+    code = "protocol"
+
+
+class ManifestError(ConfigError):
+    """A Gramine manifest or template is invalid; the message names the key and the rule."""
+
+    code = "manifest"
+
+
+class RunnerError(Error):
+    """An enclave runner could not launch, supervise or finish a workload."""
+
+    code = "runner"
