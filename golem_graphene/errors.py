@@ -93,9 +93,17 @@ class ConfigError(Error):
 
 
 class VerificationError(Error):
-    """Evidence (a quote, its collateral or an IAS report) did not verify."""
+    """Evidence (a quote, its collateral or an IAS report) did not verify.
+
+    ``established`` holds what the verifier had established before it failed (identity fields,
+    FMSPC, statuses), so that a refusal can still report them.
+    """
 
     code = "verification"
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        super().__init__(message, expected=expected, found=found)
+        self.established: dict[str, object] = {}
 
 
 class QuoteFormatError(VerificationError):

@@ -1,0 +1,1 @@
+"""Helpers of the attestation package; not part of the public API."""

@@ -1,0 +1,100 @@
+"""Trust anchors: the Intel SGX Root CA (bundled) and explicitly chosen alternatives.
+
+Anchors are pinned by key (SHA-256 of the SubjectPublicKeyInfo), never by name: Intel's own QVL
+sample PKI has a root with exactly the production root's subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from golem_graphene.errors import UsageError
+
+__all__ = [
+    "IAS_REPORT_SIGNING_CA_SPKI_SHA256",
+    "INTEL_SGX_ROOT_CA_SPKI_SHA256",
+    "SIMULATION_MARKER_OID",
+    "TrustAnchor",
+    "spki_sha256",
+]
+
+INTEL_SGX_ROOT_CA_SPKI_SHA256 = "a0af031289f5d5d4132f9186068a7fc13628633ba235777472e29b6b6c67a49e"
+IAS_REPORT_SIGNING_CA_SPKI_SHA256 = "a9beeb83bb1222c108b436bdd82334e5cf380d61039dae11db95272343850394"
+
+SIMULATION_MARKER_OID = "1.3.6.1.4.1.59999.1.1"
+"""Extension that golem-graphene's simulation PKI puts in its root: never a real Intel root."""
+
+
+def spki_sha256(cert: x509.Certificate) -> str:
+    """Hex SHA-256 of the certificate's DER SubjectPublicKeyInfo."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """A root certificate the verifier trusts, identified by its key."""
+
+    certificate: x509.Certificate
+    label: str
+    fingerprint: str = field(init=False)
+    simulated: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", spki_sha256(self.certificate))
+        marker = x509.ObjectIdentifier(SIMULATION_MARKER_OID)
+        simulated = any(ext.oid == marker for ext in self.certificate.extensions)
+        object.__setattr__(self, "simulated", simulated)
+
+    @classmethod
+    def from_pem(cls, data: bytes, label: str = "custom root") -> TrustAnchor:
+        """Load one PEM (or DER) certificate; raises :class:`UsageError` when unreadable."""
+        try:
+            if b"-----BEGIN" in data:
+                certs = x509.load_pem_x509_certificates(data)
+            else:
+                certs = [x509.load_der_x509_certificate(data)]
+        except ValueError as exc:
+            raise UsageError(f"cannot read the root certificate ({label}): {exc}") from exc
+        if len(certs) != 1:
+            raise UsageError(f"the root file must hold exactly one certificate ({label})",
+                             expected=1, found=len(certs))
+        return cls(certs[0], label)
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        """True when ``cert`` carries this anchor's key."""
+        return cert is self.certificate or spki_sha256(cert) == self.fingerprint
+
+    @property
+    def is_intel_sgx_root(self) -> bool:
+        """True for the production Intel SGX Root CA key."""
+        return self.fingerprint == INTEL_SGX_ROOT_CA_SPKI_SHA256
+
+    @staticmethod
+    @cache
+    def intel_sgx_root() -> TrustAnchor:
+        """The bundled Intel SGX Root CA, checked against its pinned key fingerprint."""
+        return _bundled("Intel_SGX_Root_CA.pem", "Intel SGX Root CA", INTEL_SGX_ROOT_CA_SPKI_SHA256)
+
+    @staticmethod
+    @cache
+    def ias_report_signing_ca() -> TrustAnchor:
+        """The bundled Intel SGX Attestation Report Signing CA (legacy IAS)."""
+        return _bundled("Intel_SGX_Attestation_Report_Signing_CA.pem",
+                        "Intel SGX Attestation Report Signing CA", IAS_REPORT_SIGNING_CA_SPKI_SHA256)
+
+
+def _bundled(name: str, label: str, pinned: str) -> TrustAnchor:
+    data = resources.files("golem_graphene.attestation").joinpath("roots", name).read_bytes()
+    anchor = TrustAnchor.from_pem(data, label)
+    if anchor.fingerprint != pinned:  # the package data was altered
+        raise RuntimeError(f"bundled {label} does not match its pinned key fingerprint")
+    return anchor
