@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,13 +17,12 @@ from golem_graphene._logging import configure_logging
 from golem_graphene.errors import Error, UsageError
 
 # Each module exposes ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "golem_graphene._commands.verify_quote",
-)
+COMMAND_MODULES: tuple[str, ...] = ("golem_graphene._commands.verify_quote",)
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser with every command registered."""
     parser = _Parser(prog="golem-graphene", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"golem-graphene {__version__}")
-    parser.add_argument("--log-format", choices=("console", "json"), default="console",
-                        help="format of log lines on stderr (default: console)")
+    parser.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="format of log lines on stderr (default: console)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="log level (default: WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -62,4 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except Exception as exc:  # a bug: say so plainly instead of dumping a traceback on users
+        if os.environ.get("GOLEM_GRAPHENE_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"golem-graphene: internal error: {type(exc).__name__}: {exc}\n"
+            "(please report it; set GOLEM_GRAPHENE_DEBUG=1 for the traceback)\n"
+        )
+        return EXIT_INTERNAL
     return code

@@ -9,23 +9,23 @@ so that ``ValueError``, ``InvalidSignature`` or ``InvalidTag`` never escape the 
 from __future__ import annotations
 
 __all__ = [
+    "AgeArmorError",
     "AgeFormatError",
     "AgeHeaderError",
     "AgeHmacError",
     "AgeNoMatchError",
     "AgePayloadError",
-    "AgeArmorError",
     "CertificateChainError",
     "CertificateExpiredError",
     "CertificateNotYetValidError",
     "CertificateRevokedError",
     "CertificateSignatureError",
     "CertificationDataError",
-    "CollateralSignatureError",
     "CollateralError",
     "CollateralExpiredError",
     "CollateralFormatError",
     "CollateralNotYetValidError",
+    "CollateralSignatureError",
     "CollateralSourceError",
     "ConfigError",
     "CrlError",
@@ -189,9 +189,11 @@ class CollateralSignatureError(CollateralError):
 
     code = "collateral_signature"
 
-    def __init__(self, document: str, message: str, **kw: object) -> None:
+    def __init__(
+        self, document: str, message: str, *, expected: object = None, found: object = None
+    ) -> None:
         self.code = f"{document}_signature"
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, expected=expected, found=found)
 
 
 class CollateralExpiredError(CollateralError):
@@ -199,9 +201,11 @@ class CollateralExpiredError(CollateralError):
 
     code = "collateral_expired"
 
-    def __init__(self, document: str, message: str, **kw: object) -> None:
+    def __init__(
+        self, document: str, message: str, *, expected: object = None, found: object = None
+    ) -> None:
         self.code = f"{document}_expired"
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, expected=expected, found=found)
 
 
 class CollateralNotYetValidError(CollateralError):
@@ -209,9 +213,11 @@ class CollateralNotYetValidError(CollateralError):
 
     code = "collateral_not_yet_valid"
 
-    def __init__(self, document: str, message: str, **kw: object) -> None:
+    def __init__(
+        self, document: str, message: str, *, expected: object = None, found: object = None
+    ) -> None:
         self.code = f"{document}_not_yet_valid"
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, expected=expected, found=found)
 
 
 class TcbInfoMismatchError(CollateralError):
@@ -267,8 +273,9 @@ class PolicyError(VerificationError):
 
     code = "policy"
 
-    def __init__(self, check: str, message: str, *, expected: object = None,
-                 found: object = None) -> None:
+    def __init__(
+        self, check: str, message: str, *, expected: object = None, found: object = None
+    ) -> None:
         self.check = check
         self.code = f"policy_{check}"
         super().__init__(message, expected=expected, found=found)

@@ -14,3 +14,22 @@ MAX_COLLATERAL_BYTES: Final = 1024 * 1024
 MAX_CHAIN_CERTS: Final = 8
 MAX_TCB_LEVELS: Final = 256
 MAX_IAS_REPORT_BYTES: Final = 64 * 1024
+
+# --- Gramine manifests ----------------------------------------------------------------------------
+MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
+"""A rendered manifest with every trusted file of a Python install expanded is a few MiB."""
+
+MAX_MANIFEST_TEMPLATE_BYTES: Final = 1024 * 1024
+"""Real templates are a few KiB; the rendered output is bounded by MAX_MANIFEST_BYTES."""
+
+MAX_MANIFEST_NESTING: Final = 32
+"""Depth of nested TOML tables/arrays we walk; real manifests nest at most four levels."""
+
+MAX_TRUSTED_FILES: Final = 200_000
+"""Entries after directory expansion; a full Python + glibc tree is about 10,000 files."""
+
+MAX_TEMPLATE_REPEAT: Final = 1024 * 1024
+"""Largest string or list a template may build with ``*`` (and bound on ``**`` results)."""
+
+TEMPLATE_SUBPROCESS_TIMEOUT_S: Final = 30.0
+"""Timeout of the helper processes a template may start (``python.get_sys_path``, ``ldd``)."""

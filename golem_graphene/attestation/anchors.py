@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 INTEL_SGX_ROOT_CA_SPKI_SHA256 = "a0af031289f5d5d4132f9186068a7fc13628633ba235777472e29b6b6c67a49e"
-IAS_REPORT_SIGNING_CA_SPKI_SHA256 = "a9beeb83bb1222c108b436bdd82334e5cf380d61039dae11db95272343850394"
+IAS_REPORT_SIGNING_CA_SPKI_SHA256 = (
+    "a9beeb83bb1222c108b436bdd82334e5cf380d61039dae11db95272343850394"
+)
 
 SIMULATION_MARKER_OID = "1.3.6.1.4.1.59999.1.1"
 """Extension that golem-graphene's simulation PKI puts in its root: never a real Intel root."""
@@ -65,8 +67,11 @@ class TrustAnchor:
         except ValueError as exc:
             raise UsageError(f"cannot read the root certificate ({label}): {exc}") from exc
         if len(certs) != 1:
-            raise UsageError(f"the root file must hold exactly one certificate ({label})",
-                             expected=1, found=len(certs))
+            raise UsageError(
+                f"the root file must hold exactly one certificate ({label})",
+                expected=1,
+                found=len(certs),
+            )
         return cls(certs[0], label)
 
     def matches(self, cert: x509.Certificate) -> bool:
@@ -88,8 +93,11 @@ class TrustAnchor:
     @cache
     def ias_report_signing_ca() -> TrustAnchor:
         """The bundled Intel SGX Attestation Report Signing CA (legacy IAS)."""
-        return _bundled("Intel_SGX_Attestation_Report_Signing_CA.pem",
-                        "Intel SGX Attestation Report Signing CA", IAS_REPORT_SIGNING_CA_SPKI_SHA256)
+        return _bundled(
+            "Intel_SGX_Attestation_Report_Signing_CA.pem",
+            "Intel SGX Attestation Report Signing CA",
+            IAS_REPORT_SIGNING_CA_SPKI_SHA256,
+        )
 
 
 def _bundled(name: str, label: str, pinned: str) -> TrustAnchor:

@@ -66,15 +66,19 @@ class QuoteCollateral:
     def from_json(cls, data: str | bytes) -> QuoteCollateral:
         """Parse the JSON bundle; raises :class:`CollateralFormatError` naming the bad key."""
         if len(data) > MAX_COLLATERAL_BYTES:
-            raise CollateralFormatError("collateral is too large",
-                                        expected=f"<= {MAX_COLLATERAL_BYTES} bytes", found=len(data))
+            raise CollateralFormatError(
+                "collateral is too large",
+                expected=f"<= {MAX_COLLATERAL_BYTES} bytes",
+                found=len(data),
+            )
         try:
             obj = json.loads(data)
         except (ValueError, RecursionError) as exc:
             raise CollateralFormatError(f"collateral is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
-            raise CollateralFormatError("collateral must be a JSON object",
-                                        found=type(obj).__name__)
+            raise CollateralFormatError(
+                "collateral must be a JSON object", found=type(obj).__name__
+            )
         return cls.from_mapping(obj)
 
     @classmethod
@@ -99,7 +103,9 @@ class QuoteCollateral:
             qe_identity_issuer_chain=values["qe_identity_issuer_chain"],
             qe_identity=values["qe_identity"],
             qe_identity_signature=_signature_hex(values, "qe_identity_signature"),
-            pck_certificate_chain=_string(obj, "pck_certificate_chain") if chain is not None else None,
+            pck_certificate_chain=_string(obj, "pck_certificate_chain")
+            if chain is not None
+            else None,
         )
 
     def to_json(self) -> str:
@@ -123,8 +129,9 @@ class QuoteCollateral:
 def _string(obj: dict[str, Any], key: str) -> str:
     value = obj[key]
     if not isinstance(value, str):
-        raise CollateralFormatError(f"collateral key {key!r} must be a string",
-                                    found=type(value).__name__)
+        raise CollateralFormatError(
+            f"collateral key {key!r} must be a string", found=type(value).__name__
+        )
     return value
 
 
@@ -141,8 +148,11 @@ def _optional_hex(values: dict[str, str], key: str) -> bytes | None:
 def _signature_hex(values: dict[str, str], key: str) -> bytes:
     raw = _optional_hex(values, key) or b""
     if len(raw) != 64:
-        raise CollateralFormatError(f"collateral key {key!r} must be a 64-byte raw r||s signature",
-                                    expected=64, found=len(raw))
+        raise CollateralFormatError(
+            f"collateral key {key!r} must be a 64-byte raw r||s signature",
+            expected=64,
+            found=len(raw),
+        )
     return raw
 
 
@@ -196,21 +206,21 @@ class _TcbV2(_Model):
 
 class _TcbLevelDoc(_Model):
     tcb: _TcbV3 | _TcbV2
-    tcbDate: AwareDatetime  # noqa: N815 - Intel's field name
-    tcbStatus: str  # noqa: N815
-    advisoryIDs: tuple[str, ...] = ()  # noqa: N815
+    tcbDate: AwareDatetime
+    tcbStatus: str
+    advisoryIDs: tuple[str, ...] = ()
 
 
 class _TcbInfoDoc(_Model):
     id: Literal["SGX"] | None = None
     version: Literal[2, 3]
-    issueDate: AwareDatetime  # noqa: N815
-    nextUpdate: AwareDatetime  # noqa: N815
+    issueDate: AwareDatetime
+    nextUpdate: AwareDatetime
     fmspc: str = _hex_field(12)
-    pceId: str = _hex_field(4)  # noqa: N815
-    tcbType: int  # noqa: N815
-    tcbEvaluationDataNumber: int = Field(ge=0)  # noqa: N815
-    tcbLevels: tuple[_TcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)  # noqa: N815
+    pceId: str = _hex_field(4)
+    tcbType: int
+    tcbEvaluationDataNumber: int = Field(ge=0)
+    tcbLevels: tuple[_TcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,25 +256,32 @@ class TcbInfo:
         """Parse the signed ``tcbInfo`` text; raises :class:`CollateralFormatError`."""
         doc = _validate(_TcbInfoDoc, text, "TCB info")
         if doc.version == 3 and doc.id != "SGX":
-            raise CollateralFormatError("TCB info v3 must have id 'SGX'", expected="SGX", found=doc.id)
+            raise CollateralFormatError(
+                "TCB info v3 must have id 'SGX'", expected="SGX", found=doc.id
+            )
         if doc.version == 2 and doc.id is not None:
             raise CollateralFormatError("TCB info v2 has no id", found=doc.id)
         levels: list[TcbLevel] = []
         for i, level in enumerate(doc.tcbLevels):
             tcb = level.tcb
             if isinstance(tcb, _TcbV3) != (doc.version == 3):
-                raise CollateralFormatError(f"TCB info level {i} does not match version {doc.version}")
+                raise CollateralFormatError(
+                    f"TCB info level {i} does not match version {doc.version}"
+                )
             components = (
-                tuple(c.svn for c in tcb.sgxtcbcomponents) if isinstance(tcb, _TcbV3)
+                tuple(c.svn for c in tcb.sgxtcbcomponents)
+                if isinstance(tcb, _TcbV3)
                 else tcb.components()
             )
-            levels.append(TcbLevel(
-                components=components,
-                pcesvn=tcb.pcesvn,
-                tcb_date=level.tcbDate,
-                status=parse_tcb_status(level.tcbStatus, f"TCB info level {i}"),
-                advisory_ids=level.advisoryIDs,
-            ))
+            levels.append(
+                TcbLevel(
+                    components=components,
+                    pcesvn=tcb.pcesvn,
+                    tcb_date=level.tcbDate,
+                    status=parse_tcb_status(level.tcbStatus, f"TCB info level {i}"),
+                    advisory_ids=level.advisoryIDs,
+                )
+            )
         keys = [lvl.sort_key() for lvl in levels]
         if len(set(keys)) != len(keys):
             raise CollateralFormatError("TCB info has duplicate TCB levels")
@@ -287,24 +304,24 @@ class _QeTcb(_Model):
 
 class _QeTcbLevelDoc(_Model):
     tcb: _QeTcb
-    tcbDate: AwareDatetime  # noqa: N815
-    tcbStatus: str  # noqa: N815
-    advisoryIDs: tuple[str, ...] = ()  # noqa: N815
+    tcbDate: AwareDatetime
+    tcbStatus: str
+    advisoryIDs: tuple[str, ...] = ()
 
 
 class _QeIdentityDoc(_Model):
     id: str
     version: Literal[2]
-    issueDate: AwareDatetime  # noqa: N815
-    nextUpdate: AwareDatetime  # noqa: N815
-    tcbEvaluationDataNumber: int = Field(ge=0)  # noqa: N815
+    issueDate: AwareDatetime
+    nextUpdate: AwareDatetime
+    tcbEvaluationDataNumber: int = Field(ge=0)
     miscselect: str = _hex_field(8)
-    miscselectMask: str = _hex_field(8)  # noqa: N815
+    miscselectMask: str = _hex_field(8)
     attributes: str = _hex_field(32)
-    attributesMask: str = _hex_field(32)  # noqa: N815
+    attributesMask: str = _hex_field(32)
     mrsigner: str = _hex_field(64)
     isvprodid: int = Field(ge=0, le=0xFFFF)
-    tcbLevels: tuple[_QeTcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)  # noqa: N815
+    tcbLevels: tuple[_QeTcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)
 
     @field_validator("id")
     @classmethod

@@ -68,7 +68,9 @@ class PckExtension:
         try:
             return cls.from_der(value.value)
         except DerError as exc:
-            raise CertificateChainError(f"the PCK certificate's SGX extension is malformed: {exc}") from exc
+            raise CertificateChainError(
+                f"the PCK certificate's SGX extension is malformed: {exc}"
+            ) from exc
 
     @classmethod
     def from_der(cls, der: bytes) -> PckExtension:
@@ -112,7 +114,8 @@ def pck_ca_kind(issuer_cn: str) -> str:
         return "platform"
     raise CertificateChainError(
         "the PCK certificate is not issued by a PCK Processor or Platform CA",
-        expected="Intel SGX PCK Processor CA or Platform CA", found=issuer_cn,
+        expected="Intel SGX PCK Processor CA or Platform CA",
+        found=issuer_cn,
     )
 
 

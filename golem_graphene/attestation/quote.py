@@ -190,11 +190,13 @@ class Quote:
         """
         data = bytes(data)
         if len(data) > MAX_QUOTE_BYTES:
-            raise QuoteFormatError("quote is too large", expected=f"<= {MAX_QUOTE_BYTES} bytes",
-                                   found=len(data))
+            raise QuoteFormatError(
+                "quote is too large", expected=f"<= {MAX_QUOTE_BYTES} bytes", found=len(data)
+            )
         if len(data) < SIGNED_REGION_END + 4:
-            raise QuoteFormatError("quote is truncated", expected=f">= {SIGNED_REGION_END + 4} bytes",
-                                   found=len(data))
+            raise QuoteFormatError(
+                "quote is truncated", expected=f">= {SIGNED_REGION_END + 4} bytes", found=len(data)
+            )
         header = _parse_header(data[:HEADER_SIZE])
         report_body = EnclaveReportBody.from_bytes(data[HEADER_SIZE:SIGNED_REGION_END])
         (sig_len,) = struct.unpack_from("<I", data, SIGNED_REGION_END)
@@ -203,25 +205,34 @@ class Quote:
             raise QuoteFormatError(
                 "signature data length does not match the rest of the quote"
                 + (" (trailing bytes)" if sig_len < len(sig_data) else " (truncated)"),
-                expected=sig_len, found=len(sig_data),
+                expected=sig_len,
+                found=len(sig_data),
             )
         if sig_len < _MIN_SIGNATURE_DATA:
-            raise QuoteFormatError("signature data is too short",
-                                   expected=f">= {_MIN_SIGNATURE_DATA} bytes", found=sig_len)
+            raise QuoteFormatError(
+                "signature data is too short",
+                expected=f">= {_MIN_SIGNATURE_DATA} bytes",
+                found=sig_len,
+            )
         return _parse_signature_data(data, header, report_body, sig_data)
 
 
 def _parse_header(raw: bytes) -> QuoteHeader:
     version, att_key_type, tee_type, qe_svn, pce_svn = struct.unpack_from("<HHIHH", raw, 0)
     if version != QUOTE_VERSION_3:
-        raise UnsupportedQuoteError("unsupported quote version", expected=QUOTE_VERSION_3,
-                                    found=version)
+        raise UnsupportedQuoteError(
+            "unsupported quote version", expected=QUOTE_VERSION_3, found=version
+        )
     if att_key_type != ATT_KEY_TYPE_ECDSA_P256:
-        raise UnsupportedQuoteError("unsupported attestation key type (ECDSA-256-with-P-256 is 2)",
-                                    expected=ATT_KEY_TYPE_ECDSA_P256, found=att_key_type)
+        raise UnsupportedQuoteError(
+            "unsupported attestation key type (ECDSA-256-with-P-256 is 2)",
+            expected=ATT_KEY_TYPE_ECDSA_P256,
+            found=att_key_type,
+        )
     if tee_type != TEE_TYPE_SGX:
-        raise UnsupportedQuoteError("unsupported TEE type (SGX is 0)", expected=TEE_TYPE_SGX,
-                                    found=f"{tee_type:#x}")
+        raise UnsupportedQuoteError(
+            "unsupported TEE type (SGX is 0)", expected=TEE_TYPE_SGX, found=f"{tee_type:#x}"
+        )
     return QuoteHeader(
         version=version,
         att_key_type=att_key_type,
@@ -241,8 +252,11 @@ def _parse_signature_data(
     def take(n: int, what: str) -> bytes:
         nonlocal pos
         if pos + n > len(sig):
-            raise QuoteFormatError(f"quote is truncated in {what}", expected=f"{n} bytes",
-                                   found=f"{len(sig) - pos} bytes")
+            raise QuoteFormatError(
+                f"quote is truncated in {what}",
+                expected=f"{n} bytes",
+                found=f"{len(sig) - pos} bytes",
+            )
         chunk = sig[pos : pos + n]
         pos += n
         return chunk
@@ -255,12 +269,14 @@ def _parse_signature_data(
     qe_auth_data = take(auth_len, "the QE auth data")
     cert_type, cert_size = struct.unpack("<HI", take(6, "the certification data header"))
     if not 1 <= cert_type <= 5:
-        raise UnsupportedQuoteError("unknown certification data type for a v3 quote",
-                                    expected="1..5", found=cert_type)
+        raise UnsupportedQuoteError(
+            "unknown certification data type for a v3 quote", expected="1..5", found=cert_type
+        )
     certification_data = take(cert_size, "the certification data")
     if pos != len(sig):
-        raise QuoteFormatError("trailing bytes after the certification data", expected=0,
-                               found=len(sig) - pos)
+        raise QuoteFormatError(
+            "trailing bytes after the certification data", expected=0, found=len(sig) - pos
+        )
     return Quote(
         raw=data,
         header=header,

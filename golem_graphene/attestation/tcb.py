@@ -10,7 +10,13 @@ from enum import StrEnum
 
 from golem_graphene.errors import TcbStatusUnknownError
 
-__all__ = ["QeTcbStatus", "TcbStatus", "converge_tcb_status", "parse_qe_tcb_status", "parse_tcb_status"]
+__all__ = [
+    "QeTcbStatus",
+    "TcbStatus",
+    "converge_tcb_status",
+    "parse_qe_tcb_status",
+    "parse_tcb_status",
+]
 
 
 class TcbStatus(StrEnum):
@@ -36,19 +42,23 @@ class QeTcbStatus(StrEnum):
 def parse_tcb_status(value: object, where: str) -> TcbStatus:
     """Parse a platform status string; unknown strings raise :class:`TcbStatusUnknownError`."""
     try:
-        return TcbStatus(value)
+        return TcbStatus(str(value))
     except ValueError:
-        raise TcbStatusUnknownError(f"unknown TCB status in {where}",
-                                    expected="one of " + ", ".join(TcbStatus), found=value) from None
+        raise TcbStatusUnknownError(
+            f"unknown TCB status in {where}", expected="one of " + ", ".join(TcbStatus), found=value
+        ) from None
 
 
 def parse_qe_tcb_status(value: object, where: str) -> QeTcbStatus:
     """Parse a QE identity status string; unknown strings raise :class:`TcbStatusUnknownError`."""
     try:
-        return QeTcbStatus(value)
+        return QeTcbStatus(str(value))
     except ValueError:
-        raise TcbStatusUnknownError(f"unknown QE TCB status in {where}",
-                                    expected="one of " + ", ".join(QeTcbStatus), found=value) from None
+        raise TcbStatusUnknownError(
+            f"unknown QE TCB status in {where}",
+            expected="one of " + ", ".join(QeTcbStatus),
+            found=value,
+        ) from None
 
 
 def converge_tcb_status(platform: TcbStatus, qe: QeTcbStatus) -> TcbStatus:
@@ -64,7 +74,9 @@ def converge_tcb_status(platform: TcbStatus, qe: QeTcbStatus) -> TcbStatus:
     if qe is QeTcbStatus.OUT_OF_DATE:
         if platform in (TcbStatus.UP_TO_DATE, TcbStatus.SW_HARDENING_NEEDED):
             return TcbStatus.OUT_OF_DATE
-        if platform in (TcbStatus.CONFIGURATION_NEEDED,
-                        TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED):
+        if platform in (
+            TcbStatus.CONFIGURATION_NEEDED,
+            TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED,
+        ):
             return TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED
     return platform

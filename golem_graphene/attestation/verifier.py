@@ -44,7 +44,7 @@ from golem_graphene.attestation._internal import pki
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.collateral import QeIdentity, QuoteCollateral, TcbInfo
 from golem_graphene.attestation.pck import PckExtension, pck_ca_kind
-from golem_graphene.attestation.quote import Quote
+from golem_graphene.attestation.quote import EnclaveReportBody, Quote
 from golem_graphene.attestation.tcb import QeTcbStatus, TcbStatus, converge_tcb_status
 from golem_graphene.errors import (
     CertificationDataError,
@@ -121,25 +121,40 @@ class VerifiedQuote:
         """True for a debug enclave."""
         return self.quote.report_body.debug
 
+    @property
+    def report_body(self) -> EnclaveReportBody:
+        """The attested enclave's report body (identity and report data)."""
+        return self.quote.report_body
+
+    @property
+    def tcb_status(self) -> TcbStatus:
+        """The combined TCB status that policies judge."""
+        return self.status
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields of ``verify-quote --json`` (without verdict and error)."""
         out = identity_fields(self.quote)
-        out.update({
-            "status": self.status.value,
-            "platform_status": self.platform_status.value,
-            "qe_tcb_status": self.qe_tcb_status.value,
-            "advisory_ids": list(self.advisory_ids),
-            "fmspc": self.fmspc.hex().upper(),
-            "pceid": self.pceid.hex().upper(),
-            "tcb_date": _iso(self.tcb_date),
-            "pck_ca": self.pck_ca,
-            "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
-            "collateral_window": [_iso(self.collateral_window[0]), _iso(self.collateral_window[1])],
-            "verified_at": _iso(self.verified_at),
-            "root": self.anchor_label,
-            "simulated": self.simulated,
-            "skipped_checks": list(self.skipped_checks),
-        })
+        out.update(
+            {
+                "status": self.status.value,
+                "platform_status": self.platform_status.value,
+                "qe_tcb_status": self.qe_tcb_status.value,
+                "advisory_ids": list(self.advisory_ids),
+                "fmspc": self.fmspc.hex().upper(),
+                "pceid": self.pceid.hex().upper(),
+                "tcb_date": _iso(self.tcb_date),
+                "pck_ca": self.pck_ca,
+                "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
+                "collateral_window": [
+                    _iso(self.collateral_window[0]),
+                    _iso(self.collateral_window[1]),
+                ],
+                "verified_at": _iso(self.verified_at),
+                "root": self.anchor_label,
+                "simulated": self.simulated,
+                "skipped_checks": list(self.skipped_checks),
+            }
+        )
         return out
 
 
@@ -160,7 +175,7 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# --- cached intermediate verdicts -----------------------------------------------------------------
+# --- cached intermediate verdicts -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -214,7 +229,7 @@ class CollateralCache:
         return len(self._entries)
 
 
-# --- the verifier ----------------------------------------------------------------------------------
+# --- the verifier ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -225,7 +240,9 @@ class QuoteVerifier:
     options: VerifyOptions = field(default_factory=VerifyOptions)
     cache: CollateralCache = field(default_factory=CollateralCache)
 
-    def verify(self, quote: Quote | bytes, collateral: QuoteCollateral, at: datetime) -> VerifiedQuote:
+    def verify(
+        self, quote: Quote | bytes, collateral: QuoteCollateral, at: datetime
+    ) -> VerifiedQuote:
         """Verify ``quote`` with ``collateral`` at time ``at`` (timezone-aware).
 
         Raises a :class:`VerificationError` subclass naming the failed check; its
@@ -241,37 +258,52 @@ class QuoteVerifier:
             exc.established = established
             raise
 
-    def _verify(self, quote: Quote, collateral: QuoteCollateral, at: datetime,
-                established: dict[str, object]) -> VerifiedQuote:
+    def _verify(
+        self,
+        quote: Quote,
+        collateral: QuoteCollateral,
+        at: datetime,
+        established: dict[str, object],
+    ) -> VerifiedQuote:
         simulated = self._check_anchor_kind(quote)
         pck = self._pck_verdict(quote, collateral, at)  # steps 1-2
-        established.update(fmspc=pck.extension.fmspc.hex().upper(),
-                           pceid=pck.extension.pceid.hex().upper())
+        established.update(
+            fmspc=pck.extension.fmspc.hex().upper(), pceid=pck.extension.pceid.hex().upper()
+        )
         coll = self._collateral_verdict(collateral, pck, at)  # steps 3-4
 
         # 5. QE report signed by the PCK leaf key.
         if not pki.verify_raw_ecdsa(pck.leaf_key, quote.qe_report_signature, quote.qe_report_raw):
-            raise QeReportSignatureError("the QE report signature does not verify under the PCK key")
+            raise QeReportSignatureError(
+                "the QE report signature does not verify under the PCK key"
+            )
         # 6. QE report data binds the attestation key and the QE auth data.
-        expected_rd = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
+        expected_rd = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(
+            32
+        )
         if quote.qe_report_body.report_data != expected_rd:
-            raise QeReportDataError("the QE report data does not bind the attestation key",
-                                    expected=expected_rd.hex(),
-                                    found=quote.qe_report_body.report_data.hex())
+            raise QeReportDataError(
+                "the QE report data does not bind the attestation key",
+                expected=expected_rd.hex(),
+                found=quote.qe_report_body.report_data.hex(),
+            )
         # 7. The quoting enclave is the one the QE identity describes.
         qe_level = _match_qe_identity(quote, coll.qe_identity)
         established["qe_tcb_status"] = qe_level.status.value
         # 8. The ISV enclave report is signed by the attestation key.
         att_key = pki.p256_public_key(quote.attestation_key, "attestation key")
         if not pki.verify_raw_ecdsa(att_key, quote.signature, quote.signed_region):
-            raise QuoteSignatureError("the ISV quote signature does not verify under the attestation key")
+            raise QuoteSignatureError(
+                "the ISV quote signature does not verify under the attestation key"
+            )
         # 9. Platform TCB level from the PCK certificate (never the quote's CPUSVN).
         level = _select_tcb_level(coll.tcb_info, pck.extension)
         # 10. Converge with the QE's status.
         status = converge_tcb_status(level.status, qe_level.status)
         advisories = tuple(dict.fromkeys(level.advisory_ids + qe_level.advisory_ids))
-        established.update(status=status.value, platform_status=level.status.value,
-                           advisory_ids=list(advisories))
+        established.update(
+            status=status.value, platform_status=level.status.value, advisory_ids=list(advisories)
+        )
         window = (max(pck.window[0], coll.window[0]), min(pck.window[1], coll.window[1]))
         return VerifiedQuote(
             quote=quote,
@@ -293,19 +325,21 @@ class QuoteVerifier:
         )
 
     def _check_anchor_kind(self, quote: Quote) -> bool:
-        """Simulation roots only when trusted by name; Intel's QE vendor id only under real roots."""
+        """Simulation roots only if trusted by name; Intel's QE vendor id only under real roots."""
         if self.anchor.simulated:
             if self.anchor.fingerprint not in self.options.trusted_simulation_roots:
                 raise UntrustedRootError(
                     "the root is a golem-graphene simulation root, which is refused unless "
-                    "trusted by name", expected="a trusted simulation root fingerprint",
+                    "trusted by name",
+                    expected="a trusted simulation root fingerprint",
                     found=self.anchor.fingerprint,
                 )
             return True
         if not quote.header.is_intel_qe:
             raise UnsupportedQuoteError(
                 "the quote's QE vendor id is not Intel's (a simulated quote?)",
-                expected="939a7233f79c4ca9940a0db3957f0607", found=quote.header.qe_vendor_id.hex(),
+                expected="939a7233f79c4ca9940a0db3957f0607",
+                found=quote.header.qe_vendor_id.hex(),
             )
         return False
 
@@ -319,8 +353,14 @@ class QuoteVerifier:
         else:
             quote.pck_chain_pem()  # raises CertificationDataError naming the type
             raise CertificationDataError("no PCK certificate chain")  # pragma: no cover
-        key = ("pck", self.anchor.fingerprint, chain_pem, collateral.root_ca_crl,
-               collateral.pck_crl, self.options.allow_missing_crls)
+        key = (
+            "pck",
+            self.anchor.fingerprint,
+            chain_pem,
+            collateral.root_ca_crl,
+            collateral.pck_crl,
+            self.options.allow_missing_crls,
+        )
         cached = self.cache.get(key, at)
         if isinstance(cached, _PckVerdict):
             return cached
@@ -328,8 +368,9 @@ class QuoteVerifier:
         self.cache.put(key, verdict.window, verdict)
         return verdict
 
-    def _verify_pck_chain(self, chain_pem: bytes, collateral: QuoteCollateral,
-                          at: datetime) -> _PckVerdict:
+    def _verify_pck_chain(
+        self, chain_pem: bytes, collateral: QuoteCollateral, at: datetime
+    ) -> _PckVerdict:
         # 1. Chain shape, root pinned by key, signatures, validity.
         leaf, pck_ca, root = pki.load_pem_chain(chain_pem, "the PCK certificate chain", 3)
         pki.require_anchor(root, self.anchor, "PCK")
@@ -337,9 +378,11 @@ class QuoteVerifier:
         pki.require_cn(leaf, "SGX PCK Certificate", "PCK leaf")
         pki.verify_issued_by(pck_ca, self.anchor.certificate, "PCK CA")
         pki.verify_issued_by(leaf, pck_ca, "PCK leaf")
-        windows = [pki.check_validity(self.anchor.certificate, at, "root CA"),
-                   pki.check_validity(pck_ca, at, "PCK CA"),
-                   pki.check_validity(leaf, at, "PCK leaf")]
+        windows = [
+            pki.check_validity(self.anchor.certificate, at, "root CA"),
+            pki.check_validity(pck_ca, at, "PCK CA"),
+            pki.check_validity(leaf, at, "PCK leaf"),
+        ]
         ca_name = pck_ca.subject.rfc4514_string()
         pck_ca_kind(pki.common_name(pck_ca.subject))
         extension = PckExtension.from_certificate(leaf)
@@ -356,23 +399,32 @@ class QuoteVerifier:
         leaf_key = leaf.public_key()
         if not isinstance(leaf_key, ec.EllipticCurvePublicKey):
             raise QeReportSignatureError("the PCK leaf key is not an EC key")
-        return _PckVerdict(window=_intersect(windows), extension=extension, leaf_key=leaf_key,
-                           ca_name=ca_name, skipped=tuple(skipped))
+        return _PckVerdict(
+            window=_intersect(windows),
+            extension=extension,
+            leaf_key=leaf_key,
+            ca_name=ca_name,
+            skipped=tuple(skipped),
+        )
 
-    def _load_crl(self, der: bytes | None, name: str,
-                  skipped: list[str]) -> x509.CertificateRevocationList | None:
+    def _load_crl(
+        self, der: bytes | None, name: str, skipped: list[str]
+    ) -> x509.CertificateRevocationList | None:
         if der is None:
             if name not in self.options.allow_missing_crls:
-                raise CrlMissingError(f"the collateral has no {name.replace('_', ' ')} and its check "
-                                      "was not waived (--allow-missing-crl)")
+                raise CrlMissingError(
+                    f"the collateral has no {name.replace('_', ' ')} and its check "
+                    "was not waived (--allow-missing-crl)"
+                )
             skipped.append(name)
             return None
         return pki.load_crl(der, name.replace("_", " "))
 
     # -- steps 3 and 4 -------------------------------------------------------------------------
 
-    def _collateral_verdict(self, collateral: QuoteCollateral, pck: _PckVerdict,
-                            at: datetime) -> _CollateralVerdict:
+    def _collateral_verdict(
+        self, collateral: QuoteCollateral, pck: _PckVerdict, at: datetime
+    ) -> _CollateralVerdict:
         key = ("collateral", self.anchor.fingerprint, collateral, self.options.allow_missing_crls)
         cached = self.cache.get(key, at)
         if not isinstance(cached, _CollateralVerdict):
@@ -381,51 +433,80 @@ class QuoteVerifier:
         # 3 (cont.). The TCB info must be this platform's.
         tcb = cached.tcb_info
         if tcb.fmspc != pck.extension.fmspc:
-            raise TcbInfoMismatchError("the TCB info is for another platform (FMSPC)",
-                                       expected=pck.extension.fmspc.hex().upper(),
-                                       found=tcb.fmspc.hex().upper())
+            raise TcbInfoMismatchError(
+                "the TCB info is for another platform (FMSPC)",
+                expected=pck.extension.fmspc.hex().upper(),
+                found=tcb.fmspc.hex().upper(),
+            )
         if tcb.pceid != pck.extension.pceid:
-            raise TcbInfoMismatchError("the TCB info is for another PCE (PCE-ID)",
-                                       expected=pck.extension.pceid.hex().upper(),
-                                       found=tcb.pceid.hex().upper())
+            raise TcbInfoMismatchError(
+                "the TCB info is for another PCE (PCE-ID)",
+                expected=pck.extension.pceid.hex().upper(),
+                found=tcb.pceid.hex().upper(),
+            )
         return cached
 
     def _verify_collateral(self, collateral: QuoteCollateral, at: datetime) -> _CollateralVerdict:
-        root_crl = (pki.load_crl(collateral.root_ca_crl, "root CA CRL")
-                    if collateral.root_ca_crl is not None else None)
+        root_crl = (
+            pki.load_crl(collateral.root_ca_crl, "root CA CRL")
+            if collateral.root_ca_crl is not None
+            else None
+        )
         windows: list[Window] = []
         # 3. TCB info.
-        windows += self._verify_signing_chain(collateral.tcb_info_issuer_chain, root_crl, at, "TCB info")
+        windows += self._verify_signing_chain(
+            collateral.tcb_info_issuer_chain, root_crl, at, "TCB info"
+        )
         signer = pki.load_pem_chain(collateral.tcb_info_issuer_chain, "TCB info issuer chain", 2)[0]
-        if not pki.verify_raw_ecdsa(signer.public_key(), collateral.tcb_info_signature,
-                                    collateral.tcb_info.encode()):
-            raise CollateralSignatureError("tcb_info", "the TCB info signature does not verify over "
-                                           "its raw signed text")
+        if not pki.verify_raw_ecdsa(
+            signer.public_key(), collateral.tcb_info_signature, collateral.tcb_info.encode()
+        ):
+            raise CollateralSignatureError(
+                "tcb_info", "the TCB info signature does not verify over its raw signed text"
+            )
         tcb_info = TcbInfo.from_json(collateral.tcb_info)
-        windows.append(_check_document_dates("tcb_info", "TCB info", tcb_info.issue_date,
-                                             tcb_info.next_update, at))
+        windows.append(
+            _check_document_dates(
+                "tcb_info", "TCB info", tcb_info.issue_date, tcb_info.next_update, at
+            )
+        )
         if tcb_info.tcb_type != 0:
             raise TcbInfoMismatchError("unsupported TCB type", expected=0, found=tcb_info.tcb_type)
         # 4. QE identity.
-        windows += self._verify_signing_chain(collateral.qe_identity_issuer_chain, root_crl, at,
-                                              "QE identity")
-        signer = pki.load_pem_chain(collateral.qe_identity_issuer_chain, "QE identity issuer chain", 2)[0]
-        if not pki.verify_raw_ecdsa(signer.public_key(), collateral.qe_identity_signature,
-                                    collateral.qe_identity.encode()):
-            raise CollateralSignatureError("qe_identity", "the QE identity signature does not verify "
-                                           "over its raw signed text")
+        windows += self._verify_signing_chain(
+            collateral.qe_identity_issuer_chain, root_crl, at, "QE identity"
+        )
+        signer = pki.load_pem_chain(
+            collateral.qe_identity_issuer_chain, "QE identity issuer chain", 2
+        )[0]
+        if not pki.verify_raw_ecdsa(
+            signer.public_key(), collateral.qe_identity_signature, collateral.qe_identity.encode()
+        ):
+            raise CollateralSignatureError(
+                "qe_identity", "the QE identity signature does not verify over its raw signed text"
+            )
         qe_identity = QeIdentity.from_json(collateral.qe_identity)
-        windows.append(_check_document_dates("qe_identity", "QE identity", qe_identity.issue_date,
-                                             qe_identity.next_update, at))
+        windows.append(
+            _check_document_dates(
+                "qe_identity", "QE identity", qe_identity.issue_date, qe_identity.next_update, at
+            )
+        )
         if qe_identity.id != "QE":
-            raise QeIdentityMismatchError("the enclave identity is not an SGX QE identity",
-                                          expected="QE", found=qe_identity.id)
-        return _CollateralVerdict(window=_intersect(windows), tcb_info=tcb_info,
-                                  qe_identity=qe_identity,
-                                  issued_at=min(tcb_info.issue_date, qe_identity.issue_date))
+            raise QeIdentityMismatchError(
+                "the enclave identity is not an SGX QE identity",
+                expected="QE",
+                found=qe_identity.id,
+            )
+        return _CollateralVerdict(
+            window=_intersect(windows),
+            tcb_info=tcb_info,
+            qe_identity=qe_identity,
+            issued_at=min(tcb_info.issue_date, qe_identity.issue_date),
+        )
 
-    def _verify_signing_chain(self, pem: str, root_crl: x509.CertificateRevocationList | None,
-                              at: datetime, what: str) -> list[Window]:
+    def _verify_signing_chain(
+        self, pem: str, root_crl: x509.CertificateRevocationList | None, at: datetime, what: str
+    ) -> list[Window]:
         signer, root = pki.load_pem_chain(pem, f"{what} issuer chain", 2)
         pki.require_anchor(root, self.anchor, f"{what} signing")
         pki.require_cn(signer, "SGX TCB Signing", f"{what} signer")
@@ -437,17 +518,24 @@ class QuoteVerifier:
         return windows
 
 
-def _check_document_dates(code: str, what: str, issued: datetime, next_update: datetime,
-                          at: datetime) -> Window:
+def _check_document_dates(
+    code: str, what: str, issued: datetime, next_update: datetime, at: datetime
+) -> Window:
     """issueDate <= T <= nextUpdate, both inclusive (Intel's QVL and dcap-qvl agree)."""
     if at < issued:
-        raise CollateralNotYetValidError(code, f"the {what} is not yet valid",
-                                         expected=f"issueDate {_iso(issued)} <= T",
-                                         found=f"T = {_iso(at)}")
+        raise CollateralNotYetValidError(
+            code,
+            f"the {what} is not yet valid",
+            expected=f"issueDate {_iso(issued)} <= T",
+            found=f"T = {_iso(at)}",
+        )
     if at > next_update:
-        raise CollateralExpiredError(code, f"the {what} has expired",
-                                     expected=f"T <= nextUpdate {_iso(next_update)}",
-                                     found=f"T = {_iso(at)}")
+        raise CollateralExpiredError(
+            code,
+            f"the {what} has expired",
+            expected=f"T <= nextUpdate {_iso(next_update)}",
+            found=f"T = {_iso(at)}",
+        )
     return issued, next_update
 
 
@@ -464,19 +552,31 @@ def _masked_equal(value: bytes, mask: bytes, expected: bytes) -> bool:
 def _match_qe_identity(quote: Quote, identity: QeIdentity) -> Any:
     qe = quote.qe_report_body
     if not _masked_equal(qe.miscselect, identity.miscselect_mask, identity.miscselect):
-        raise QeIdentityMismatchError("the QE's MISCSELECT does not match the QE identity",
-                                      expected=identity.miscselect.hex(), found=qe.miscselect.hex())
+        raise QeIdentityMismatchError(
+            "the QE's MISCSELECT does not match the QE identity",
+            expected=identity.miscselect.hex(),
+            found=qe.miscselect.hex(),
+        )
     if not _masked_equal(qe.attributes, identity.attributes_mask, identity.attributes):
-        raise QeIdentityMismatchError("the QE's attributes do not match the QE identity",
-                                      expected=identity.attributes.hex(), found=qe.attributes.hex())
+        raise QeIdentityMismatchError(
+            "the QE's attributes do not match the QE identity",
+            expected=identity.attributes.hex(),
+            found=qe.attributes.hex(),
+        )
     if qe.debug:
         raise QeIdentityMismatchError("the quoting enclave is a debug enclave")
     if qe.mrsigner != identity.mrsigner:
-        raise QeIdentityMismatchError("the QE's MRSIGNER does not match the QE identity",
-                                      expected=identity.mrsigner.hex(), found=qe.mrsigner.hex())
+        raise QeIdentityMismatchError(
+            "the QE's MRSIGNER does not match the QE identity",
+            expected=identity.mrsigner.hex(),
+            found=qe.mrsigner.hex(),
+        )
     if qe.isvprodid != identity.isvprodid:
-        raise QeIdentityMismatchError("the QE's ISVPRODID does not match the QE identity",
-                                      expected=identity.isvprodid, found=qe.isvprodid)
+        raise QeIdentityMismatchError(
+            "the QE's ISVPRODID does not match the QE identity",
+            expected=identity.isvprodid,
+            found=qe.isvprodid,
+        )
     for level in identity.levels:  # highest ISVSVN first
         if qe.isvsvn >= level.isvsvn:
             return level
@@ -504,6 +604,7 @@ def verify_quote(
     options: VerifyOptions | None = None,
 ) -> VerifiedQuote:
     """Verify one quote without keeping a cache; see :meth:`QuoteVerifier.verify`."""
-    verifier = QuoteVerifier(anchor=anchor or TrustAnchor.intel_sgx_root(),
-                             options=options or VerifyOptions())
+    verifier = QuoteVerifier(
+        anchor=anchor or TrustAnchor.intel_sgx_root(), options=options or VerifyOptions()
+    )
     return verifier.verify(quote, collateral, at)

@@ -17,7 +17,6 @@ TAG_ENUMERATED = 0x0A
 TAG_SEQUENCE = 0x30
 
 
-
 class DerError(ValueError):
     """Malformed DER."""
 

@@ -33,10 +33,13 @@ def load_pem_chain(pem: str | bytes, what: str, count: int) -> list[x509.Certifi
     try:
         certs = x509.load_pem_x509_certificates(data.rstrip(b"\x00"))
     except ValueError as exc:
-        raise CertificateChainError(f"{what} is not a readable PEM certificate chain: {exc}") from exc
+        raise CertificateChainError(
+            f"{what} is not a readable PEM certificate chain: {exc}"
+        ) from exc
     if len(certs) > MAX_CHAIN_CERTS or len(certs) != count:
-        raise CertificateChainError(f"{what} has the wrong number of certificates",
-                                    expected=count, found=len(certs))
+        raise CertificateChainError(
+            f"{what} has the wrong number of certificates", expected=count, found=len(certs)
+        )
     return certs
 
 
@@ -44,15 +47,18 @@ def common_name(name: x509.Name) -> str:
     """The first CN of a name, or an empty string."""
     attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = attrs[0].value if attrs else ""
-    return value if isinstance(value, str) else value.decode(errors="replace")
+    return value if isinstance(value, str) else bytes(value).decode(errors="replace")
 
 
 def require_cn(cert: x509.Certificate, needle: str, role: str) -> None:
     """The certificate's subject CN must contain ``needle`` (Intel QVL's role check)."""
     cn = common_name(cert.subject)
     if needle not in cn:
-        raise CertificateChainError(f"the {role} certificate has the wrong subject",
-                                    expected=f"CN containing {needle!r}", found=cn)
+        raise CertificateChainError(
+            f"the {role} certificate has the wrong subject",
+            expected=f"CN containing {needle!r}",
+            found=cn,
+        )
 
 
 def require_anchor(cert: x509.Certificate, anchor: TrustAnchor, role: str) -> None:
@@ -71,24 +77,31 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate, role: str
     try:
         cert.verify_directly_issued_by(issuer)
     except InvalidSignature as exc:
-        raise CertificateSignatureError(f"the {role} certificate's signature does not verify "
-                                        f"under {common_name(issuer.subject)!r}") from exc
+        raise CertificateSignatureError(
+            f"the {role} certificate's signature does not verify "
+            f"under {common_name(issuer.subject)!r}"
+        ) from exc
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise CertificateChainError(f"the {role} certificate is not issued by "
-                                    f"{common_name(issuer.subject)!r}: {exc}") from exc
+        raise CertificateChainError(
+            f"the {role} certificate is not issued by {common_name(issuer.subject)!r}: {exc}"
+        ) from exc
 
 
 def check_validity(cert: x509.Certificate, at: datetime, role: str) -> tuple[datetime, datetime]:
     """notBefore <= T <= notAfter (inclusive); returns the window."""
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     if at < not_before:
-        raise CertificateNotYetValidError(f"the {role} certificate is not yet valid",
-                                          expected=f"notBefore {not_before.isoformat()} <= T",
-                                          found=f"T = {at.isoformat()}")
+        raise CertificateNotYetValidError(
+            f"the {role} certificate is not yet valid",
+            expected=f"notBefore {not_before.isoformat()} <= T",
+            found=f"T = {at.isoformat()}",
+        )
     if at > not_after:
-        raise CertificateExpiredError(f"the {role} certificate has expired",
-                                      expected=f"T <= notAfter {not_after.isoformat()}",
-                                      found=f"T = {at.isoformat()}")
+        raise CertificateExpiredError(
+            f"the {role} certificate has expired",
+            expected=f"T <= notAfter {not_after.isoformat()}",
+            found=f"T = {at.isoformat()}",
+        )
     return not_before, not_after
 
 
@@ -102,35 +115,50 @@ def load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
         raise CrlError(f"the {what} is not a readable CRL: {exc}") from exc
 
 
-def check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, at: datetime,
-              what: str) -> tuple[datetime, datetime]:
+def check_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, at: datetime, what: str
+) -> tuple[datetime, datetime]:
     """Issuer name, signature and thisUpdate <= T <= nextUpdate (as Intel's QVL checks)."""
     if crl.issuer != issuer.subject:
-        raise CrlError(f"the {what} has the wrong issuer", expected=issuer.subject.rfc4514_string(),
-                       found=crl.issuer.rfc4514_string())
+        raise CrlError(
+            f"the {what} has the wrong issuer",
+            expected=issuer.subject.rfc4514_string(),
+            found=crl.issuer.rfc4514_string(),
+        )
     try:
         valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (TypeError, UnsupportedAlgorithm) as exc:
         raise CrlError(f"the {what} signature cannot be checked: {exc}") from exc
     if not valid:
-        raise CrlError(f"the {what} signature does not verify under {common_name(issuer.subject)!r}")
+        raise CrlError(
+            f"the {what} signature does not verify under {common_name(issuer.subject)!r}"
+        )
     this_update, next_update = crl.last_update_utc, crl.next_update_utc
     if next_update is None:
         raise CrlError(f"the {what} has no nextUpdate")
     if at < this_update:
-        raise CrlError(f"the {what} is not yet valid", expected=f"thisUpdate {this_update.isoformat()} <= T",
-                       found=f"T = {at.isoformat()}")
+        raise CrlError(
+            f"the {what} is not yet valid",
+            expected=f"thisUpdate {this_update.isoformat()} <= T",
+            found=f"T = {at.isoformat()}",
+        )
     if at > next_update:
-        raise CrlError(f"the {what} has expired", expected=f"T <= nextUpdate {next_update.isoformat()}",
-                       found=f"T = {at.isoformat()}")
+        raise CrlError(
+            f"the {what} has expired",
+            expected=f"T <= nextUpdate {next_update.isoformat()}",
+            found=f"T = {at.isoformat()}",
+        )
     return this_update, next_update
 
 
-def check_not_revoked(crl: x509.CertificateRevocationList, cert: x509.Certificate, role: str) -> None:
+def check_not_revoked(
+    crl: x509.CertificateRevocationList, cert: x509.Certificate, role: str
+) -> None:
     """The certificate's serial must not be listed."""
     if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-        raise CertificateRevokedError(f"the {role} certificate is revoked",
-                                      found=f"serial {cert.serial_number:x}")
+        raise CertificateRevokedError(
+            f"the {role} certificate is revoked", found=f"serial {cert.serial_number:x}"
+        )
 
 
 def p256_public_key(raw_xy: bytes, role: str) -> ec.EllipticCurvePublicKey:
@@ -145,7 +173,9 @@ def verify_raw_ecdsa(key: object, raw_rs: bytes, data: bytes) -> bool:
     """ECDSA-P256-SHA256 with a raw 64-byte r||s signature; False when it does not verify."""
     if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw_rs) != 64:
         return False
-    der = encode_dss_signature(int.from_bytes(raw_rs[:32], "big"), int.from_bytes(raw_rs[32:], "big"))
+    der = encode_dss_signature(
+        int.from_bytes(raw_rs[:32], "big"), int.from_bytes(raw_rs[32:], "big")
+    )
     try:
         key.verify(der, data, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:

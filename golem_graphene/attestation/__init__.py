@@ -1,0 +1,58 @@
+"""Attestation: SGX DCAP quote parsing and verification, collateral, policies, legacy IAS.
+
+The core is pure (bytes and a time in, a verdict out); collateral fetching and caching wrap it.
+"""
+
+from golem_graphene.attestation.anchors import TrustAnchor
+from golem_graphene.attestation.collateral import QeIdentity, QuoteCollateral, TcbInfo
+from golem_graphene.attestation.policy import (
+    AllOf,
+    AllowedTcbStatus,
+    AnyOf,
+    IsvProdId,
+    MaxCollateralAge,
+    MinIsvSvn,
+    MrEnclave,
+    MrSigner,
+    NoDebug,
+    ReportDataEquals,
+    build_policy,
+    default_policy,
+)
+from golem_graphene.attestation.quote import EnclaveReportBody, Quote
+from golem_graphene.attestation.tcb import QeTcbStatus, TcbStatus
+from golem_graphene.attestation.verifier import (
+    CollateralCache,
+    QuoteVerifier,
+    VerifiedQuote,
+    VerifyOptions,
+    verify_quote,
+)
+
+__all__ = [
+    "AllOf",
+    "AllowedTcbStatus",
+    "AnyOf",
+    "CollateralCache",
+    "EnclaveReportBody",
+    "IsvProdId",
+    "MaxCollateralAge",
+    "MinIsvSvn",
+    "MrEnclave",
+    "MrSigner",
+    "NoDebug",
+    "QeIdentity",
+    "QeTcbStatus",
+    "Quote",
+    "QuoteCollateral",
+    "QuoteVerifier",
+    "ReportDataEquals",
+    "TcbInfo",
+    "TcbStatus",
+    "TrustAnchor",
+    "VerifiedQuote",
+    "VerifyOptions",
+    "build_policy",
+    "default_policy",
+    "verify_quote",
+]
