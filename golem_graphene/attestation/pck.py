@@ -16,6 +16,10 @@ from golem_graphene.attestation._internal.der import (
     TAG_ENUMERATED,
     DerError,
     Tlv,
+    encode_int,
+    encode_octets,
+    encode_oid,
+    encode_sequence,
     parse_exact,
 )
 from golem_graphene.errors import CertificateChainError
@@ -101,6 +105,29 @@ class PckExtension:
             sgx_type=sgx_type,
             platform_instance_id=instance.as_octets() if instance is not None else None,
         )
+
+    def to_der(self) -> bytes:
+        """Encode as Intel lays the extension out (the simulator issues PCK certificates)."""
+
+        def entry(oid: str, value: bytes) -> bytes:
+            return encode_sequence(encode_oid(oid), value)
+
+        tcb = [
+            entry(f"{_TCB}.{i}", encode_int(svn))
+            for i, svn in enumerate(self.tcb_components, start=1)
+        ]
+        tcb.append(entry(_PCESVN, encode_int(self.pcesvn)))
+        tcb.append(entry(_CPUSVN, encode_octets(self.cpusvn)))
+        items = [
+            entry(_PPID, encode_octets(self.ppid)),
+            entry(_TCB, encode_sequence(*tcb)),
+            entry(_PCEID, encode_octets(self.pceid)),
+            entry(_FMSPC, encode_octets(self.fmspc)),
+            entry(_SGX_TYPE, encode_int(int(self.sgx_type), TAG_ENUMERATED)),
+        ]
+        if self.platform_instance_id is not None:
+            items.append(entry(_PLATFORM_INSTANCE_ID, encode_octets(self.platform_instance_id)))
+        return encode_sequence(*items)
 
 
 def pck_ca_kind(issuer_cn: str) -> str:

@@ -265,8 +265,14 @@ class QuoteVerifier:
         at: datetime,
         established: dict[str, object],
     ) -> VerifiedQuote:
-        simulated = self._check_anchor_kind(quote)
+        simulated = self._check_simulation_trust()
         pck = self._pck_verdict(quote, collateral, at)  # steps 1-2
+        if not simulated and not quote.header.is_intel_qe:
+            raise UnsupportedQuoteError(
+                "the quote's QE vendor id is not Intel's (a simulated quote?)",
+                expected="939a7233f79c4ca9940a0db3957f0607",
+                found=quote.header.qe_vendor_id.hex(),
+            )
         established.update(
             fmspc=pck.extension.fmspc.hex().upper(), pceid=pck.extension.pceid.hex().upper()
         )
@@ -324,24 +330,18 @@ class QuoteVerifier:
             skipped_checks=pck.skipped,
         )
 
-    def _check_anchor_kind(self, quote: Quote) -> bool:
-        """Simulation roots only if trusted by name; Intel's QE vendor id only under real roots."""
-        if self.anchor.simulated:
-            if self.anchor.fingerprint not in self.options.trusted_simulation_roots:
-                raise UntrustedRootError(
-                    "the root is a golem-graphene simulation root, which is refused unless "
-                    "trusted by name",
-                    expected="a trusted simulation root fingerprint",
-                    found=self.anchor.fingerprint,
-                )
-            return True
-        if not quote.header.is_intel_qe:
-            raise UnsupportedQuoteError(
-                "the quote's QE vendor id is not Intel's (a simulated quote?)",
-                expected="939a7233f79c4ca9940a0db3957f0607",
-                found=quote.header.qe_vendor_id.hex(),
+    def _check_simulation_trust(self) -> bool:
+        """A simulation root is used only when the caller trusts it by name."""
+        if not self.anchor.simulated:
+            return False
+        if self.anchor.fingerprint not in self.options.trusted_simulation_roots:
+            raise UntrustedRootError(
+                "the root is a golem-graphene simulation root, which is refused unless "
+                "trusted by name (--trust-simulated-root)",
+                expected="a trusted simulation root fingerprint",
+                found=self.anchor.fingerprint,
             )
-        return False
+        return True
 
     # -- steps 1 and 2 -------------------------------------------------------------------------
 

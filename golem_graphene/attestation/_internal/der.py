@@ -115,3 +115,48 @@ def parse_exact(data: bytes) -> Tlv:
     if end != len(data):
         raise DerError("trailing bytes after the element")
     return tlv
+
+
+# --- encoding (used by the simulator to build a PCK certificate's SGX extension) ----------------
+
+
+def _encode_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def encode(tag: int, content: bytes) -> bytes:
+    """One DER element."""
+    return bytes([tag]) + _encode_length(len(content)) + content
+
+
+def encode_sequence(*items: bytes) -> bytes:
+    """A SEQUENCE of already-encoded elements."""
+    return encode(TAG_SEQUENCE, b"".join(items))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER from its dotted form."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return encode(TAG_OID, bytes(body))
+
+
+def encode_int(value: int, tag: int = TAG_INTEGER) -> bytes:
+    """A minimal two's-complement INTEGER (or ENUMERATED)."""
+    size = max(1, (value.bit_length() + 8) // 8)
+    return encode(tag, value.to_bytes(size, "big", signed=True))
+
+
+def encode_octets(value: bytes) -> bytes:
+    """An OCTET STRING."""
+    return encode(TAG_OCTET_STRING, value)
