@@ -1,0 +1,255 @@
+"""Task specs: what a confidential task runs, on which inputs, with which limits and identity.
+
+A spec is a TOML file (documented in ``task_specs/README.md``) beside its app files. Both sides
+read it: the provider builds the enclave image from it, the requestor takes its expected
+measurement (or MRSIGNER policy), input limits and declared outputs from it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import tomllib
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from golem_graphene.errors import ConfigError
+
+__all__ = [
+    "RUNNERS",
+    "AttestationSpec",
+    "EnclaveSpec",
+    "InputSpec",
+    "LimitsSpec",
+    "OutputsSpec",
+    "TaskSpec",
+    "parse_size",
+    "validate_file_name",
+]
+
+RUNNERS = ("sim", "gramine-sgx", "gramine-direct")
+MAX_NAME_LENGTH = 128
+_SIZE_RE = re.compile(r"([0-9]{1,15})([KkMmGg]?)")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def parse_size(value: object) -> int:
+    """``"64M"``-style sizes (K/M/G are powers of 1024) or plain integers, in bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string such as '64M'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size must not be negative")
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value.strip())
+        if match:
+            digits, unit = match.groups()
+            return int(digits) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit.lower()]
+    raise ValueError(f"not a size: {value!r} (use bytes or e.g. '64M')")
+
+
+def validate_file_name(name: str, what: str = "name") -> str:
+    """A plain file name: ASCII letters, digits and ``._+-``, no path, no leading dot.
+
+    Names cross the provider (which is untrusted) and become paths in the enclave's workspace,
+    so anything that could traverse, hide or look alike (``..``, ``/``, NUL, Unicode
+    confusables) is refused. Raises ``ValueError``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if unicodedata.normalize("NFC", name) != name or not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} must be a plain file name of letters, digits and ._+- "
+            "not starting with a dot"
+        )
+    return name
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnclaveSpec(_Model):
+    """The enclave image: runtime, workload entrypoint, app files and SGX parameters."""
+
+    runtime: Literal["python3", "native"]
+    entrypoint: str
+    app_files: tuple[str, ...] = ()
+    trusted_files: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    enclave_size: Size = 1 << 30
+    max_threads: int = Field(default=16, ge=1, le=1024)
+    isvprodid: int = Field(default=0, ge=0, le=0xFFFF)
+    isvsvn: int = Field(default=0, ge=0, le=0xFFFF)
+    debug: bool = False
+
+    @field_validator("enclave_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value <= 0 or value & (value - 1):
+            raise ValueError("enclave_size must be a power of two (an SGX rule)")
+        return value
+
+    @field_validator("app_files")
+    @classmethod
+    def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            path = PurePosixPath(item)
+            if path.is_absolute() or ".." in path.parts or not item:
+                raise ValueError(
+                    f"app file {item!r} must be a relative path inside the spec folder"
+                )
+        return value
+
+    @field_validator("trusted_files")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not item.startswith("/") or ".." in PurePosixPath(item).parts:
+                raise ValueError(f"trusted file {item!r} must be an absolute host path")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or "\0" in val:
+                raise ValueError(f"invalid environment variable {key!r}")
+        return value
+
+
+class InputSpec(_Model):
+    """One named input file and its size limit."""
+
+    name: str
+    max_size: Size = 1 << 30
+    required: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_file_name(value, "input name")
+
+
+class OutputsSpec(_Model):
+    """Declared outputs: file names or glob patterns in the workload's output folder."""
+
+    files: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            validate_file_name(pattern.replace("*", "x").replace("?", "x"), "output pattern")
+        return value
+
+    def matches(self, name: str) -> bool:
+        """True when ``name`` is a declared output."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.files)
+
+
+class LimitsSpec(_Model):
+    """Resource limits of one run."""
+
+    wall_seconds: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
+    cpu_seconds: int | None = Field(default=None, gt=0)
+    memory: Size = 1 << 30
+    output_size: Size = 256 << 20
+    max_outputs: int = Field(default=64, ge=1, le=10_000)
+
+
+class AttestationSpec(_Model):
+    """Which enclave the requestor accepts: MRENCLAVE per runner, or a signer policy."""
+
+    mrenclave: dict[str, str] = Field(default_factory=dict)
+    mrsigner: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    isvprodid: int | None = Field(default=None, ge=0, le=0xFFFF)
+    min_isvsvn: int | None = Field(default=None, ge=0, le=0xFFFF)
+
+    @field_validator("mrenclave")
+    @classmethod
+    def _runners(cls, value: dict[str, str]) -> dict[str, str]:
+        for runner, digest in value.items():
+            if runner not in RUNNERS:
+                raise ValueError(f"unknown runner {runner!r} (known: {', '.join(RUNNERS)})")
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError(f"mrenclave for {runner!r} must be 64 hex digits")
+        return value
+
+
+class TaskSpec(_Model):
+    """A parsed task spec; build it with :meth:`from_path` or :meth:`from_toml`."""
+
+    name: str
+    description: str = ""
+    enclave: EnclaveSpec
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: OutputsSpec
+    limits: LimitsSpec = LimitsSpec()
+    attestation: AttestationSpec = AttestationSpec()
+    network: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_file_name(value, "spec name")
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique(cls, value: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
+        names = [i.name for i in value]
+        if len(set(names)) != len(names):
+            raise ValueError("input names must be unique")
+        return value
+
+    @classmethod
+    def from_toml(cls, text: str) -> TaskSpec:
+        """Parse spec TOML; raises :class:`ConfigError` naming the bad field."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"the task spec is not valid TOML: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(spec)"
+            raise ConfigError(f"task spec field {where}: {first['msg']}") from None
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> TaskSpec:
+        """Read ``task.toml`` (or a folder holding it)."""
+        file = _spec_file(Path(path))
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the task spec {file}: {exc}") from exc
+        return cls.from_toml(text)
+
+    def input(self, name: str) -> InputSpec | None:
+        """The declared input called ``name``."""
+        return next((i for i in self.inputs if i.name == name), None)
+
+
+def _spec_file(path: Path) -> Path:
+    return path / "task.toml" if path.is_dir() else path
+
+
+def spec_digest(path: str | Path) -> str:
+    """SHA-256 of the spec file's bytes: how requestor and provider agree on a spec."""
+    file = _spec_file(Path(path))
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the task spec {file}: {exc}") from exc

@@ -1,0 +1,391 @@
+"""Enclave runners: how the provider launches an image (DESIGN.md section 3).
+
+- ``sim``: the simulated SGX platform (:mod:`golem_graphene.provider.sim`) in a bubblewrap
+  sandbox: the image's simulated SIGSTRUCT is checked and MRENCLAVE recomputed from the manifest
+  (as the CPU measures at EINIT), trusted files are hash-checked before start, and
+  ``/dev/attestation`` serves quotes over the enclave's identity.
+- ``gramine-sgx``: Gramine on an SGX host; real DCAP quotes come through ``/dev/attestation``.
+- ``gramine-direct``: Gramine without SGX, for debugging only; refused unless the caller allows
+  an insecure run by name, and it produces no attestation.
+
+Every runner starts the enclave in a launch folder holding ``image`` (the image) and ``io`` (the
+task's untrusted folder), and talks to the in-enclave agent through its stdin/stdout (the
+control pipe, JSON lines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from golem_graphene.attestation.collateral import QuoteCollateral
+from golem_graphene.errors import RunnerError
+from golem_graphene.provider.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
+from golem_graphene.provider.sandbox import Mount, ResourceLimits, SandboxPlan, bwrap_command
+from golem_graphene.provider.sim.attestation_device import AttestationDevice
+from golem_graphene.provider.sim.filesystem import TrustedFileCache, sandbox_mounts, verify_trusted_files
+from golem_graphene.provider.sim.platform import EnclaveIdentity, SimPlatform
+
+__all__ = [
+    "RUNNER_NAMES",
+    "EnclaveProcess",
+    "EnclaveRunner",
+    "GramineDirectRunner",
+    "GramineSgxRunner",
+    "HostCheck",
+    "SimRunner",
+    "check_sgx_host",
+    "make_runner",
+]
+
+log = structlog.get_logger(__name__)
+
+RUNNER_NAMES = ("sim", "gramine-sgx", "gramine-direct")
+MAX_CONTROL_LINE = 64 * 1024
+_SEALING_MARGIN_SECONDS = 120.0
+
+
+class EnclaveProcess:
+    """A running enclave: the control pipe, its stderr log and how it ended."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, wall_seconds: float,
+                 cleanup: list[Any] | None = None) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        self._cleanup = cleanup or []
+        self._deadline = asyncio.get_running_loop().time() + wall_seconds
+        self._killed_for_timeout = False
+        self._watchdog = asyncio.ensure_future(self._watch(wall_seconds))
+
+    async def _watch(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._proc.wait(), timeout=seconds)
+        except TimeoutError:
+            self._killed_for_timeout = True
+            self.kill()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """JSON objects the agent writes on its control pipe, until it closes it."""
+        assert self._proc.stdout is not None
+        while True:
+            try:
+                line = await self._proc.stdout.readline()
+            except ValueError as exc:  # line longer than the stream limit
+                raise RunnerError("the enclave wrote an oversized control message") from exc
+            if not line:
+                return
+            if len(line) > MAX_CONTROL_LINE:
+                raise RunnerError("the enclave wrote an oversized control message")
+            try:
+                event = json.loads(line)
+            except ValueError as exc:
+                raise RunnerError("the enclave wrote a malformed control message") from exc
+            if not isinstance(event, dict):
+                raise RunnerError("the enclave wrote a malformed control message")
+            yield event
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write one command to the agent."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+            await self._proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise RunnerError("the enclave is gone (control pipe closed)") from exc
+
+    async def wait(self) -> int:
+        """Wait for exit; returns the exit status (negative: killed by that signal)."""
+        code = await self._proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watchdog
+        for item in self._cleanup:
+            item.stop() if hasattr(item, "stop") else None
+        return code
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the runner killed the enclave at its wall-clock limit."""
+        return self._killed_for_timeout
+
+    def kill(self) -> None:
+        """SIGKILL the enclave's whole process tree (its session and pid namespace)."""
+        for target in (lambda: os.killpg(self.pid, 9), lambda: os.kill(self.pid, 9)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                target()
+
+
+class EnclaveRunner(Protocol):
+    """What the provider needs from a runner."""
+
+    name: str
+    simulated: bool
+
+    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
+                     stderr_path: Path) -> EnclaveProcess: ...
+
+    async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None: ...
+
+
+def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
+    """Lay out ``image`` and ``io`` in ``launch_dir``; returns the ``io`` folder."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    link = launch_dir / "image"
+    if not link.is_symlink():
+        link.symlink_to(image.directory.resolve())
+    io = launch_dir / "io"
+    io.mkdir(exist_ok=True)
+    return io
+
+
+async def _start(cmd: list[str], cwd: Path, stderr_path: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    with open(stderr_path, "ab") as err:
+        return await asyncio.create_subprocess_exec(
+            *cmd, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=err, start_new_session=True, env=env, limit=MAX_CONTROL_LINE)
+
+
+@dataclass
+class SimRunner:
+    """The simulated SGX runner; one per provider data directory."""
+
+    data_dir: Path
+    name: str = "sim"
+    simulated: bool = True
+    hash_cache: TrustedFileCache = field(default_factory=TrustedFileCache)
+    _platform: SimPlatform | None = None
+
+    @property
+    def platform(self) -> SimPlatform:
+        """The simulated platform (created on first use, then loaded)."""
+        if self._platform is None:
+            self._platform = SimPlatform.load_or_create(self.data_dir)
+        return self._platform
+
+    def enclave_identity(self, image: EnclaveImage) -> EnclaveIdentity:
+        """Check the image's signature and measure it, as EINIT would."""
+        signature = image.sim_signature()
+        signature.verify()
+        measured = sim_mrenclave(image.manifest)
+        if measured != signature.mrenclave:
+            raise RunnerError("the image's manifest does not match its signature (MRENCLAVE)",
+                              expected=signature.mrenclave.hex(), found=measured.hex())
+        sgx = image.manifest.sgx
+        if (sgx.isvprodid, sgx.isvsvn, sgx.debug) != (signature.isvprodid, signature.isvsvn,
+                                                      signature.debug):
+            raise RunnerError("the image's manifest does not match its signature (ISV fields)")
+        return EnclaveIdentity(mrenclave=measured, mrsigner=signature.mrsigner,
+                               isvprodid=sgx.isvprodid, isvsvn=sgx.isvsvn, debug=sgx.debug)
+
+    def plan(self, image: EnclaveImage, launch_dir: Path, device_dir: Path) -> SandboxPlan:
+        """The sandbox plan for ``image`` started in ``launch_dir`` (trusted files checked)."""
+        manifest = image.manifest
+        trusted = verify_trusted_files(manifest, launch_dir, self.hash_cache)
+        mounts = sandbox_mounts(manifest, launch_dir, trusted)
+        mounts.append(Mount("/dev/attestation", "rw", device_dir))
+        if manifest.loader.argv is None:
+            raise RunnerError("loader.argv is required by the sim runner")
+        env = {}
+        for var in manifest.loader.env:
+            if var.passthrough:
+                raise RunnerError("loader.env passthrough is refused by the sim runner (host "
+                                  "environment is untrusted)", found=var.name)
+            env[var.name] = var.value or ""
+        spec = image.spec
+        limits = ResourceLimits(
+            wall_seconds=spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS,
+            memory_bytes=max(manifest.sgx.enclave_size, 256 << 20),
+        )
+        return SandboxPlan(argv=manifest.loader.argv, env=env, mounts=mounts,
+                           workdir=manifest.fs.start_dir or "/", network=spec.network,
+                           limits=limits)
+
+    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
+                     stderr_path: Path) -> EnclaveProcess:
+        """Start the image's agent in the sandbox; returns once the process runs."""
+        identity = self.enclave_identity(image)
+        prepare_launch_dir(image, launch_dir)
+        device_dir = launch_dir / ".dev-attestation"
+        if device_dir.exists():
+            shutil.rmtree(device_dir)
+        platform = self.platform
+        key_names = [m.key_name for m in image.manifest.fs.mounts if m.key_name]
+        device = AttestationDevice(device_dir, lambda rd: platform.quote(identity, rd), key_names)
+        plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
+        device.start()
+        try:
+            proc = await _start(bwrap_command(plan), launch_dir, stderr_path,
+                                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        except BaseException:
+            device.stop()
+            raise
+        log.info("enclave launched", runner=self.name, pid=proc.pid,
+                 mrenclave=identity.mrenclave.hex()[:16])
+        return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=[device])
+
+    async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
+        """Collateral of the simulated platform, valid at ``at``."""
+        return self.platform.collateral(at)
+
+
+# --- Gramine ---------------------------------------------------------------------------------
+
+AESM_SOCKET = Path("/var/run/aesmd/aesm.socket")
+QCNL_CONFIG = Path("/etc/sgx_default_qcnl.conf")
+SGX_DEVICE = Path("/dev/sgx_enclave")
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """Whether this host can run ``gramine-sgx``, and precisely what is missing if not."""
+
+    usable: bool
+    gramine_version: str | None
+    missing: tuple[str, ...]
+
+    def describe(self) -> str:
+        if self.usable:
+            return f"SGX host ready (Gramine {self.gramine_version})"
+        return "not an SGX host: " + "; ".join(self.missing)
+
+
+def check_sgx_host() -> HostCheck:
+    """Look for the SGX device, Gramine, the AESM socket and the quote provider configuration."""
+    missing: list[str] = []
+    if not SGX_DEVICE.exists():
+        missing.append(f"{SGX_DEVICE} is absent (no SGX, or the in-kernel driver is not loaded)")
+    version = gramine_version("gramine-sgx")
+    if version is None:
+        missing.append("gramine-sgx is not installed (Debian/Ubuntu package 'gramine')")
+    if not AESM_SOCKET.exists():
+        missing.append(f"the AESM service socket {AESM_SOCKET} is absent (install and start aesmd, "
+                       "package 'sgx-aesm-service' with 'libsgx-aesm-ecdsa-plugin')")
+    if not QCNL_CONFIG.exists():
+        missing.append(f"the DCAP quote provider configuration {QCNL_CONFIG} is absent (package "
+                       "'libsgx-dcap-default-qpl', pointed at a PCCS)")
+    return HostCheck(not missing, version, tuple(missing))
+
+
+def gramine_version(tool: str) -> str | None:
+    """``TOOL --version`` output's version, or None when the tool is missing or broken."""
+    path = shutil.which(tool)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"(\d+\.\d+(?:\.\d+)?)", out.stdout + out.stderr)
+    return match.group(1) if match and out.returncode == 0 else None
+
+
+# Gramine's own error lines, mapped to what an operator should do.
+GRAMINE_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Cannot connect to AESM|aesm", re.I),
+     "the AESM service is not reachable: start aesmd"),
+    (re.compile(r"Cannot open device /dev/sgx|sgx_enclave", re.I),
+     "cannot open the SGX device: check the driver and the user's access to /dev/sgx_enclave"),
+    (re.compile(r"Enclave size is not large enough|enclave_size", re.I),
+     "sgx.enclave_size is too small for this workload"),
+    (re.compile(r"Disallowing access to file|trusted file|hash mismatch", re.I),
+     "a file outside the manifest, or a trusted file that changed, was refused"),
+    (re.compile(r"Quote|DCAP|qcnl|PCCS", re.I),
+     "quote generation failed: check the DCAP quote provider and PCCS configuration"),
+    (re.compile(r"EINIT|Invalid signature|SIGSTRUCT", re.I),
+     "the enclave signature was refused at EINIT (re-run golem-graphene build)"),
+)
+
+
+def explain_gramine_error(stderr: str) -> str | None:
+    """The first known Gramine error in ``stderr``, explained; None when none matches."""
+    for line in stderr.splitlines():
+        if "error" not in line.lower():
+            continue
+        for pattern, advice in GRAMINE_ERRORS:
+            if pattern.search(line):
+                return f"{advice} (gramine: {line.strip()})"
+    return None
+
+
+@dataclass
+class GramineSgxRunner:
+    """Gramine with SGX on a real host."""
+
+    pcs_url: str | None = None
+    cache_dir: Path | None = None
+    name: str = "gramine-sgx"
+    simulated: bool = False
+    tool: str = "gramine-sgx"
+
+    def command(self, launch_dir: Path) -> list[str]:
+        """``gramine-sgx agent``: Gramine loads ``agent.manifest.sgx`` and ``agent.sig`` from cwd."""
+        path = shutil.which(self.tool)
+        if path is None:
+            raise RunnerError(f"{self.tool} is not installed")
+        return [path, MANIFEST_NAME.removesuffix(".manifest")]
+
+    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
+                     stderr_path: Path) -> EnclaveProcess:
+        if self.tool == "gramine-sgx":
+            check = check_sgx_host()
+            if not check.usable:
+                raise RunnerError(check.describe())
+        prepare_launch_dir(image, launch_dir)
+        for name in (f"{MANIFEST_NAME}.sgx", "agent.sig", MANIFEST_NAME):
+            target = image.directory / name
+            if not target.exists() and name != MANIFEST_NAME:
+                raise RunnerError(f"the image has no {name}: build it on a Gramine host")
+            link = launch_dir / name
+            if not link.is_symlink() and target.exists():
+                link.symlink_to(target.resolve())
+        wall = image.spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS
+        proc = await _start(self.command(launch_dir), launch_dir, stderr_path,
+                            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        log.info("enclave launched", runner=self.name, pid=proc.pid)
+        return EnclaveProcess(proc, wall)
+
+    async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
+        if self.pcs_url is None:
+            return None
+        from golem_graphene.attestation.pcs import PcsClient  # noqa: PLC0415 - network edge
+        from golem_graphene.attestation.quote import Quote  # noqa: PLC0415
+
+        async with PcsClient(self.pcs_url, cache_dir=self.cache_dir) as client:
+            return await client.collateral_for_quote(Quote.from_bytes(quote), at=at)
+
+
+@dataclass
+class GramineDirectRunner(GramineSgxRunner):
+    """Gramine without SGX: no isolation from the host, no attestation. Debugging only."""
+
+    name: str = "gramine-direct"
+    simulated: bool = True
+    tool: str = "gramine-direct"
+
+
+def make_runner(name: str, *, data_dir: Path, allow_insecure: tuple[str, ...] = (),
+                pcs_url: str | None = None) -> EnclaveRunner:
+    """The runner called ``name``; ``gramine-direct`` only when allowed by name."""
+    if name == "sim":
+        return SimRunner(data_dir)
+    if name == "gramine-sgx":
+        return GramineSgxRunner(pcs_url=pcs_url, cache_dir=data_dir / "collateral-cache")
+    if name == "gramine-direct":
+        if "gramine-direct" not in allow_insecure:
+            raise RunnerError("the gramine-direct runner gives no protection and no attestation; "
+                              "it runs only when allowed by name (allow_insecure = "
+                              "[\"gramine-direct\"])")
+        log.warning("INSECURE: gramine-direct runner enabled: no SGX protection, no attestation")
+        return GramineDirectRunner()
+    raise RunnerError("unknown runner", expected=" or ".join(RUNNER_NAMES), found=name)

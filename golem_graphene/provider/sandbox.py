@@ -1,0 +1,212 @@
+"""The bubblewrap sandbox the ``sim`` runner launches workloads in, and its supervisor.
+
+A :class:`SandboxPlan` says exactly what the program sees: read-only binds (the manifest's
+trusted files, hash-checked beforehand), read-write binds, tmpfs mounts, a ``/dev/attestation``
+directory, the argv and environment (nothing is inherited from the provider), and limits.
+:func:`run_sandbox` starts ``prlimit ... -- bwrap ...`` in a new session with new user, mount,
+pid, ipc, uts, cgroup and (unless allowed) network namespaces, ``--die-with-parent`` and
+``--new-session``, and kills the whole process tree on timeout: killing bwrap kills the sandbox's
+pid-namespace init, and the kernel then kills every process in that namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+import structlog
+
+from golem_graphene.errors import RunnerError
+
+__all__ = [
+    "Mount",
+    "ResourceLimits",
+    "SandboxPlan",
+    "SandboxResult",
+    "bwrap_available",
+    "bwrap_command",
+    "run_sandbox",
+]
+
+log = structlog.get_logger(__name__)
+
+MountKind = Literal["ro", "rw", "tmpfs", "dir"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One path inside the sandbox: a bind of a host path (``ro``/``rw``), a tmpfs or an empty dir."""
+
+    target: str
+    kind: MountKind
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.target.startswith("/") or "\0" in self.target:
+            raise RunnerError("sandbox mount targets must be absolute paths", found=self.target)
+        if (self.source is None) != (self.kind in ("tmpfs", "dir")):
+            raise RunnerError(f"mount kind {self.kind!r} and source do not fit", found=self.target)
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Limits of one sandboxed run; ``None`` means no limit beyond the host's."""
+
+    wall_seconds: float = 300.0
+    cpu_seconds: int | None = None
+    memory_bytes: int | None = None
+    file_size_bytes: int | None = None
+    open_files: int | None = 1024
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """Everything one sandboxed run sees and may use."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    mounts: Sequence[Mount]
+    workdir: str = "/"
+    network: bool = False
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    hostname: str = "enclave"
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How a sandboxed run ended."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        """True for exit status 0 within the time limit."""
+        return self.exit_code == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        """A short human reason, e.g. ``exit 3`` or ``killed: timeout after 5.0 s``."""
+        if self.timed_out:
+            return f"killed: timeout after {self.duration:.1f} s"
+        if self.signal is not None:
+            return f"killed by signal {signal.Signals(self.signal).name}"
+        return f"exit {self.exit_code}"
+
+
+def bwrap_available() -> str | None:
+    """The path of ``bwrap`` when it is installed, else ``None``."""
+    return shutil.which("bwrap")
+
+
+def bwrap_command(plan: SandboxPlan) -> list[str]:
+    """The exact ``prlimit ... -- bwrap ...`` command line for ``plan``."""
+    bwrap = bwrap_available()
+    if bwrap is None:
+        raise RunnerError("bubblewrap (bwrap) is not installed; install the Debian package "
+                          "'bubblewrap' (make setup does)")
+    if not plan.argv:
+        raise RunnerError("the sandboxed program has no argv")
+    cmd = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+           "--hostname", plan.hostname, "--clearenv",
+           "--proc", "/proc", "--dev", "/dev"]
+    if not plan.network:
+        cmd.append("--unshare-net")
+    # Parents before children, so a bind below a tmpfs is not hidden by it.
+    for mount in sorted(plan.mounts, key=lambda m: m.target.count("/")):
+        if mount.kind == "tmpfs":
+            cmd += ["--tmpfs", mount.target]
+        elif mount.kind == "dir":
+            cmd += ["--dir", mount.target]
+        else:
+            flag = "--ro-bind" if mount.kind == "ro" else "--bind"
+            cmd += [flag, str(mount.source), mount.target]
+    for key, value in plan.env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise RunnerError("invalid environment variable for the sandbox", found=key)
+        cmd += ["--setenv", key, value]
+    cmd += ["--chdir", plan.workdir, "--", *plan.argv]
+    return _prlimit(plan.limits) + cmd
+
+
+def _prlimit(limits: ResourceLimits) -> list[str]:
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        raise RunnerError("prlimit (util-linux) is not installed")
+    args = [prlimit, "--core=0"]
+    if limits.cpu_seconds is not None:
+        args.append(f"--cpu={limits.cpu_seconds}")
+    if limits.memory_bytes is not None:
+        args.append(f"--as={limits.memory_bytes}")
+    if limits.file_size_bytes is not None:
+        args.append(f"--fsize={limits.file_size_bytes}")
+    if limits.open_files is not None:
+        args.append(f"--nofile={limits.open_files}")
+    return [*args, "--"]
+
+
+async def run_sandbox(
+    plan: SandboxPlan,
+    *,
+    stdin: IO[bytes] | int | None = None,
+    stdout: IO[bytes] | int | None = None,
+    stderr: IO[bytes] | int | None = None,
+    on_start: asyncio.Future[int] | None = None,
+) -> SandboxResult:
+    """Run ``plan`` to completion or to its wall-clock limit; the whole tree dies on timeout.
+
+    ``stdin``/``stdout``/``stderr`` are passed to the process (files, pipes or ``None`` for
+    ``/dev/null``). Cancelling the awaiting task kills the sandbox too.
+    """
+    cmd = bwrap_command(plan)
+    started = time.monotonic()
+    devnull = asyncio.subprocess.DEVNULL
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=devnull if stdin is None else stdin,
+        stdout=devnull if stdout is None else stdout,
+        stderr=devnull if stderr is None else stderr,
+        start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+    if on_start is not None and not on_start.done():
+        on_start.set_result(proc.pid)
+    timed_out = False
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=plan.limits.wall_seconds)
+    except TimeoutError:
+        timed_out = True
+        _kill_tree(proc.pid)
+        await proc.wait()
+    except asyncio.CancelledError:
+        _kill_tree(proc.pid)
+        await proc.wait()
+        raise
+    code = proc.returncode
+    assert code is not None
+    duration = time.monotonic() - started
+    log.debug("sandbox finished", exit=code, timed_out=timed_out, seconds=round(duration, 3))
+    return SandboxResult(
+        exit_code=code if code >= 0 else None,
+        signal=-code if code < 0 else None,
+        timed_out=timed_out,
+        duration=duration,
+    )
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the session of ``pid``: bwrap, and with it the sandbox's pid namespace."""
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            kill()
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,158 @@
+"""``/dev/attestation`` for the ``sim`` runner, with Gramine's semantics, served from the host.
+
+The sandbox sees a directory bind-mounted at ``/dev/attestation``:
+
+- ``attestation_type``: a read-only file reading ``dcap`` (``none`` without remote attestation);
+- ``user_report_data``: a FIFO; each write sets the report data (first 64 bytes, zero-padded,
+  as Gramine's pseudo-file does; like Gramine, use a single ``write()``);
+- ``quote``: a FIFO; every open for reading yields a fresh quote over the current report data,
+  then end of file (it exists only when remote attestation is enabled, as in Gramine);
+- ``keys/<name>``: files that accept the 16-byte keys of encrypted mounts.
+
+A thread serves the FIFOs: it drains report-data writes as they arrive and, when a reader has
+opened ``quote`` (detected by a non-blocking open for writing), writes one quote and closes. The
+program closed ``user_report_data`` before it opened ``quote``, so its report data is always in
+the pipe by then and is drained first: a quote never covers stale report data.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from golem_graphene.errors import RunnerError
+
+__all__ = ["AttestationDevice"]
+
+log = structlog.get_logger(__name__)
+
+REPORT_DATA_SIZE = 64
+_POLL_SECONDS = 0.003
+
+
+class AttestationDevice:
+    """Serves one sandbox's ``/dev/attestation`` directory; use as a context manager."""
+
+    def __init__(
+        self,
+        directory: Path,
+        make_quote: Callable[[bytes], bytes] | None,
+        key_names: Iterable[str] = (),
+    ) -> None:
+        self.directory = Path(directory)
+        self._make_quote = make_quote
+        self._key_names = tuple(key_names)
+        self._report_data = bytes(REPORT_DATA_SIZE)
+        self._stop_r, self._stop_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self.quotes_served = 0
+        self.error: BaseException | None = None
+
+    @property
+    def remote_attestation(self) -> bool:
+        """True when quotes are served (``sgx.remote_attestation = "dcap"``)."""
+        return self._make_quote is not None
+
+    def start(self) -> None:
+        """Create the files and start serving."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        (self.directory / "attestation_type").write_text(
+            "dcap" if self.remote_attestation else "none"
+        )
+        os.chmod(self.directory / "attestation_type", 0o444)
+        keys = self.directory / "keys"
+        keys.mkdir(exist_ok=True)
+        for name in self._key_names:
+            if "/" in name or name in ("", ".", ".."):
+                raise RunnerError("invalid encrypted-files key name", found=name)
+            (keys / name).touch(mode=0o666)
+        os.mkfifo(self.directory / "user_report_data", 0o666)
+        if self.remote_attestation:
+            os.mkfifo(self.directory / "quote", 0o444 | 0o222)
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="sim-attestation", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close every descriptor; idempotent."""
+        if self._thread is None:
+            return
+        os.write(self._stop_w, b"x")
+        self._thread.join(timeout=5)
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+        self._thread = None
+
+    def __enter__(self) -> AttestationDevice:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the serving thread -----------------------------------------------------------------
+
+    def _serve(self) -> None:
+        urd = self.directory / "user_report_data"
+        read_fd = os.open(urd, os.O_RDONLY | os.O_NONBLOCK)
+        keep_open = os.open(urd, os.O_WRONLY | os.O_NONBLOCK)  # no EOF storms between writers
+        try:
+            while True:
+                ready, _, _ = select.select([read_fd, self._stop_r], [], [], _POLL_SECONDS)
+                if self._stop_r in ready:
+                    return
+                if read_fd in ready:
+                    self._drain(read_fd)
+                if self.remote_attestation:
+                    self._serve_quote_if_wanted(read_fd)
+        except Exception as exc:  # surfaced by the runner as a RunnerError
+            self.error = exc
+            log.error("sim attestation device failed", error=str(exc))
+        finally:
+            os.close(read_fd)
+            os.close(keep_open)
+
+    def _drain(self, fd: int) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            # One read is one write of the program (single small writes are atomic in a pipe).
+            self._report_data = chunk[:REPORT_DATA_SIZE].ljust(REPORT_DATA_SIZE, b"\0")
+
+    def _serve_quote_if_wanted(self, urd_fd: int) -> None:
+        assert self._make_quote is not None
+        try:
+            fd = os.open(self.directory / "quote", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nobody is reading the quote
+                return
+            raise
+        try:
+            self._drain(urd_fd)
+            quote = self._make_quote(self._report_data)
+            os.set_blocking(fd, True)
+            view = memoryview(quote)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            self.quotes_served += 1
+        except BrokenPipeError:
+            log.warning("the program closed /dev/attestation/quote before reading it")
+        finally:
+            os.close(fd)
