@@ -20,12 +20,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Until the end-to-end task flow lands, the demo verifies a bundled real quote with its
-# Intel-signed collateral at the time the collateral was valid.
-DEMO_PACK := tests/vectors/dcap/phala_sgx
+# A local provider (sim runner) and requestor run the csv-stats task end to end.
 demo: setup
-	$(BIN)/golem-graphene verify-quote $(DEMO_PACK)/quote.bin --collateral $(DEMO_PACK)/collateral.json \
-		--at 2025-07-19T10:00:00Z --accept-tcb ConfigurationAndSWHardeningNeeded
+	$(BIN)/golem-graphene demo
 
 lint: setup
 	$(BIN)/ruff check golem_graphene tests bench

@@ -165,6 +165,7 @@ class SimRunner:
     simulated: bool = True
     hash_cache: TrustedFileCache = field(default_factory=TrustedFileCache)
     _platform: SimPlatform | None = None
+    _mount_cache: dict[str, tuple[Path, list[Mount]]] = field(default_factory=dict)
 
     @property
     def platform(self) -> SimPlatform:
@@ -192,7 +193,7 @@ class SimRunner:
         """The sandbox plan for ``image`` started in ``launch_dir`` (trusted files checked)."""
         manifest = image.manifest
         trusted = verify_trusted_files(manifest, launch_dir, self.hash_cache)
-        mounts = sandbox_mounts(manifest, launch_dir, trusted)
+        mounts = self._mounts(image, launch_dir, trusted)
         mounts.append(Mount("/dev/attestation", "rw", device_dir))
         if manifest.loader.argv is None:
             raise RunnerError("loader.argv is required by the sim runner")
@@ -210,6 +211,24 @@ class SimRunner:
         return SandboxPlan(argv=manifest.loader.argv, env=env, mounts=mounts,
                            workdir=manifest.fs.start_dir or "/", network=spec.network,
                            limits=limits)
+
+    def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[Path]) -> list[Mount]:
+        """Mounts of ``image`` launched in ``launch_dir``, computed once per image.
+
+        Launch folders differ only in where they are: their ``image`` link points at the same
+        image, so the mounts of an earlier launch are rebased rather than recomputed.
+        """
+        key = f"{image.directory.resolve()}:{image.info['mrenclave']['sim']}"
+        cached = self._mount_cache.get(key)
+        if cached is None:
+            mounts = sandbox_mounts(image.manifest, launch_dir, trusted)
+            self._mount_cache[key] = (launch_dir, mounts)
+            return list(mounts)
+        old_base, mounts = cached
+        prefix = str(old_base) + "/"
+        return [Mount(m.target, m.kind, launch_dir / str(m.source)[len(prefix):])
+                if m.source is not None and str(m.source).startswith(prefix) else m
+                for m in mounts]
 
     async def launch(self, image: EnclaveImage, launch_dir: Path, *,
                      stderr_path: Path) -> EnclaveProcess:

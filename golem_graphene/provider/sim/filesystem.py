@@ -42,19 +42,18 @@ class TrustedFileCache:
         self._digests: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
         self._lock = threading.Lock()
 
-    def sha256(self, path: Path) -> str:
+    def sha256(self, path: str | Path) -> str:
         """The file's SHA-256 (hex); raises ``OSError`` when unreadable."""
-        st = os.stat(path)
+        name = os.fspath(path)
+        st = os.stat(name)
         if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(f"{path} is not a regular file")
+            raise IsADirectoryError(f"{name} is not a regular file")
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        name = str(path)
-        with self._lock:
-            hit = self._digests.get(name)
+        hit = self._digests.get(name)
         if hit is not None and hit[0] == key:
             return hit[1]
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(name, "rb") as f:
             while chunk := f.read(_HASH_CHUNK):
                 digest.update(chunk)
         value = digest.hexdigest()
@@ -76,12 +75,15 @@ def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache
     Returns the host paths. Raises :class:`RunnerError` naming the first file that is missing
     or whose content changed since the image was built.
     """
+    base_text = os.fspath(base)
     paths: list[Path] = []
     for tf in manifest.sgx.trusted_files:
         if tf.sha256 is None or tf.is_directory:
             raise RunnerError("the manifest is not expanded (trusted file without sha256)",
                               found=tf.uri)
-        host = _host_path(tf.uri, base)
+        if not tf.uri.startswith("file:"):
+            raise RunnerError("the sim runner supports only file: URIs", found=tf.uri)
+        host = os.path.normpath(os.path.join(base_text, tf.uri[5:]))
         try:
             digest = cache.sha256(host)
         except OSError as exc:
@@ -89,111 +91,114 @@ def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache
         if digest != tf.sha256:
             raise RunnerError(f"trusted file {tf.uri} was modified after the image was built",
                               expected=tf.sha256, found=digest)
-        paths.append(host)
+        paths.append(Path(host))
     return paths
 
 
 @dataclass(frozen=True)
 class _MountMap:
-    host: Path
-    enclave: PurePosixPath
+    host: str
+    enclave: str
 
 
 def _mount_maps(manifest: Manifest, base: Path) -> list[_MountMap]:
     maps = []
     root_uri = manifest.fs.root.uri if manifest.fs.root and manifest.fs.root.uri else "file:."
-    maps.append(_MountMap(_host_path(root_uri, base), PurePosixPath("/")))
+    maps.append(_MountMap(str(_host_path(root_uri, base)), "/"))
     for m in manifest.fs.mounts:
         if m.type == "encrypted":
             raise RunnerError("fs.mounts: encrypted mounts are not supported by the sim runner "
                               "(use tmpfs inside the enclave, or gramine-sgx)", found=m.path)
         if m.type == "chroot" and m.uri is not None:
-            maps.append(_MountMap(_host_path(m.uri, base), PurePosixPath(m.path)))
-    # Longest enclave path first: deeper mounts shadow the ones above them, as in Gramine.
-    return sorted(maps, key=lambda mm: len(mm.enclave.parts), reverse=True)
+            maps.append(_MountMap(str(_host_path(m.uri, base)), m.path.rstrip("/") or "/"))
+    # The mount with the longest host prefix decides, as the deepest mount shadows the others.
+    return sorted(maps, key=lambda mm: len(mm.host), reverse=True)
 
 
-def _enclave_path(host: Path, maps: list[_MountMap]) -> PurePosixPath | None:
-    best: tuple[int, PurePosixPath] | None = None
+def _enclave_path(host: str, maps: list[_MountMap]) -> str | None:
     for mm in maps:
-        try:
-            rest = host.relative_to(mm.host)
-        except ValueError:
-            continue
-        depth = len(mm.host.parts)
-        if best is None or depth > best[0]:
-            best = (depth, mm.enclave / rest.as_posix() if str(rest) != "." else mm.enclave)
-    return best[1] if best else None
+        if host == mm.host:
+            return mm.enclave
+        prefix = mm.host if mm.host.endswith("/") else mm.host + "/"
+        if host.startswith(prefix):
+            rest = host[len(prefix):]
+            return rest if mm.enclave == "/" and rest.startswith("/") else (
+                ("" if mm.enclave == "/" else mm.enclave) + "/" + rest)
+    return None
 
 
 def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[Path]) -> list[Mount]:
     """The bubblewrap mounts that show exactly the manifest's files at their enclave paths."""
     maps = _mount_maps(manifest, base)
-    policy_all = manifest.sgx.file_check_policy == "allow_all_but_log"
     mounts: dict[str, Mount] = {}
-    if policy_all:
+    if manifest.sgx.file_check_policy == "allow_all_but_log":
         for mm in maps:
-            mounts[str(mm.enclave)] = Mount(str(mm.enclave), "ro", mm.host)
-    for host, target in _collapse(trusted, maps):
-        mounts.setdefault(str(target), Mount(str(target), "ro", host))
+            mounts[mm.enclave] = Mount(mm.enclave, "ro", Path(mm.host))
+    for host, target in _collapse([str(p) for p in trusted], maps):
+        mounts.setdefault(target, Mount(target, "ro", Path(host)))
     for uri in manifest.sgx.allowed_files:
-        host = _host_path(uri, base)
-        target = _enclave_path(host, maps)
+        host_path = _host_path(uri, base)
+        target = _enclave_path(str(host_path), maps)
         if target is None:
             raise RunnerError("allowed file is not under any mount", found=uri)
-        if not host.exists():
+        if not host_path.exists():
             if uri.endswith("/"):
                 raise RunnerError("allowed directory does not exist", found=uri)
             continue  # Gramine lets the program create it; nothing to bind yet.
-        mounts[str(target)] = Mount(str(target), "rw", host)
+        mounts[target] = Mount(target, "rw", host_path)
     for m in manifest.fs.mounts:
         if m.type == "tmpfs":
             mounts[m.path] = Mount(m.path, "tmpfs")
     return sorted(mounts.values(), key=lambda m: (m.target.count("/"), m.target))
 
 
-def _collapse(trusted: list[Path], maps: list[_MountMap]) -> list[tuple[Path, PurePosixPath]]:
-    """Bind whole directories whose every regular file is trusted; single files otherwise."""
-    trusted_set = {str(p) for p in trusted}
+def _collapse(trusted: list[str], maps: list[_MountMap]) -> list[tuple[str, str]]:
+    """Bind whole directories whose every regular file is trusted; single files otherwise.
+
+    A directory is bound whole only when it holds nothing but trusted regular files and such
+    directories, and it maps into the enclave at the place its files would map individually.
+    """
+    trusted_set = set(trusted)
     complete: dict[str, bool] = {}
 
-    def dir_complete(directory: Path) -> bool:
-        key = str(directory)
-        if key not in complete:
-            try:
-                entries = list(os.scandir(directory))
-            except OSError:
-                complete[key] = False
-                return False
-            ok = bool(entries)
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    ok = ok and dir_complete(Path(entry.path))
-                elif entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-                    ok = False
-                else:
-                    ok = ok and entry.path in trusted_set
-            complete[key] = ok
-        return complete[key]
+    def dir_complete(directory: str) -> bool:
+        hit = complete.get(directory)
+        if hit is not None:
+            return hit
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            entries = []
+        ok = bool(entries)
+        for entry in entries:
+            if not ok:
+                break
+            if entry.is_dir(follow_symlinks=False):
+                ok = dir_complete(entry.path)
+            elif entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                ok = False
+            else:
+                ok = entry.path in trusted_set
+        complete[directory] = ok
+        return ok
 
-    chosen: dict[str, tuple[Path, PurePosixPath]] = {}
+    chosen: dict[str, str] = {}
     for path in trusted:
         unit = path
-        parent = path.parent
-        # Climb while the whole parent is trusted and maps to the same mount.
-        while parent != parent.parent and dir_complete(parent):
-            target_parent = _enclave_path(parent, maps)
-            if target_parent is None or _enclave_path(unit, maps) != target_parent / unit.name:
-                break
-            unit, parent = parent, parent.parent
         target = _enclave_path(unit, maps)
         if target is None:
-            raise RunnerError("trusted file is not under any mount", found=str(path))
-        chosen[str(unit)] = (unit, target)
-    # Drop units inside other chosen units.
-    units = sorted(chosen.values(), key=lambda u: len(u[0].parts))
-    kept: list[tuple[Path, PurePosixPath]] = []
-    for unit, target in units:
-        if not any(unit != k and unit.is_relative_to(k) for k, _ in kept):
-            kept.append((unit, target))
+            raise RunnerError("trusted file is not under any mount", found=path)
+        while True:
+            parent = os.path.dirname(unit)
+            if parent == unit or not dir_complete(parent):
+                break
+            parent_target = _enclave_path(parent, maps)
+            if parent_target is None or parent_target + "/" + os.path.basename(unit) != target:
+                break
+            unit, target = parent, parent_target
+        chosen[unit] = target
+    kept: list[tuple[str, str]] = []
+    for unit in sorted(chosen, key=len):
+        if not any(unit.startswith(k + "/") for k, _ in kept):
+            kept.append((unit, chosen[unit]))
     return kept

@@ -1,0 +1,349 @@
+"""The provider's HTTP API (aiohttp), published as OpenAPI at ``/v1/openapi.json``.
+
+Authentication: requestors send ``Authorization: Bearer <requestor token>`` (from the provider
+config, unless it runs in open mode); every call about a task also needs that task's capability
+token in ``X-Task-Token``. Both are compared in constant time, and a task that belongs to
+another requestor is reported as not found. Every error is JSON ``{"code", "message"}`` with a
+stable code. Uploads stream to disk and downloads stream from disk; nothing is held whole in
+memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from golem_graphene import __version__
+from golem_graphene.errors import ConfigError, Error, ProtocolError
+from golem_graphene.protocol.messages import CreateTaskRequest, CreateTaskResponse, ErrorBody
+from golem_graphene.protocol.spec import TaskSpec, validate_file_name
+from golem_graphene.provider.lifecycle import Task, TaskState, TransitionError
+from golem_graphene.provider.openapi import openapi_document
+from golem_graphene.provider.service import LimitError, NotFoundError, TaskEngine
+from golem_graphene.sealing.manifest import ciphertext_name
+
+__all__ = ["build_app"]
+
+log = structlog.get_logger(__name__)
+
+UPLOAD_CHUNK = 256 * 1024
+MAX_SEALED_MANIFEST = 256 * 1024
+AGE_OVERHEAD_PER_CHUNK = 16
+AGE_CHUNK = 64 * 1024
+AGE_HEADER_MAX = 4096
+ENGINE: web.AppKey[TaskEngine] = web.AppKey("engine", TaskEngine)
+
+
+class AuthError(ProtocolError):
+    """Missing or wrong requestor token (HTTP 401) or task token (HTTP 403)."""
+
+    code = "unauthorized"
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message)
+
+
+def _status(exc: Error) -> int:
+    if isinstance(exc, (AuthError, LimitError)):
+        return exc.status
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, TransitionError):
+        return 409
+    if isinstance(exc, (ProtocolError, ConfigError)):
+        return 400
+    return 422
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = ErrorBody(code=code, message=message[:1000])
+    return web.json_response(json.loads(body.to_json()), status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Error as exc:
+        return _error(_status(exc), exc.code, exc.describe())
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+                exc.status, "http_error")
+            return _error(exc.status, code, exc.reason)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error in a request", path=request.path)
+        return _error(500, "internal", "internal error (logged on the provider)")
+
+
+def _engine(request: web.Request) -> TaskEngine:
+    return request.app[ENGINE]
+
+
+def _owner(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.startswith("Bearer ") else None
+    owner = _engine(request).config.auth.owner_of(token)
+    if owner is None:
+        raise AuthError("unauthorized", "a valid requestor token is required "
+                        "(Authorization: Bearer <token>)", 401)
+    return owner
+
+
+def _task(request: web.Request) -> Task:
+    owner = _owner(request)
+    task_id = request.match_info["task_id"]
+    task = _engine(request).store.get(task_id)
+    if task is None or not hmac.compare_digest(task.owner, owner):
+        raise NotFoundError("no such task", found=task_id[:64])
+    token = request.headers.get("X-Task-Token", "")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if not hmac.compare_digest(digest, task.capability_sha256):
+        raise AuthError("forbidden", "the task token (X-Task-Token) is missing or wrong", 403)
+    return task
+
+
+async def _json_body(request: web.Request) -> bytes:
+    limit = _engine(request).config.limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise LimitError("body_too_large", "the request body is too large", status=413,
+                         expected=f"<= {limit} bytes (limits.max_body_bytes)",
+                         found=request.content_length)
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise LimitError("body_too_large", "the request body is too large", status=413,
+                         expected=f"<= {limit} bytes (limits.max_body_bytes)", found=f"> {limit}")
+    return data
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    info: dict[str, Any] = {"status": "ok", "version": __version__, "runner": engine.runner.name,
+                            "simulated": engine.runner.simulated}
+    platform = getattr(engine.runner, "platform", None)
+    if platform is not None:
+        info["sim_root_fingerprint"] = platform.root_fingerprint
+    return web.json_response(info)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def list_specs(request: web.Request) -> web.Response:
+    _owner(request)
+    return web.json_response({"specs": _engine(request).offered_specs()})
+
+
+async def create_task(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    body = CreateTaskRequest.from_json(await _json_body(request))
+    task, token = await _engine(request).create(
+        owner=owner, spec_name=body.spec_name, spec_sha256=body.spec_digest.hex(),
+        nonce=body.nonce.hex(), requestor_key=body.requestor_key)
+    response = CreateTaskResponse(task_id=bytes.fromhex(task.task_id), capability_token=token)
+    return web.json_response(json.loads(response.to_json()), status=201)
+
+
+async def get_task(request: web.Request) -> web.Response:
+    return web.json_response(_task(request).public())
+
+
+async def get_evidence(request: web.Request) -> web.Response:
+    task = _task(request)
+    return web.Response(body=_engine(request).evidence(task), content_type="application/json")
+
+
+def _upload_limit(engine: TaskEngine, task: Task, name: str) -> int:
+    spec = TaskSpec.from_path(engine.spec_path(task.spec_name))
+    declared = spec.input(name)
+    if declared is None:
+        raise NotFoundError("the task spec declares no such input", found=name)
+    chunks = declared.max_size // AGE_CHUNK + 1
+    return declared.max_size + chunks * AGE_OVERHEAD_PER_CHUNK + AGE_HEADER_MAX
+
+
+async def put_input(request: web.Request) -> web.Response:
+    task = _task(request)
+    engine = _engine(request)
+    if task.state is not TaskState.ATTESTED:
+        raise TransitionError("inputs are accepted only while the task is attested",
+                              found=task.state.value)
+    try:
+        name = validate_file_name(request.match_info["name"], "input name")
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    per_input = _upload_limit(engine, task, name)
+    per_task = engine.config.limits.max_input_bytes_per_task
+    target = engine.io_dir(task.task_id) / "inputs" / ciphertext_name(name)
+    previous = target.stat().st_size if target.exists() else 0
+    written = await _stream_to_file(request, target, min(per_input, per_task - task.input_bytes + previous),
+                                    engine.config.limits.upload_idle_seconds, name)
+    task.input_bytes += written - previous
+    engine.store.save(task)
+    await engine.store.event(task, bytes_done=written, bytes_total=written, message=f"input {name} received")
+    return web.json_response({"name": name, "size": written}, status=201)
+
+
+async def _stream_to_file(request: web.Request, target: Path, limit: int, idle: float,
+                          name: str) -> int:
+    if request.content_length is not None and request.content_length > limit:
+        raise LimitError("input_too_large", f"input {name!r} is larger than allowed", status=413,
+                         expected=f"<= {limit} bytes", found=request.content_length)
+    partial = target.with_name(target.name + ".part")
+    written = 0
+    try:
+        with open(partial, "wb") as f:
+            while True:
+                chunk = await asyncio.wait_for(request.content.read(UPLOAD_CHUNK), idle)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:
+                    raise LimitError("input_too_large", f"input {name!r} is larger than allowed "
+                                     "(the spec's max_size or limits.max_input_bytes_per_task)",
+                                     status=413, expected=f"<= {limit} bytes", found=f"> {limit}")
+                f.write(chunk)
+        os.replace(partial, target)
+    except TimeoutError:
+        raise LimitError("upload_stalled", "the upload sent nothing for too long", status=408,
+                         expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    task = _task(request)
+    engine = _engine(request)
+    if task.state is not TaskState.ATTESTED:
+        raise TransitionError("the manifest is accepted only while the task is attested",
+                              found=task.state.value)
+    target = engine.io_dir(task.task_id) / "manifest.sealed"
+    size = await _stream_to_file(request, target, MAX_SEALED_MANIFEST,
+                                 engine.config.limits.upload_idle_seconds, "manifest")
+    return web.json_response({"size": size}, status=201)
+
+
+async def start_task(request: web.Request) -> web.Response:
+    task = _task(request)
+    await _engine(request).begin(task)
+    return web.json_response(task.public(), status=202)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    task = _task(request)
+    engine = _engine(request)
+    try:
+        seq = int(request.query.get("since", request.headers.get("Last-Event-ID", "0")))
+    except ValueError:
+        raise ProtocolError("since must be an integer") from None
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    while True:
+        items = await engine.store.events_since(task.task_id, max(seq, 0), timeout=15.0)
+        if not items:
+            await response.write(b": keep-alive\n\n")
+            if task.terminal:
+                break
+            continue
+        for item in items:
+            await response.write(f"id: {item['seq']}\nevent: task\ndata: {json.dumps(item)}\n\n".encode())
+            seq = item["seq"] + 1
+        if task.terminal and engine.store.get(task.task_id) is not None and \
+                items[-1]["state"] in ("done", "failed", "cancelled"):
+            break
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+def _output_path(engine: TaskEngine, task: Task, name: str) -> Path:
+    if task.state is not TaskState.DONE:
+        raise TransitionError("outputs are ready once the task is done", found=task.state.value)
+    if name != "receipt.json":
+        try:
+            validate_file_name(name, "output file")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+    path = engine.outputs_dir(task.task_id) / name
+    if not path.is_file() or path.is_symlink():
+        raise NotFoundError("no such output", found=name)
+    return path
+
+
+async def list_outputs(request: web.Request) -> web.Response:
+    task = _task(request)
+    engine = _engine(request)
+    _output_path(engine, task, "receipt.json")
+    files = [{"name": p.name, "size": p.stat().st_size}
+             for p in sorted(engine.outputs_dir(task.task_id).iterdir()) if p.is_file()]
+    return web.json_response({"files": files})
+
+
+async def get_output(request: web.Request) -> web.StreamResponse:
+    task = _task(request)
+    path = _output_path(_engine(request), task, request.match_info["name"])
+    return web.FileResponse(path, chunk_size=UPLOAD_CHUNK,
+                            headers={"Content-Type": "application/octet-stream"})
+
+
+async def get_receipt(request: web.Request) -> web.StreamResponse:
+    task = _task(request)
+    path = _output_path(_engine(request), task, "receipt.json")
+    return web.FileResponse(path, headers={"Content-Type": "application/json"})
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    task = _task(request)
+    await _engine(request).cancel(task)
+    return web.json_response(task.public())
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    task = _task(request)
+    await _engine(request).delete(task)
+    return web.Response(status=204)
+
+
+def build_app(engine: TaskEngine) -> web.Application:
+    """The aiohttp application serving ``engine``."""
+    app = web.Application(middlewares=[errors_middleware],
+                          client_max_size=engine.config.limits.max_body_bytes)
+    app[ENGINE] = engine
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/specs", list_specs)
+    app.router.add_post("/v1/tasks", create_task)
+    app.router.add_get("/v1/tasks/{task_id}", get_task)
+    app.router.add_delete("/v1/tasks/{task_id}", delete_task)
+    app.router.add_get("/v1/tasks/{task_id}/evidence", get_evidence)
+    app.router.add_put("/v1/tasks/{task_id}/inputs/{name}", put_input)
+    app.router.add_put("/v1/tasks/{task_id}/manifest", put_manifest)
+    app.router.add_post("/v1/tasks/{task_id}/start", start_task)
+    app.router.add_get("/v1/tasks/{task_id}/events", events)
+    app.router.add_get("/v1/tasks/{task_id}/outputs", list_outputs)
+    app.router.add_get("/v1/tasks/{task_id}/outputs/{name}", get_output)
+    app.router.add_get("/v1/tasks/{task_id}/receipt", get_receipt)
+    app.router.add_post("/v1/tasks/{task_id}/cancel", cancel_task)
+    return app

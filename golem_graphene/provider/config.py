@@ -1,0 +1,138 @@
+"""The provider's configuration file (TOML), with strict defaults.
+
+Example::
+
+    bind = "127.0.0.1"
+    port = 7465
+    data_dir = "/var/lib/golem-graphene"
+    specs_dir = "/usr/share/golem-graphene/task_specs"
+    runner = "sim"                      # "gramine-sgx" on SGX hosts
+    allow_insecure = []                 # ["gramine-direct"] to allow that runner, by name
+    pcs_url = "https://pccs.example:8081"   # gramine-sgx: where collateral comes from
+
+    [auth]
+    open = false                        # true: no requestor token (local use only)
+    tokens = ["<long random token>"]    # requestor tokens; each scopes its own tasks
+
+    [limits]
+    max_body_bytes = 65536              # JSON request bodies
+    max_input_bytes_per_task = 8589934592
+    max_concurrent_tasks = 8
+    max_task_seconds = 3600
+    max_queued_tasks = 64               # created but not yet finished, over all requestors
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from golem_graphene.errors import ConfigError
+
+__all__ = ["AuthConfig", "LimitsConfig", "ProviderConfig", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/golem-graphene/provider`` (``~/.local/share/...``)."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "golem-graphene" / "provider"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AuthConfig(_Model):
+    """Who may create tasks."""
+
+    open: bool = False
+    tokens: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _some_access(self) -> AuthConfig:
+        if self.open and self.tokens:
+            raise ValueError("auth.open and auth.tokens exclude each other")
+        for token in self.tokens:
+            if len(token) < 24:
+                raise ValueError("requestor tokens must be at least 24 characters")
+        return self
+
+    def owner_of(self, token: str | None) -> str | None:
+        """The owner id (token digest) for a valid token; ``"open"`` in open mode."""
+        if self.open:
+            return "open"
+        if token is None:
+            return None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        import hmac  # noqa: PLC0415
+
+        for known in self.tokens:
+            if hmac.compare_digest(hashlib.sha256(known.encode()).hexdigest(), digest):
+                return digest
+        return None
+
+
+class LimitsConfig(_Model):
+    """Bounds that keep one requestor from exhausting the provider."""
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 << 20)
+    max_input_bytes_per_task: int = Field(default=8 << 30, ge=1)
+    max_concurrent_tasks: int = Field(default=8, ge=1, le=4096)
+    max_queued_tasks: int = Field(default=64, ge=1, le=100_000)
+    max_task_seconds: float = Field(default=3600.0, gt=0)
+    upload_idle_seconds: float = Field(default=60.0, gt=0)
+
+
+class ProviderConfig(_Model):
+    """The whole provider configuration."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=7465, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    specs_dir: Path = Path("task_specs")
+    runner: Literal["sim", "gramine-sgx", "gramine-direct"] = "sim"
+    allow_insecure: tuple[Literal["gramine-direct"], ...] = ()
+    pcs_url: str | None = None
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _auth_required(self) -> ProviderConfig:
+        if not self.auth.open and not self.auth.tokens:
+            raise ValueError("set auth.tokens (or auth.open = true for local use)")
+        if self.runner == "gramine-direct" and "gramine-direct" not in self.allow_insecure:
+            raise ValueError("runner gramine-direct needs allow_insecure = [\"gramine-direct\"]")
+        return self
+
+    @classmethod
+    def from_toml(cls, text: str, *, base: Path | None = None) -> ProviderConfig:
+        """Parse a config file's text; relative paths resolve against ``base``."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"the provider config is not valid TOML: {exc}") from exc
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(config)"
+            raise ConfigError(f"provider config {where}: {first['msg']}") from None
+        if base is not None:
+            config = config.model_copy(update={
+                "data_dir": (base / config.data_dir).expanduser(),
+                "specs_dir": (base / config.specs_dir).expanduser(),
+            })
+        return config
+
+    @classmethod
+    def from_path(cls, path: Path) -> ProviderConfig:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the provider config {path}: {exc}") from exc
+        return cls.from_toml(text, base=path.parent)

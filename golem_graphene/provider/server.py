@@ -1,0 +1,79 @@
+"""Running the provider: an async context manager around the engine and its HTTP site."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+
+from golem_graphene.provider.api import build_app
+from golem_graphene.provider.config import ProviderConfig
+from golem_graphene.provider.runners import EnclaveRunner
+from golem_graphene.provider.service import TaskEngine
+
+__all__ = ["ProviderServer", "serve_forever"]
+
+log = structlog.get_logger(__name__)
+
+
+class ProviderServer:
+    """``async with ProviderServer(config) as server:`` serves until the block ends."""
+
+    def __init__(self, config: ProviderConfig, runner: EnclaveRunner | None = None) -> None:
+        self.config = config
+        self.engine = TaskEngine(config, runner)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.config.bind if ":" not in self.config.bind else f"[{self.config.bind}]"
+        return f"http://{host}:{self.port}"
+
+    async def __aenter__(self) -> ProviderServer:
+        await self.engine.recover()
+        app = build_app(self.engine)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.bind, self.config.port,
+                           shutdown_timeout=5.0)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        log.info("provider serving", url=self.url, runner=self.engine.runner.name,
+                 data_dir=str(self.config.data_dir))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.engine.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def serve_forever(config: ProviderConfig, *, announce: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with ProviderServer(config) as server:
+        if announce:
+            _announce(server)
+        await stop.wait()
+
+
+def _announce(server: ProviderServer) -> None:
+    import sys  # noqa: PLC0415
+
+    sys.stderr.write(f"provider listening on {server.url} (runner {server.engine.runner.name})\n")
+    platform = getattr(server.engine.runner, "platform", None)
+    if platform is not None:
+        sys.stderr.write("WARNING: the sim runner gives NO SGX protection. Requestors who accept it "
+                         f"trust this simulation root by name:\n  {platform.root_fingerprint}\n"
+                         f"  (certificate: {Path(platform.root_path)})\n")

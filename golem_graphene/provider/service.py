@@ -1,0 +1,353 @@
+"""The provider's task engine: builds images, drives each task through its lifecycle, recovers.
+
+One :class:`TaskEngine` per provider. Each accepted task gets a driver coroutine that launches
+the enclave with the configured runner, publishes its evidence (with collateral attached), waits
+for the requestor's sealed inputs, tells the agent to run, relays progress as events and keeps
+the sealed outputs. The provider never holds a key that opens an input or an output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from golem_graphene.errors import Error, ProtocolError, RunnerError
+from golem_graphene.protocol.binding import format_task_id, new_task_id
+from golem_graphene.protocol.messages import Evidence, new_capability_token
+from golem_graphene.protocol.spec import TaskSpec, spec_digest
+from golem_graphene.provider.config import ProviderConfig
+from golem_graphene.provider.image import EnclaveImage, build_image
+from golem_graphene.provider.lifecycle import Task, TaskState, TaskStore, TransitionError
+from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner, make_runner
+from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
+
+__all__ = ["LimitError", "NotFoundError", "TaskEngine"]
+
+log = structlog.get_logger(__name__)
+
+ATTEST_TIMEOUT_SECONDS = 120.0
+
+
+class NotFoundError(ProtocolError):
+    """No such task (or not yours), spec or file (HTTP 404)."""
+
+    code = "not_found"
+
+
+class LimitError(ProtocolError):
+    """A configured limit refuses the request (HTTP 413 or 429); the message names the limit."""
+
+    code = "limit"
+
+    def __init__(self, code: str, message: str, *, status: int, **kw: Any) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message, **kw)
+
+
+@dataclass
+class _Running:
+    driver: asyncio.Task[None]
+    start: asyncio.Event
+    process: EnclaveProcess | None = None
+
+
+class TaskEngine:
+    """Tasks, images and the runner of one provider."""
+
+    def __init__(self, config: ProviderConfig, runner: EnclaveRunner | None = None) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.runner = runner or make_runner(config.runner, data_dir=self.data_dir,
+                                            allow_insecure=tuple(config.allow_insecure),
+                                            pcs_url=config.pcs_url)
+        self.store = TaskStore(self.data_dir / "tasks")
+        self._running: dict[str, _Running] = {}
+        self._images: dict[str, EnclaveImage] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
+
+    # -- specs and images -------------------------------------------------------------------
+
+    def spec_path(self, name: str) -> Path:
+        path = self.config.specs_dir / name / "task.toml"
+        if not path.is_file():
+            raise NotFoundError(f"the provider offers no task spec called {name!r}")
+        return path
+
+    def offered_specs(self) -> list[dict[str, str]]:
+        """The specs this provider runs, with the digests requestors must match."""
+        out = []
+        for path in sorted(self.config.specs_dir.glob("*/task.toml")):
+            with contextlib.suppress(Error):
+                out.append({"name": TaskSpec.from_path(path).name, "sha256": spec_digest(path)})
+        return out
+
+    async def image_for(self, name: str, digest: str) -> EnclaveImage:
+        """The built image of spec ``name`` (built once per spec digest)."""
+        key = f"{name}-{digest[:16]}"
+        if key in self._images:
+            return self._images[key]
+        lock = self._image_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._images:
+                out = self.data_dir / "images" / key
+                try:
+                    image = EnclaveImage.load(out)
+                except Error:
+                    image = await asyncio.to_thread(
+                        build_image, self.spec_path(name), out,
+                        key_path=self.data_dir / "enclave-key.pem", force=True)
+                self._images[key] = image
+        return self._images[key]
+
+    # -- creation ---------------------------------------------------------------------------
+
+    async def create(self, *, owner: str, spec_name: str, spec_sha256: str, nonce: str,
+                     requestor_key: str) -> tuple[Task, str]:
+        """Accept a task; returns it and its capability token (shown once, stored hashed)."""
+        path = self.spec_path(spec_name)
+        actual = spec_digest(path)
+        if actual != spec_sha256.lower():
+            raise ProtocolError("the spec differs from the provider's copy", expected=actual,
+                                found=spec_sha256)
+        limits = self.config.limits
+        if self.store.active_count() >= limits.max_concurrent_tasks:
+            raise LimitError("too_many_tasks", "the provider runs as many tasks as it allows",
+                             status=429, expected=f"<= {limits.max_concurrent_tasks} "
+                             "concurrent tasks (limits.max_concurrent_tasks)", found="all taken")
+        if len(self.store.all()) >= limits.max_queued_tasks:
+            raise LimitError("too_many_stored_tasks", "delete finished tasks first", status=429,
+                             expected=f"<= {limits.max_queued_tasks} tasks (limits.max_queued_tasks)",
+                             found=len(self.store.all()))
+        token = new_capability_token()
+        task = Task(task_id=format_task_id(new_task_id()), spec_name=spec_name,
+                    spec_digest=actual, nonce=nonce, requestor_key=requestor_key, owner=owner,
+                    capability_sha256=hashlib.sha256(token.encode()).hexdigest(),
+                    runner=self.runner.name)
+        self.store.add(task)
+        await self.store.event(task, message="task accepted")
+        self._spawn(task)
+        log.info("task created", task_id=task.task_id, spec=spec_name)
+        return task, token
+
+    def _spawn(self, task: Task) -> None:
+        start = asyncio.Event()
+        driver = asyncio.create_task(self._drive_with_deadline(task), name=f"task-{task.task_id}")
+        self._running[task.task_id] = _Running(driver, start)
+
+    # -- the driver -------------------------------------------------------------------------
+
+    async def _drive_with_deadline(self, task: Task) -> None:
+        try:
+            await asyncio.wait_for(self._drive(task), timeout=self.config.limits.max_task_seconds)
+        except TimeoutError:
+            await self._fail(task, "task_timeout", "the task exceeded limits.max_task_seconds "
+                             f"({self.config.limits.max_task_seconds:g} s)")
+        except asyncio.CancelledError:
+            if not task.terminal:
+                await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
+            raise
+        except Error as exc:
+            await self._fail(task, exc.code, exc.describe())
+        except Exception as exc:  # a bug: the task fails with a reason, the provider goes on
+            log.exception("task driver crashed", task_id=task.task_id)
+            await self._fail(task, "internal", f"internal error: {type(exc).__name__}")
+        finally:
+            running = self._running.get(task.task_id)
+            if running and running.process:
+                running.process.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(running.process.wait(), 10)
+            self._reclaim(task)
+
+    async def _fail(self, task: Task, code: str, message: str) -> None:
+        if not task.terminal:
+            log.warning("task failed", task_id=task.task_id, code=code)
+            await self.store.transition(task, TaskState.FAILED,
+                                        failure={"code": code, "message": message[:2000]})
+
+    def launch_dir(self, task_id: str) -> Path:
+        return self.store.directory(task_id) / "launch"
+
+    def outputs_dir(self, task_id: str) -> Path:
+        return self.store.directory(task_id) / "outputs"
+
+    def io_dir(self, task_id: str) -> Path:
+        return self.launch_dir(task_id) / "io"
+
+    async def _drive(self, task: Task) -> None:
+        running = self._running[task.task_id]
+        await self.store.transition(task, TaskState.LAUNCHING)
+        image = await self.image_for(task.spec_name, task.spec_digest)
+        launch = self.launch_dir(task.task_id)
+        io = launch / "io"
+        io.mkdir(parents=True, exist_ok=True)
+        (io / "inputs").mkdir(exist_ok=True)
+        (io / "task.json").write_text(json.dumps({"task_id": task.task_id, "nonce": task.nonce,
+                                                  "requestor_key": task.requestor_key}))
+        process = await self.runner.launch(image, launch,
+                                           stderr_path=self.store.directory(task.task_id) / "enclave.log")
+        running.process = process
+        task.pid = process.pid
+        self.store.save(task)
+        events = process.events()
+        first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
+        if first is None or first.get("event") != "attested":
+            raise RunnerError(_agent_failure(first, "the enclave exited before it attested"))
+        await self._publish_evidence(task, io)
+        await self.store.transition(task, TaskState.ATTESTED)
+        await running.start.wait()
+        await process.send({"cmd": "run"})
+        done: dict[str, Any] | None = None
+        async for event in events:
+            kind = event.get("event")
+            if kind == "running":
+                await self.store.transition(task, TaskState.RUNNING)
+            elif kind == "sealing":
+                await self.store.transition(task, TaskState.SEALING)
+            elif kind == "progress":
+                await self.store.event(task, bytes_done=_int(event.get("bytes_done")),
+                                       bytes_total=_int(event.get("bytes_total")),
+                                       message=f"{event.get('phase', '')} {event.get('input') or event.get('output') or ''}".strip())
+            elif kind == "done":
+                done = event
+            elif kind == "failed":
+                raise RunnerError(_agent_failure(event, "the enclave refused the task"))
+        code = await process.wait()
+        if process.timed_out:
+            raise RunnerError("the enclave was killed at its time limit")
+        if done is None:
+            raise RunnerError(f"the enclave exited (status {code}) without finishing the task")
+        outputs = self.outputs_dir(task.task_id)
+        os.replace(io / "outputs", outputs)
+        signed = SignedReceipt.from_json((outputs / "receipt.json").read_bytes())
+        evidence = Evidence.from_json((self.store.directory(task.task_id) / "evidence.json").read_bytes())
+        bundle = ReceiptBundle.from_signed(signed, evidence)
+        (outputs / "receipt.json").write_bytes(bundle.to_json())
+        task.exit_status = _int(done.get("exit_status"))
+        task.termination = str(done.get("termination"))
+        await self.store.transition(task, TaskState.DONE, message="outputs sealed")
+
+    async def _publish_evidence(self, task: Task, io: Path) -> None:
+        try:
+            raw = json.loads((io / "evidence.json").read_bytes()[:256 * 1024])
+            quote = bytes.fromhex(raw["quote"]) if raw.get("quote") else None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunnerError(f"the enclave published malformed evidence: {exc}") from exc
+        collateral = None
+        if quote is not None:
+            collateral = await self.runner.collateral_for(quote, datetime.now(UTC))
+        evidence = Evidence(task_id=task.task_id, quote=quote, enclave_key=raw["enclave_key"],
+                            signing_key=raw["signing_key"], collateral=collateral,
+                            runner=raw["runner"], simulated=raw["simulated"])
+        (self.store.directory(task.task_id) / "evidence.json").write_bytes(evidence.to_json())
+
+    def _reclaim(self, task: Task) -> None:
+        """Remove everything but the sealed outputs and the record."""
+        shutil.rmtree(self.launch_dir(task.task_id), ignore_errors=True)
+        if task.state is not TaskState.DONE:
+            shutil.rmtree(self.outputs_dir(task.task_id), ignore_errors=True)
+        self._running.pop(task.task_id, None)
+
+    # -- requests during the task -------------------------------------------------------------
+
+    def evidence(self, task: Task) -> bytes:
+        path = self.store.directory(task.task_id) / "evidence.json"
+        if task.state in (TaskState.CREATED, TaskState.LAUNCHING) or not path.exists():
+            raise TransitionError("the enclave has not attested yet", found=task.state.value)
+        return path.read_bytes()
+
+    async def begin(self, task: Task) -> None:
+        """The requestor's inputs and sealed manifest are in place: let the agent run."""
+        if task.state is not TaskState.ATTESTED:
+            raise TransitionError("inputs can start a task only once it is attested",
+                                  found=task.state.value)
+        if not (self.io_dir(task.task_id) / "manifest.sealed").is_file():
+            raise TransitionError("upload the sealed input manifest first")
+        running = self._running.get(task.task_id)
+        if running is None:
+            raise TransitionError("the task is not running on this provider")
+        await self.store.transition(task, TaskState.INPUTS_RECEIVED)
+        running.start.set()
+
+    async def cancel(self, task: Task) -> None:
+        running = self._running.get(task.task_id)
+        if running is not None:
+            running.driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running.driver
+        if not task.terminal:
+            await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
+
+    async def delete(self, task: Task) -> None:
+        await self.cancel(task)
+        shutil.rmtree(self.store.directory(task.task_id), ignore_errors=True)
+        self.store.remove(task.task_id)
+
+    # -- restart ------------------------------------------------------------------------------
+
+    async def recover(self) -> dict[str, int]:
+        """Account for every task a previous provider process accepted."""
+        counts = {"resumed": 0, "failed": 0, "kept": 0}
+        for task in self.store.load():
+            if task.terminal:
+                self._reclaim(task)
+                counts["kept"] += 1
+                continue
+            _kill_leftover(task.pid)
+            if task.state is TaskState.CREATED:
+                self._spawn(task)
+                counts["resumed"] += 1
+                continue
+            await self._fail(task, "provider_restarted",
+                             f"the provider restarted while the task was {task.state.value}; the "
+                             "enclave and its keys are gone, so it cannot resume")
+            self._reclaim(task)
+            counts["failed"] += 1
+        for stray in self.store.root.glob("*/launch/io/inputs/*.part"):
+            stray.unlink(missing_ok=True)
+        log.info("recovered tasks", **counts)
+        return counts
+
+    async def close(self) -> None:
+        """Cancel every running task (the enclaves die with their sessions)."""
+        for task_id, running in list(self._running.items()):
+            running.driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running.driver
+            self._running.pop(task_id, None)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _agent_failure(event: dict[str, Any] | None, default: str) -> str:
+    if event and event.get("event") == "failed":
+        return f"{event.get('code', 'agent')}: {str(event.get('message', ''))[:1000]}"
+    return default
+
+
+def _kill_leftover(pid: int | None) -> None:
+    """Kill a previous run's enclave session, if that pid still is one of ours."""
+    if not pid:
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline:
+        for kill in (lambda: os.killpg(pid, 9), lambda: os.kill(pid, 9)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill()

@@ -1,0 +1,227 @@
+"""How a requestor reaches a provider: a channel interface and the direct HTTP channel.
+
+The task protocol (:mod:`golem_graphene.requestor.client`) is written once against
+:class:`Channel`; the direct HTTP API and the Golem network each implement it. Channels only
+move bytes: everything they return is checked by the protocol code, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from golem_graphene.errors import ProtocolError
+
+__all__ = ["Channel", "ChannelError", "HttpChannel", "TaskRef"]
+
+MAX_JSON_RESPONSE = 4 << 20
+MAX_EVENT_LINE = 64 * 1024
+
+
+class ChannelError(ProtocolError):
+    """The provider answered with an error, or could not be reached."""
+
+    code = "channel"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        if code:
+            self.code = code
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task on a provider: its id and capability token."""
+
+    task_id: str
+    token: str
+
+
+class Channel(Protocol):
+    """The provider operations the task protocol needs."""
+
+    async def create(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def evidence(self, task: TaskRef) -> bytes: ...
+    async def put_input(self, task: TaskRef, name: str, body: AsyncIterable[bytes]) -> None: ...
+    async def put_manifest(self, task: TaskRef, sealed: bytes) -> None: ...
+    async def start(self, task: TaskRef) -> None: ...
+    def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]: ...
+    async def outputs(self, task: TaskRef) -> list[dict[str, Any]]: ...
+    async def download(self, task: TaskRef, name: str, dest: Path, limit: int) -> int: ...
+    async def cancel(self, task: TaskRef) -> None: ...
+    async def delete(self, task: TaskRef) -> None: ...
+    async def close(self) -> None: ...
+
+
+class HttpChannel:
+    """The provider's HTTP API (see ``/v1/openapi.json``) over aiohttp."""
+
+    def __init__(self, base_url: str, *, token: str | None = None,
+                 session: aiohttp.ClientSession | None = None, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._session = session
+        self._own_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    def _headers(self, task: TaskRef | None = None) -> dict[str, str]:
+        headers = {}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if task is not None:
+            headers["X-Task-Token"] = task.token
+        return headers
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/v1{path}"
+
+    async def _check(self, response: aiohttp.ClientResponse) -> None:
+        if response.status < 400:
+            return
+        body = await response.content.read(64 * 1024)
+        try:
+            obj = json.loads(body)
+            code, message = str(obj["code"]), str(obj["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "http_error", body[:200].decode(errors="replace")
+        raise ChannelError(f"provider answered {response.status}: {message}", code=code,
+                           status=response.status)
+
+    async def _json(self, method: str, path: str, task: TaskRef | None = None,
+                    payload: dict[str, Any] | None = None) -> Any:
+        try:
+            async with self._http().request(method, self._url(path), json=payload,
+                                            headers=self._headers(task)) as response:
+                await self._check(response)
+                data = await response.content.read(MAX_JSON_RESPONSE + 1)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"cannot reach the provider at {self.base_url}: {exc}") from exc
+        if len(data) > MAX_JSON_RESPONSE:
+            raise ChannelError("the provider's answer is too large")
+        try:
+            return json.loads(data) if data else None
+        except ValueError as exc:
+            raise ChannelError("the provider answered with malformed JSON") from exc
+
+    async def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self._json("POST", "/tasks", payload=request)
+        if not isinstance(result, dict):
+            raise ChannelError("the provider answered create with a non-object")
+        return result
+
+    async def evidence(self, task: TaskRef) -> bytes:
+        try:
+            async with self._http().get(self._url(f"/tasks/{task.task_id}/evidence"),
+                                        headers=self._headers(task)) as response:
+                await self._check(response)
+                data = await response.content.read(MAX_JSON_RESPONSE + 1)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"cannot fetch the evidence: {exc}") from exc
+        if len(data) > MAX_JSON_RESPONSE:
+            raise ChannelError("the evidence is too large")
+        return data
+
+    async def put_input(self, task: TaskRef, name: str, body: AsyncIterable[bytes]) -> None:
+        try:
+            async with self._http().put(self._url(f"/tasks/{task.task_id}/inputs/{name}"),
+                                        data=body, headers=self._headers(task)) as response:
+                await self._check(response)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"uploading input {name!r} failed: {exc}") from exc
+
+    async def put_manifest(self, task: TaskRef, sealed: bytes) -> None:
+        try:
+            async with self._http().put(self._url(f"/tasks/{task.task_id}/manifest"),
+                                        data=sealed, headers=self._headers(task)) as response:
+                await self._check(response)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"uploading the input manifest failed: {exc}") from exc
+
+    async def start(self, task: TaskRef) -> None:
+        await self._json("POST", f"/tasks/{task.task_id}/start", task)
+
+    async def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
+        """Server-Sent Events of the task until its terminal state."""
+        since = 0
+        while True:
+            try:
+                async with self._http().get(self._url(f"/tasks/{task.task_id}/events"),
+                                            params={"since": str(since)},
+                                            headers=self._headers(task),
+                                            timeout=aiohttp.ClientTimeout(sock_read=60)) as response:
+                    await self._check(response)
+                    while True:
+                        line = await response.content.readline()
+                        if not line:
+                            break
+                        if len(line) > MAX_EVENT_LINE:
+                            raise ChannelError("the provider sent an oversized event")
+                        if not line.startswith(b"data: "):
+                            continue
+                        try:
+                            event = json.loads(line[6:])
+                        except ValueError as exc:
+                            raise ChannelError("the provider sent a malformed event") from exc
+                        if not isinstance(event, dict):
+                            raise ChannelError("the provider sent a malformed event")
+                        since = int(event.get("seq", since)) + 1
+                        yield event
+                        if event.get("state") in ("done", "failed", "cancelled"):
+                            return
+            except aiohttp.ClientError as exc:
+                raise ChannelError(f"the event stream broke: {exc}") from exc
+
+    async def outputs(self, task: TaskRef) -> list[dict[str, Any]]:
+        result = await self._json("GET", f"/tasks/{task.task_id}/outputs", task)
+        files = result.get("files") if isinstance(result, dict) else None
+        if not isinstance(files, list):
+            raise ChannelError("the provider's output list is malformed")
+        return [f for f in files if isinstance(f, dict)]
+
+    async def download(self, task: TaskRef, name: str, dest: Path, limit: int) -> int:
+        """Stream one output file to ``dest``; refuses more than ``limit`` bytes."""
+        written = 0
+        try:
+            async with self._http().get(self._url(f"/tasks/{task.task_id}/outputs/{name}"),
+                                        headers=self._headers(task)) as response:
+                await self._check(response)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        written += len(chunk)
+                        if written > limit:
+                            raise ChannelError(f"output {name!r} is larger than the task allows")
+                        f.write(chunk)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"downloading {name!r} failed: {exc}") from exc
+        return written
+
+    async def cancel(self, task: TaskRef) -> None:
+        await self._json("POST", f"/tasks/{task.task_id}/cancel", task)
+
+    async def delete(self, task: TaskRef) -> None:
+        try:
+            async with self._http().delete(self._url(f"/tasks/{task.task_id}"),
+                                           headers=self._headers(task)) as response:
+                await self._check(response)
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"deleting the task failed: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
