@@ -1,4 +1,4 @@
-"""``golem-graphene build SPEC``: build the enclave image of a task spec and print its measurements."""
+"""``golem-graphene build SPEC``: build a task spec's enclave image and print its measurements."""
 
 from __future__ import annotations
 
@@ -13,16 +13,23 @@ from golem_graphene.provider.image import build_image
 
 def register(sub: Any) -> None:
     """Add the ``build`` command."""
-    p = sub.add_parser("build", help="build the enclave image of a task spec",
-                       description=__doc__)
+    p = sub.add_parser("build", help="build the enclave image of a task spec", description=__doc__)
     p.add_argument("spec", metavar="SPEC", help="task spec folder or task.toml")
-    p.add_argument("-o", "--output", metavar="DIR",
-                   help="image folder (default: build/<spec name>)")
-    p.add_argument("--key", metavar="KEY",
-                   help="enclave signing key, RSA-3072 e=3 PEM (created if absent; default "
-                        "~/.config/golem-graphene/enclave-key.pem)")
-    p.add_argument("--log-level-enclave", default="error", dest="enclave_log_level",
-                   help="loader.log_level of the manifest (default: error)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", help="image folder (default: build/<spec name>)"
+    )
+    p.add_argument(
+        "--key",
+        metavar="KEY",
+        help="enclave signing key, RSA-3072 e=3 PEM (created if absent; default "
+        "~/.config/golem-graphene/enclave-key.pem)",
+    )
+    p.add_argument(
+        "--log-level-enclave",
+        default="error",
+        dest="enclave_log_level",
+        help="loader.log_level of the manifest (default: error)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing image folder")
     p.add_argument("--json", action="store_true", help="print the image summary as JSON")
     p.set_defaults(func=run)
@@ -30,12 +37,17 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = Path(args.spec)
-    from golem_graphene.protocol.spec import TaskSpec  # noqa: PLC0415
+    from golem_graphene.protocol.spec import TaskSpec
 
     name = TaskSpec.from_path(spec).name
     out = Path(args.output) if args.output else Path("build") / name
-    image = build_image(spec, out, key_path=Path(args.key) if args.key else None,
-                        log_level=args.enclave_log_level, force=args.force)
+    image = build_image(
+        spec,
+        out,
+        key_path=Path(args.key) if args.key else None,
+        log_level=args.enclave_log_level,
+        force=args.force,
+    )
     info = dict(image.info)
     info["directory"] = str(image.directory)
     if args.json:

@@ -25,8 +25,12 @@ DEMO_SPEC = "csv-stats"
 
 def register(sub: Any) -> None:
     """Add the ``demo`` command."""
-    p = sub.add_parser("demo", help="run a confidential task end to end on a local sim provider",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="run a confidential task end to end on a local sim provider",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--spec", default=DEMO_SPEC, help=f"spec from task_specs/ (default {DEMO_SPEC})")
     p.add_argument("--specs-dir", help="folder of task specs (default: ./task_specs)")
     p.add_argument("--workdir", default="demo-out", help="demo folder, replaced on each run")
@@ -34,8 +38,11 @@ def register(sub: Any) -> None:
 
 
 def _specs_dir(arg: str | None) -> Path:
-    candidates = [Path(arg)] if arg else [Path("task_specs"),
-                                          Path(__file__).resolve().parents[2] / "task_specs"]
+    candidates = (
+        [Path(arg)]
+        if arg
+        else [Path("task_specs"), Path(__file__).resolve().parents[2] / "task_specs"]
+    )
     for path in candidates:
         if path.is_dir():
             return path.resolve()
@@ -48,13 +55,19 @@ def _say(text: str) -> None:
 
 
 async def _demo(spec: Path, work: Path) -> TaskResult:
-    from golem_graphene._commands.run import Progress, load_or_create_identity  # noqa: PLC0415
-    from golem_graphene.provider.server import ProviderServer  # noqa: PLC0415
-    from golem_graphene.requestor.measure import measure_locally  # noqa: PLC0415
+    from golem_graphene._commands.run import Progress, load_or_create_identity
+    from golem_graphene.provider.server import ProviderServer
+    from golem_graphene.requestor.measure import measure_locally
 
-    config = ProviderConfig.model_validate({
-        "bind": "127.0.0.1", "port": 0, "data_dir": str(work / "provider"),
-        "specs_dir": str(spec.parent), "auth": {"open": True}})
+    config = ProviderConfig.model_validate(
+        {
+            "bind": "127.0.0.1",
+            "port": 0,
+            "data_dir": str(work / "provider"),
+            "specs_dir": str(spec.parent),
+            "auth": {"open": True},
+        }
+    )
     _say(f"1. building the {spec.name} enclave image locally to know its expected measurement")
     mrenclave = await asyncio.to_thread(measure_locally, spec / "task.toml", "sim")
     _say(f"   expected MRENCLAVE[sim] = {mrenclave}")
@@ -62,19 +75,21 @@ async def _demo(spec: Path, work: Path) -> TaskResult:
     async with ProviderServer(config) as server:
         platform = server.engine.runner.platform  # type: ignore[attr-defined]
         _say(f"2. provider listening on {server.url} (sim runner)")
-        _say("   WARNING: the sim runner gives NO SGX protection; the demo trusts its simulation "
-             f"root by name: {platform.root_fingerprint}")
-        policy = RequestorPolicy(trusted_simulation_roots=(platform.root_fingerprint,),
-                                 expected_mrenclave=(mrenclave,))
-        inputs = {i.name: spec / "sample" / i.name
-                  for i in _spec_inputs(spec)}
+        _say(
+            "   WARNING: the sim runner gives NO SGX protection; the demo trusts its simulation "
+            f"root by name: {platform.root_fingerprint}"
+        )
+        policy = RequestorPolicy(
+            trusted_simulation_roots=(platform.root_fingerprint,), expected_mrenclave=(mrenclave,)
+        )
+        inputs = {i.name: spec / "sample" / i.name for i in _spec_inputs(spec)}
         _say(f"3. running the task on {', '.join(str(p) for p in inputs.values())}")
         async with Requestor(server.url, identity=identity, policy=policy) as requestor:
             return await requestor.run(spec, inputs, work / "results", on_event=Progress())
 
 
 def _spec_inputs(spec: Path) -> list[Any]:
-    from golem_graphene.protocol.spec import TaskSpec  # noqa: PLC0415
+    from golem_graphene.protocol.spec import TaskSpec
 
     return list(TaskSpec.from_path(spec / "task.toml").inputs)
 
@@ -88,15 +103,24 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     result = asyncio.run(_demo(spec, work))
-    _say(f"4. OK: quote, report-data binding, signed receipt and every output verified "
-         f"(TCB {result.verified.status.value}, SIMULATED)")
+    _say(
+        f"4. OK: quote, report-data binding, signed receipt and every output verified "
+        f"(TCB {result.verified.status.value}, SIMULATED)"
+    )
     for name, path in result.outputs.items():
         _say(f"   output {name}: {path}")
-    _say(f"   receipt: {result.receipt_path}  (check it again: golem-graphene verify-receipt "
-         f"{result.receipt_path} --outputs {result.out_dir / '.sealed'} ...)")
+    _say(
+        f"   receipt: {result.receipt_path}  (check it again: golem-graphene verify-receipt "
+        f"{result.receipt_path} --outputs {result.out_dir / '.sealed'} ...)"
+    )
     summary = result.outputs.get("summary.json")
     if summary is not None:
-        _say("   summary.json:\n" + "\n".join("     " + line for line in
-                                             json.dumps(json.loads(summary.read_text()))[:600].splitlines()))
+        _say(
+            "   summary.json:\n"
+            + "\n".join(
+                "     " + line
+                for line in json.dumps(json.loads(summary.read_text()))[:600].splitlines()
+            )
+        )
     _say("5. provider stopped")
     return 0 if result.exit_status == 0 else 1

@@ -16,15 +16,21 @@ def register(sub: Any) -> None:
     p = sub.add_parser("provider", help="run a provider")
     group = p.add_subparsers(dest="provider_command", metavar="COMMAND")
     group.required = True
-    serve = group.add_parser("serve", help="serve the provider HTTP API",
-                             description="Serve the provider API until SIGINT/SIGTERM.")
+    serve = group.add_parser(
+        "serve",
+        help="serve the provider HTTP API",
+        description="Serve the provider API until SIGINT/SIGTERM.",
+    )
     serve.add_argument("--config", metavar="FILE", help="provider config (TOML)")
     serve.add_argument("--bind", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7465; 0 picks a free one)")
     serve.add_argument("--data-dir", help="where tasks, images and the sim platform live")
     serve.add_argument("--specs-dir", help="folder of offered task specs")
-    serve.add_argument("--open", action="store_true",
-                       help="INSECURE: accept requests without a requestor token (local use)")
+    serve.add_argument(
+        "--open",
+        action="store_true",
+        help="INSECURE: accept requests without a requestor token (local use)",
+    )
     serve.set_defaults(func=run_serve)
 
 
@@ -47,10 +53,10 @@ def run_serve(args: argparse.Namespace) -> int:
         updates["auth"] = config.auth.model_copy(update={"open": True, "tokens": ()})
     config = config.model_copy(update=updates)
     if config.auth.open:
-        import sys  # noqa: PLC0415
+        import sys
 
         sys.stderr.write("WARNING: open mode: anyone who reaches this port can create tasks\n")
-    from golem_graphene.provider.server import serve_forever  # noqa: PLC0415
+    from golem_graphene.provider.server import serve_forever
 
     asyncio.run(serve_forever(config))
     return 0

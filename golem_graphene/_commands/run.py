@@ -29,33 +29,76 @@ DEFAULT_IDENTITY = "identity.txt"
 
 def register(sub: Any) -> None:
     """Add the ``run`` command."""
-    p = sub.add_parser("run", help="run a confidential task on a provider", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="run a confidential task on a provider",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec", metavar="SPEC", help="task spec folder or task.toml")
     p.add_argument("--provider", required=True, metavar="URL", help="provider base URL")
     p.add_argument("--token", help="requestor token (default: $GOLEM_GRAPHENE_TOKEN)")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
-                   help="a plaintext input (repeatable)")
-    p.add_argument("--prestaged", action="append", default=[], metavar="NAME=AGE_FILE",
-                   help="an input already sealed to your identity (only its header is rewritten)")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a plaintext input (repeatable)",
+    )
+    p.add_argument(
+        "--prestaged",
+        action="append",
+        default=[],
+        metavar="NAME=AGE_FILE",
+        help="an input already sealed to your identity (only its header is rewritten)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="where verified outputs land")
-    p.add_argument("-i", "--identity", metavar="FILE",
-                   help="your age identity (default ~/.config/golem-graphene/identity.txt, "
-                        "created if absent)")
-    p.add_argument("--arg", action="append", dest="args", metavar="ARG",
-                   help="workload argument replacing the spec's defaults (repeatable)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="workload environment variable (repeatable)")
+    p.add_argument(
+        "-i",
+        "--identity",
+        metavar="FILE",
+        help="your age identity (default ~/.config/golem-graphene/identity.txt, created if absent)",
+    )
+    p.add_argument(
+        "--arg",
+        action="append",
+        dest="args",
+        metavar="ARG",
+        help="workload argument replacing the spec's defaults (repeatable)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="workload environment variable (repeatable)",
+    )
     pol = p.add_argument_group("policy")
-    pol.add_argument("--mrenclave", action="append", default=[], metavar="HEX",
-                     help="expected MRENCLAVE (default: the spec's pin, else a local build)")
-    pol.add_argument("--accept-tcb", action="append", default=[], metavar="STATUS",
-                     help=f"accepted TCB status (repeatable; default UpToDate; {ANY_EXCEPT_REVOKED})")
+    pol.add_argument(
+        "--mrenclave",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="expected MRENCLAVE (default: the spec's pin, else a local build)",
+    )
+    pol.add_argument(
+        "--accept-tcb",
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help=f"accepted TCB status (repeatable; default UpToDate; {ANY_EXCEPT_REVOKED})",
+    )
     pol.add_argument("--allow-debug", action="store_true", help="INSECURE: accept debug enclaves")
-    pol.add_argument("--allow-missing-crl", action="store_true",
-                     help="INSECURE: accept collateral without CRLs")
-    pol.add_argument("--trust-simulated-root", action="append", default=[], metavar="SHA256",
-                     help="INSECURE: trust this sim provider's simulation root (no SGX protection)")
+    pol.add_argument(
+        "--allow-missing-crl", action="store_true", help="INSECURE: accept collateral without CRLs"
+    )
+    pol.add_argument(
+        "--trust-simulated-root",
+        action="append",
+        default=[],
+        metavar="SHA256",
+        help="INSECURE: trust this sim provider's simulation root (no SGX protection)",
+    )
     pol.add_argument("--root", metavar="CERT", help="trust anchor (default: Intel SGX Root CA)")
     pol.add_argument("--max-collateral-age", type=float, metavar="SECONDS")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -117,52 +160,78 @@ def build_policy(args: argparse.Namespace, mrenclave: tuple[str, ...]) -> Reques
     for status in args.accept_tcb:
         if status != ANY_EXCEPT_REVOKED and status not in TcbStatus.__members__.values():
             raise UsageError("--accept-tcb takes a TCB status", found=status)
-    for line in (["debug enclaves are ACCEPTED"] if args.allow_debug else []) + \
-            (["missing CRLs are ACCEPTED"] if args.allow_missing_crl else []) + \
-            ([f"SIMULATED root trusted: {f}" for f in args.trust_simulated_root]):
+    for line in (
+        (["debug enclaves are ACCEPTED"] if args.allow_debug else [])
+        + (["missing CRLs are ACCEPTED"] if args.allow_missing_crl else [])
+        + ([f"SIMULATED root trusted: {f}" for f in args.trust_simulated_root])
+    ):
         sys.stderr.write(f"WARNING: {line}\n")
     root = TrustAnchor.from_pem(Path(args.root).read_bytes(), args.root) if args.root else None
     return RequestorPolicy(
-        accept_tcb=tuple(args.accept_tcb) or ("UpToDate",), allow_debug=args.allow_debug,
+        accept_tcb=tuple(args.accept_tcb) or ("UpToDate",),
+        allow_debug=args.allow_debug,
         allow_missing_crls=args.allow_missing_crl,
-        trusted_simulation_roots=tuple(f.lower() for f in args.trust_simulated_root), root=root,
-        max_collateral_age=timedelta(seconds=args.max_collateral_age) if args.max_collateral_age else None,
-        expected_mrenclave=mrenclave)
+        trusted_simulation_roots=tuple(f.lower() for f in args.trust_simulated_root),
+        root=root,
+        max_collateral_age=timedelta(seconds=args.max_collateral_age)
+        if args.max_collateral_age
+        else None,
+        expected_mrenclave=mrenclave,
+    )
 
 
-async def _run(args: argparse.Namespace, policy: RequestorPolicy, identity: X25519Identity) -> TaskResult:
+async def _run(
+    args: argparse.Namespace, policy: RequestorPolicy, identity: X25519Identity
+) -> TaskResult:
     token = args.token or os.environ.get("GOLEM_GRAPHENE_TOKEN")
     async with Requestor(args.provider, identity=identity, token=token, policy=policy) as requestor:
-        return await requestor.run(Path(args.spec), _pairs(args.input, "--input"), Path(args.out),
-                                   args=args.args, env=_pairs(args.env, "--env"),
-                                   prestaged=_pairs(args.prestaged, "--prestaged"),
-                                   on_event=Progress())
+        return await requestor.run(
+            Path(args.spec),
+            _pairs(args.input, "--input"),
+            Path(args.out),
+            args=args.args,
+            env=_pairs(args.env, "--env"),
+            prestaged=_pairs(args.prestaged, "--prestaged"),
+            on_event=Progress(),
+        )
 
 
 def describe(result: TaskResult) -> dict[str, Any]:
-    return {"verdict": "ok", "task_id": result.task_id, "out_dir": str(result.out_dir),
-            "outputs": {k: str(v) for k, v in result.outputs.items()},
-            "receipt": str(result.receipt_path), "exit_status": result.exit_status,
-            "status": result.verified.status.value, "simulated": result.verified.simulated,
-            "mrenclave": result.verified.quote.report_body.mrenclave.hex()}
+    return {
+        "verdict": "ok",
+        "task_id": result.task_id,
+        "out_dir": str(result.out_dir),
+        "outputs": {k: str(v) for k, v in result.outputs.items()},
+        "receipt": str(result.receipt_path),
+        "exit_status": result.exit_status,
+        "status": result.verified.status.value,
+        "simulated": result.verified.simulated,
+        "mrenclave": result.verified.quote.report_body.mrenclave.hex(),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    identity = load_or_create_identity(Path(args.identity) if args.identity else default_identity_path())
+    identity = load_or_create_identity(
+        Path(args.identity) if args.identity else default_identity_path()
+    )
     mrenclave = tuple(args.mrenclave)
     policy = build_policy(args, mrenclave)
     if not mrenclave:
-        from golem_graphene.requestor.measure import expected_mrenclave  # noqa: PLC0415
+        from golem_graphene.requestor.measure import expected_mrenclave
 
         runner = "sim" if args.trust_simulated_root else "gramine-sgx"
         value, built = expected_mrenclave(Path(args.spec), runner)
         if built:
-            sys.stderr.write(f"expected MRENCLAVE[{runner}] from a local build of the spec: {value}\n")
+            sys.stderr.write(
+                f"expected MRENCLAVE[{runner}] from a local build of the spec: {value}\n"
+            )
         policy = RequestorPolicy(**{**policy.__dict__, "expected_mrenclave": (value,)})
     result = asyncio.run(_run(args, policy, identity))
     summary = describe(result)
-    sys.stderr.write(f"OK: task {result.task_id} verified (exit status {result.exit_status}"
-                     f"{', SIMULATED' if result.verified.simulated else ''})\n")
+    sys.stderr.write(
+        f"OK: task {result.task_id} verified (exit status {result.exit_status}"
+        f"{', SIMULATED' if result.verified.simulated else ''})\n"
+    )
     for name, path in summary["outputs"].items():
         sys.stderr.write(f"  {name}: {path}\n")
     sys.stderr.write(f"  receipt: {result.receipt_path}\n")

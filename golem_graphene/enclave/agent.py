@@ -10,6 +10,7 @@ report data, and the receipt is signed with ``S``, whose public half is bound th
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -97,11 +98,18 @@ class Workload:
     def load(cls, path: Path) -> Workload:
         obj = json.loads(path.read_text())
         limits = obj["limits"]
-        return cls(argv=list(obj["argv"]), args=list(obj["args"]), env=dict(obj["env"]),
-                   inputs={i["name"]: i for i in obj["inputs"]}, outputs=list(obj["outputs"]),
-                   wall_seconds=float(limits["wall_seconds"]), cpu_seconds=limits.get("cpu_seconds"),
-                   memory=int(limits["memory"]), output_size=int(limits["output_size"]),
-                   max_outputs=int(limits["max_outputs"]))
+        return cls(
+            argv=list(obj["argv"]),
+            args=list(obj["args"]),
+            env=dict(obj["env"]),
+            inputs={i["name"]: i for i in obj["inputs"]},
+            outputs=list(obj["outputs"]),
+            wall_seconds=float(limits["wall_seconds"]),
+            cpu_seconds=limits.get("cpu_seconds"),
+            memory=int(limits["memory"]),
+            output_size=int(limits["output_size"]),
+            max_outputs=int(limits["max_outputs"]),
+        )
 
     def declares_output(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.outputs)
@@ -147,19 +155,34 @@ def _limits(workload: Workload) -> Any:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if workload.cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (workload.cpu_seconds, workload.cpu_seconds))
+
     return apply
 
 
-def _run_workload(workload: Workload, manifest: InputManifest) -> tuple[int, str, datetime, datetime, int]:
+def _run_workload(
+    workload: Workload, manifest: InputManifest
+) -> tuple[int, str, datetime, datetime, int]:
     argv = workload.argv + (list(manifest.args) if manifest.args else workload.args)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(WORKSPACE),
-           **workload.env, **manifest.env}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(WORKSPACE),
+        **workload.env,
+        **manifest.env,
+    }
     started = datetime.now(UTC)
     t0 = time.monotonic()
     with open(WORKSPACE / ".stdout", "wb") as out, open(WORKSPACE / ".stderr", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=WORKSPACE, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True,
-                                preexec_fn=_limits(workload))  # noqa: PLW1509 - single-threaded agent
+        proc = subprocess.Popen(
+            argv,
+            cwd=WORKSPACE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_limits(workload),
+        )
         termination = "exited"
         try:
             code = proc.wait(timeout=workload.wall_seconds)
@@ -176,10 +199,8 @@ def _run_workload(workload: Workload, manifest: InputManifest) -> tuple[int, str
 
 def with_group_killed(pgid: int) -> None:
     """No process of the workload outlives it (its session is killed)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _collect_outputs(workload: Workload) -> list[tuple[str, Path]]:
@@ -191,32 +212,49 @@ def _collect_outputs(workload: Workload) -> list[tuple[str, Path]]:
             continue
         st = os.lstat(entry.path)
         if stat.S_ISLNK(st.st_mode):
-            raise AgentError(f"output {entry.name!r} is a symbolic link; outputs must be regular files")
+            raise AgentError(
+                f"output {entry.name!r} is a symbolic link; outputs must be regular files"
+            )
         if not stat.S_ISREG(st.st_mode):
-            raise AgentError(f"output {entry.name!r} is not a regular file (FIFO, device or folder)")
+            raise AgentError(
+                f"output {entry.name!r} is not a regular file (FIFO, device or folder)"
+            )
         if st.st_nlink != 1:
             raise AgentError(f"output {entry.name!r} is a hard link; outputs must be regular files")
         if entry.name in ("stdout", "stderr", "receipt.json"):
             raise AgentError(f"output name {entry.name!r} is reserved")
         total += st.st_size
         if total > workload.output_size:
-            raise AgentError("the outputs exceed the spec's output_size limit",
-                             expected=f"<= {workload.output_size} bytes", found=f"> {total - st.st_size}")
+            raise AgentError(
+                "the outputs exceed the spec's output_size limit",
+                expected=f"<= {workload.output_size} bytes",
+                found=f"> {total - st.st_size}",
+            )
         found.append((entry.name, Path(entry.path)))
     if len(found) > workload.max_outputs:
-        raise AgentError("too many outputs", expected=f"<= {workload.max_outputs}", found=len(found))
+        raise AgentError(
+            "too many outputs", expected=f"<= {workload.max_outputs}", found=len(found)
+        )
     return found
 
 
-def _seal(name: str, source: Path, dest_dir: Path, recipient: X25519Recipient,
-          control: Control) -> OutputEntry:
+def _seal(
+    name: str, source: Path, dest_dir: Path, recipient: X25519Recipient, control: Control
+) -> OutputEntry:
     plain = hash_file(source, name)
     target = dest_dir / ciphertext_name(name)
     encrypt_file(source, target, [recipient], overwrite=True)
     sealed = hash_file(target, name)
-    control.emit("progress", phase="sealing", output=name, bytes_done=plain.size, bytes_total=plain.size)
-    return OutputEntry(name=name, size=plain.size, plaintext_sha256=plain.sha256,
-                       ciphertext_size=sealed.size, ciphertext_sha256=sealed.sha256)
+    control.emit(
+        "progress", phase="sealing", output=name, bytes_done=plain.size, bytes_total=plain.size
+    )
+    return OutputEntry(
+        name=name,
+        size=plain.size,
+        plaintext_sha256=plain.sha256,
+        ciphertext_size=sealed.size,
+        ciphertext_sha256=sealed.sha256,
+    )
 
 
 def run_agent(io: Path, control: Control) -> None:
@@ -225,17 +263,23 @@ def run_agent(io: Path, control: Control) -> None:
     task_id, nonce, recipient = _read_task(io)
     enclave_identity = X25519Identity.generate()
     signing_key = Ed25519PrivateKey.generate()
-    transcript = Transcript(task_id=task_id, nonce=nonce,
-                            enclave_key=enclave_identity.recipient().public_bytes(),
-                            signing_key=signing_key.public_key().public_bytes_raw(),
-                            requestor_key=recipient.public_bytes())
+    transcript = Transcript(
+        task_id=task_id,
+        nonce=nonce,
+        enclave_key=enclave_identity.recipient().public_bytes(),
+        signing_key=signing_key.public_key().public_bytes_raw(),
+        requestor_key=recipient.public_bytes(),
+    )
     # Step 2: bind E, S and R to this task in the quote.
     quote = _quote(transcript.report_data())
     runner, simulated = _runner_of(quote)
-    evidence = {"quote": quote.hex() if quote else None,
-                "enclave_key": transcript.enclave_key.hex(),
-                "signing_key": transcript.signing_key.hex(), "runner": runner,
-                "simulated": simulated}
+    evidence = {
+        "quote": quote.hex() if quote else None,
+        "enclave_key": transcript.enclave_key.hex(),
+        "signing_key": transcript.signing_key.hex(),
+        "runner": runner,
+        "simulated": simulated,
+    }
     _write_atomic(io / "evidence.json", json.dumps(evidence).encode())
     control.emit("attested", runner=runner)
 
@@ -257,9 +301,14 @@ def run_agent(io: Path, control: Control) -> None:
     for entry in manifest.inputs:
         size = decrypt_file(paths[entry.name], private_inputs / entry.name, [enclave_identity])
         if size != entry.size:
-            raise SealingError(f"input {entry.name!r} does not have the size the manifest states",
-                               expected=entry.size, found=size)
-        control.emit("progress", phase="inputs", input=entry.name, bytes_done=size, bytes_total=size)
+            raise SealingError(
+                f"input {entry.name!r} does not have the size the manifest states",
+                expected=entry.size,
+                found=size,
+            )
+        control.emit(
+            "progress", phase="inputs", input=entry.name, bytes_done=size, bytes_total=size
+        )
 
     # Step 5: run, then seal every declared output and the standard streams to R.
     control.emit("running")
@@ -267,19 +316,26 @@ def run_agent(io: Path, control: Control) -> None:
     control.emit("sealing", exit_status=code, termination=termination)
     outputs_dir = io / "outputs"
     outputs_dir.mkdir(exist_ok=True)
-    entries = [_seal(name, path, outputs_dir, recipient, control) for name, path in _collect_outputs(workload)]
+    entries = [
+        _seal(name, path, outputs_dir, recipient, control)
+        for name, path in _collect_outputs(workload)
+    ]
     entries.append(_seal("stdout", WORKSPACE / ".stdout", outputs_dir, recipient, control))
     entries.append(_seal("stderr", WORKSPACE / ".stderr", outputs_dir, recipient, control))
 
     # Step 6: the signed receipt.
     mrenclave = quote[112:144] if quote else bytes(32)
     receipt = Receipt(
-        task_id=task_id, nonce=nonce,
+        task_id=task_id,
+        nonce=nonce,
         measurement=Measurement(mrenclave=mrenclave, runner=runner, simulated=simulated),
-        input_manifest_sha256=manifest.digest(), exit_status=max(code, -64),
-        termination=termination, outputs=tuple(entries),
+        input_manifest_sha256=manifest.digest(),
+        exit_status=max(code, -64),
+        termination=termination,
+        outputs=tuple(entries),
         timings=Timings(started_at=started, finished_at=finished, duration_ms=duration_ms),
-        requestor_key=recipient.to_string(), enclave_key=transcript.enclave_key,
+        requestor_key=recipient.to_string(),
+        enclave_key=transcript.enclave_key,
         signing_key=transcript.signing_key,
     )
     signed = sign_receipt(receipt, signing_key)
@@ -294,8 +350,11 @@ def _check_declared(workload: Workload, manifest: InputManifest) -> None:
         if spec is None:
             raise AgentError(f"input {entry.name!r} is not declared by the task spec")
         if entry.size > int(spec["max_size"]):
-            raise AgentError(f"input {entry.name!r} exceeds its size limit",
-                             expected=f"<= {spec['max_size']} bytes", found=entry.size)
+            raise AgentError(
+                f"input {entry.name!r} exceeds its size limit",
+                expected=f"<= {spec['max_size']} bytes",
+                found=entry.size,
+            )
     missing = [n for n, s in workload.inputs.items() if s.get("required", True) and n not in names]
     if missing:
         raise AgentError("required inputs are missing from the manifest", found=", ".join(missing))

@@ -73,8 +73,9 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except Error as exc:
@@ -82,7 +83,8 @@ async def errors_middleware(request: web.Request,
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-                exc.status, "http_error")
+                exc.status, "http_error"
+            )
             return _error(exc.status, code, exc.reason)
         raise
     except asyncio.CancelledError:
@@ -101,8 +103,11 @@ def _owner(request: web.Request) -> str:
     token = header[7:].strip() if header.startswith("Bearer ") else None
     owner = _engine(request).config.auth.owner_of(token)
     if owner is None:
-        raise AuthError("unauthorized", "a valid requestor token is required "
-                        "(Authorization: Bearer <token>)", 401)
+        raise AuthError(
+            "unauthorized",
+            "a valid requestor token is required (Authorization: Bearer <token>)",
+            401,
+        )
     return owner
 
 
@@ -122,13 +127,22 @@ def _task(request: web.Request) -> Task:
 async def _json_body(request: web.Request) -> bytes:
     limit = _engine(request).config.limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise LimitError("body_too_large", "the request body is too large", status=413,
-                         expected=f"<= {limit} bytes (limits.max_body_bytes)",
-                         found=request.content_length)
+        raise LimitError(
+            "body_too_large",
+            "the request body is too large",
+            status=413,
+            expected=f"<= {limit} bytes (limits.max_body_bytes)",
+            found=request.content_length,
+        )
     data = await request.content.read(limit + 1)
     if len(data) > limit:
-        raise LimitError("body_too_large", "the request body is too large", status=413,
-                         expected=f"<= {limit} bytes (limits.max_body_bytes)", found=f"> {limit}")
+        raise LimitError(
+            "body_too_large",
+            "the request body is too large",
+            status=413,
+            expected=f"<= {limit} bytes (limits.max_body_bytes)",
+            found=f"> {limit}",
+        )
     return data
 
 
@@ -137,8 +151,12 @@ async def _json_body(request: web.Request) -> bytes:
 
 async def health(request: web.Request) -> web.Response:
     engine = _engine(request)
-    info: dict[str, Any] = {"status": "ok", "version": __version__, "runner": engine.runner.name,
-                            "simulated": engine.runner.simulated}
+    info: dict[str, Any] = {
+        "status": "ok",
+        "version": __version__,
+        "runner": engine.runner.name,
+        "simulated": engine.runner.simulated,
+    }
     platform = getattr(engine.runner, "platform", None)
     if platform is not None:
         info["sim_root_fingerprint"] = platform.root_fingerprint
@@ -158,8 +176,12 @@ async def create_task(request: web.Request) -> web.Response:
     owner = _owner(request)
     body = CreateTaskRequest.from_json(await _json_body(request))
     task, token = await _engine(request).create(
-        owner=owner, spec_name=body.spec_name, spec_sha256=body.spec_digest.hex(),
-        nonce=body.nonce.hex(), requestor_key=body.requestor_key)
+        owner=owner,
+        spec_name=body.spec_name,
+        spec_sha256=body.spec_digest.hex(),
+        nonce=body.nonce.hex(),
+        requestor_key=body.requestor_key,
+    )
     response = CreateTaskResponse(task_id=bytes.fromhex(task.task_id), capability_token=token)
     return web.json_response(json.loads(response.to_json()), status=201)
 
@@ -186,8 +208,9 @@ async def put_input(request: web.Request) -> web.Response:
     task = _task(request)
     engine = _engine(request)
     if task.state is not TaskState.ATTESTED:
-        raise TransitionError("inputs are accepted only while the task is attested",
-                              found=task.state.value)
+        raise TransitionError(
+            "inputs are accepted only while the task is attested", found=task.state.value
+        )
     try:
         name = validate_file_name(request.match_info["name"], "input name")
     except ValueError as exc:
@@ -196,19 +219,32 @@ async def put_input(request: web.Request) -> web.Response:
     per_task = engine.config.limits.max_input_bytes_per_task
     target = engine.io_dir(task.task_id) / "inputs" / ciphertext_name(name)
     previous = target.stat().st_size if target.exists() else 0
-    written = await _stream_to_file(request, target, min(per_input, per_task - task.input_bytes + previous),
-                                    engine.config.limits.upload_idle_seconds, name)
+    written = await _stream_to_file(
+        request,
+        target,
+        min(per_input, per_task - task.input_bytes + previous),
+        engine.config.limits.upload_idle_seconds,
+        name,
+    )
     task.input_bytes += written - previous
     engine.store.save(task)
-    await engine.store.event(task, bytes_done=written, bytes_total=written, message=f"input {name} received")
+    await engine.store.event(
+        task, bytes_done=written, bytes_total=written, message=f"input {name} received"
+    )
     return web.json_response({"name": name, "size": written}, status=201)
 
 
-async def _stream_to_file(request: web.Request, target: Path, limit: int, idle: float,
-                          name: str) -> int:
+async def _stream_to_file(
+    request: web.Request, target: Path, limit: int, idle: float, name: str
+) -> int:
     if request.content_length is not None and request.content_length > limit:
-        raise LimitError("input_too_large", f"input {name!r} is larger than allowed", status=413,
-                         expected=f"<= {limit} bytes", found=request.content_length)
+        raise LimitError(
+            "input_too_large",
+            f"input {name!r} is larger than allowed",
+            status=413,
+            expected=f"<= {limit} bytes",
+            found=request.content_length,
+        )
     partial = target.with_name(target.name + ".part")
     written = 0
     try:
@@ -219,14 +255,23 @@ async def _stream_to_file(request: web.Request, target: Path, limit: int, idle: 
                     break
                 written += len(chunk)
                 if written > limit:
-                    raise LimitError("input_too_large", f"input {name!r} is larger than allowed "
-                                     "(the spec's max_size or limits.max_input_bytes_per_task)",
-                                     status=413, expected=f"<= {limit} bytes", found=f"> {limit}")
+                    raise LimitError(
+                        "input_too_large",
+                        f"input {name!r} is larger than allowed "
+                        "(the spec's max_size or limits.max_input_bytes_per_task)",
+                        status=413,
+                        expected=f"<= {limit} bytes",
+                        found=f"> {limit}",
+                    )
                 f.write(chunk)
         os.replace(partial, target)
     except TimeoutError:
-        raise LimitError("upload_stalled", "the upload sent nothing for too long", status=408,
-                         expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)") from None
+        raise LimitError(
+            "upload_stalled",
+            "the upload sent nothing for too long",
+            status=408,
+            expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)",
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return written
@@ -236,11 +281,13 @@ async def put_manifest(request: web.Request) -> web.Response:
     task = _task(request)
     engine = _engine(request)
     if task.state is not TaskState.ATTESTED:
-        raise TransitionError("the manifest is accepted only while the task is attested",
-                              found=task.state.value)
+        raise TransitionError(
+            "the manifest is accepted only while the task is attested", found=task.state.value
+        )
     target = engine.io_dir(task.task_id) / "manifest.sealed"
-    size = await _stream_to_file(request, target, MAX_SEALED_MANIFEST,
-                                 engine.config.limits.upload_idle_seconds, "manifest")
+    size = await _stream_to_file(
+        request, target, MAX_SEALED_MANIFEST, engine.config.limits.upload_idle_seconds, "manifest"
+    )
     return web.json_response({"size": size}, status=201)
 
 
@@ -257,8 +304,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         seq = int(request.query.get("since", request.headers.get("Last-Event-ID", "0")))
     except ValueError:
         raise ProtocolError("since must be an integer") from None
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await response.prepare(request)
     while True:
         items = await engine.store.events_since(task.task_id, max(seq, 0), timeout=15.0)
@@ -268,10 +316,15 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
             continue
         for item in items:
-            await response.write(f"id: {item['seq']}\nevent: task\ndata: {json.dumps(item)}\n\n".encode())
+            await response.write(
+                f"id: {item['seq']}\nevent: task\ndata: {json.dumps(item)}\n\n".encode()
+            )
             seq = item["seq"] + 1
-        if task.terminal and engine.store.get(task.task_id) is not None and \
-                items[-1]["state"] in ("done", "failed", "cancelled"):
+        if (
+            task.terminal
+            and engine.store.get(task.task_id) is not None
+            and items[-1]["state"] in ("done", "failed", "cancelled")
+        ):
             break
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
@@ -296,16 +349,20 @@ async def list_outputs(request: web.Request) -> web.Response:
     task = _task(request)
     engine = _engine(request)
     _output_path(engine, task, "receipt.json")
-    files = [{"name": p.name, "size": p.stat().st_size}
-             for p in sorted(engine.outputs_dir(task.task_id).iterdir()) if p.is_file()]
+    files = [
+        {"name": p.name, "size": p.stat().st_size}
+        for p in sorted(engine.outputs_dir(task.task_id).iterdir())
+        if p.is_file()
+    ]
     return web.json_response({"files": files})
 
 
 async def get_output(request: web.Request) -> web.StreamResponse:
     task = _task(request)
     path = _output_path(_engine(request), task, request.match_info["name"])
-    return web.FileResponse(path, chunk_size=UPLOAD_CHUNK,
-                            headers={"Content-Type": "application/octet-stream"})
+    return web.FileResponse(
+        path, chunk_size=UPLOAD_CHUNK, headers={"Content-Type": "application/octet-stream"}
+    )
 
 
 async def get_receipt(request: web.Request) -> web.StreamResponse:
@@ -328,8 +385,9 @@ async def delete_task(request: web.Request) -> web.Response:
 
 def build_app(engine: TaskEngine) -> web.Application:
     """The aiohttp application serving ``engine``."""
-    app = web.Application(middlewares=[errors_middleware],
-                          client_max_size=engine.config.limits.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=engine.config.limits.max_body_bytes
+    )
     app[ENGINE] = engine
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)

@@ -69,7 +69,7 @@ class AuthConfig(_Model):
         if token is None:
             return None
         digest = hashlib.sha256(token.encode()).hexdigest()
-        import hmac  # noqa: PLC0415
+        import hmac
 
         for known in self.tokens:
             if hmac.compare_digest(hashlib.sha256(known.encode()).hexdigest(), digest):
@@ -106,7 +106,7 @@ class ProviderConfig(_Model):
         if not self.auth.open and not self.auth.tokens:
             raise ValueError("set auth.tokens (or auth.open = true for local use)")
         if self.runner == "gramine-direct" and "gramine-direct" not in self.allow_insecure:
-            raise ValueError("runner gramine-direct needs allow_insecure = [\"gramine-direct\"]")
+            raise ValueError('runner gramine-direct needs allow_insecure = ["gramine-direct"]')
         return self
 
     @classmethod
@@ -123,10 +123,12 @@ class ProviderConfig(_Model):
             where = ".".join(str(p) for p in first["loc"]) or "(config)"
             raise ConfigError(f"provider config {where}: {first['msg']}") from None
         if base is not None:
-            config = config.model_copy(update={
-                "data_dir": (base / config.data_dir).expanduser(),
-                "specs_dir": (base / config.specs_dir).expanduser(),
-            })
+            config = config.model_copy(
+                update={
+                    "data_dir": (base / config.data_dir).expanduser(),
+                    "specs_dir": (base / config.specs_dir).expanduser(),
+                }
+            )
         return config
 
     @classmethod

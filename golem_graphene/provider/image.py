@@ -61,8 +61,21 @@ IMAGE_FORMAT = 1
 SIM_MRENCLAVE_TAG = b"golem-graphene/sim/mrenclave/v1\0"
 MANIFEST_NAME = "agent.manifest"
 AGENT_MODULE = "golem_graphene.enclave.agent"
-_STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib", "tkinter",
-                          "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "__pycache__"})
+_STDLIB_SKIP = frozenset(
+    {
+        "site-packages",
+        "dist-packages",
+        "test",
+        "tests",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "ensurepip",
+        "lib2to3",
+        "pydoc_data",
+        "__pycache__",
+    }
+)
 
 
 def sim_mrenclave(manifest: Manifest) -> bytes:
@@ -88,16 +101,26 @@ def load_or_create_signing_key(path: Path) -> rsa.RSAPrivateKey:
             key = serialization.load_pem_private_key(path.read_bytes(), None)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot read the enclave signing key {path}: {exc}") from exc
-        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 3072 or \
-                key.public_key().public_numbers().e != 3:
-            raise ConfigError("the enclave signing key must be RSA-3072 with exponent 3", found=str(path))
+        if (
+            not isinstance(key, rsa.RSAPrivateKey)
+            or key.key_size != 3072
+            or key.public_key().public_numbers().e != 3
+        ):
+            raise ConfigError(
+                "the enclave signing key must be RSA-3072 with exponent 3", found=str(path)
+            )
         return key
     key = rsa.generate_private_key(public_exponent=3, key_size=3072)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return key
 
 
@@ -115,9 +138,16 @@ class SimSignature:
 
     def signed_bytes(self) -> bytes:
         """What the RSA signature covers."""
-        return json.dumps({"mrenclave": self.mrenclave.hex(), "mrsigner": self.mrsigner.hex(),
-                           "isvprodid": self.isvprodid, "isvsvn": self.isvsvn,
-                           "debug": self.debug}, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "mrenclave": self.mrenclave.hex(),
+                "mrsigner": self.mrsigner.hex(),
+                "isvprodid": self.isvprodid,
+                "isvsvn": self.isvsvn,
+                "debug": self.debug,
+            },
+            sort_keys=True,
+        ).encode()
 
     def verify(self) -> None:
         """Check the signature and that MRSIGNER is the signer's; raises :class:`RunnerError`."""
@@ -130,25 +160,46 @@ class SimSignature:
             raise RunnerError("sim.sig: the enclave signature does not verify") from exc
 
     def to_json(self) -> str:
-        return json.dumps({"mrenclave": self.mrenclave.hex(), "mrsigner": self.mrsigner.hex(),
-                           "isvprodid": self.isvprodid, "isvsvn": self.isvsvn, "debug": self.debug,
-                           "modulus": self.modulus.hex(), "signature": self.signature.hex()}, indent=2)
+        return json.dumps(
+            {
+                "mrenclave": self.mrenclave.hex(),
+                "mrsigner": self.mrsigner.hex(),
+                "isvprodid": self.isvprodid,
+                "isvsvn": self.isvsvn,
+                "debug": self.debug,
+                "modulus": self.modulus.hex(),
+                "signature": self.signature.hex(),
+            },
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> SimSignature:
         try:
             obj = json.loads(text)
-            return cls(bytes.fromhex(obj["mrenclave"]), bytes.fromhex(obj["mrsigner"]),
-                       int(obj["isvprodid"]), int(obj["isvsvn"]), bool(obj["debug"]),
-                       bytes.fromhex(obj["modulus"]), bytes.fromhex(obj["signature"]))
+            return cls(
+                bytes.fromhex(obj["mrenclave"]),
+                bytes.fromhex(obj["mrsigner"]),
+                int(obj["isvprodid"]),
+                int(obj["isvsvn"]),
+                bool(obj["debug"]),
+                bytes.fromhex(obj["modulus"]),
+                bytes.fromhex(obj["signature"]),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise RunnerError(f"sim.sig is malformed: {exc}") from exc
 
     @classmethod
     def sign(cls, key: rsa.RSAPrivateKey, mrenclave: bytes, manifest: Manifest) -> SimSignature:
-        unsigned = cls(mrenclave, mrsigner_of(key.public_key()), manifest.sgx.isvprodid,
-                       manifest.sgx.isvsvn, manifest.sgx.debug,
-                       key.public_key().public_numbers().n.to_bytes(384, "little"), b"")
+        unsigned = cls(
+            mrenclave,
+            mrsigner_of(key.public_key()),
+            manifest.sgx.isvprodid,
+            manifest.sgx.isvsvn,
+            manifest.sgx.debug,
+            key.public_key().public_numbers().n.to_bytes(384, "little"),
+            b"",
+        )
         sig = key.sign(unsigned.signed_bytes(), padding.PKCS1v15(), hashes.SHA256())
         return cls(**{**unsigned.__dict__, "signature": sig})
 
@@ -172,7 +223,9 @@ class EnclaveImage:
         except (OSError, ValueError) as exc:
             raise RunnerError(f"{directory} is not a golem-graphene enclave image: {exc}") from exc
         if info.get("format") != IMAGE_FORMAT:
-            raise RunnerError("unsupported image format", expected=IMAGE_FORMAT, found=info.get("format"))
+            raise RunnerError(
+                "unsupported image format", expected=IMAGE_FORMAT, found=info.get("format")
+            )
         return cls(directory, info, manifest, TaskSpec.from_path(directory / "task.toml"))
 
     def measurement(self, runner: str) -> bytes | None:
@@ -188,8 +241,14 @@ class EnclaveImage:
         return SimSignature.from_json((self.directory / "sim.sig").read_text())
 
 
-def build_image(spec_path: Path, out_dir: Path, *, key_path: Path | None = None,
-                log_level: str = "error", force: bool = False) -> EnclaveImage:
+def build_image(
+    spec_path: Path,
+    out_dir: Path,
+    *,
+    key_path: Path | None = None,
+    log_level: str = "error",
+    force: bool = False,
+) -> EnclaveImage:
     """Build the enclave image of the spec at ``spec_path`` into ``out_dir``.
 
     Raises :class:`ConfigError` for a bad spec or an existing output without ``force``, and
@@ -221,7 +280,10 @@ def build_image(spec_path: Path, out_dir: Path, *, key_path: Path | None = None,
             "format": IMAGE_FORMAT,
             "spec": spec.name,
             "spec_sha256": spec_digest(spec_file),
-            "mrenclave": {"sim": mrenclave.hex(), "gramine-sgx": sgx.mrenclave.hex() if sgx else None},
+            "mrenclave": {
+                "sim": mrenclave.hex(),
+                "gramine-sgx": sgx.mrenclave.hex() if sgx else None,
+            },
             "mrsigner": sim_sig.mrsigner.hex(),
             "isvprodid": manifest.sgx.isvprodid,
             "isvsvn": manifest.sgx.isvsvn,
@@ -246,16 +308,19 @@ def _copy_app(spec: TaskSpec, spec_dir: Path, image: Path) -> None:
         src = spec_dir / rel
         dst = app / rel
         if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         elif src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         else:
             raise ConfigError(f"enclave.app_files: {rel!r} does not exist beside the spec")
     if spec.enclave.runtime == "python3" and not (app / spec.enclave.entrypoint).is_file():
-        raise ConfigError("enclave.entrypoint must be one of the app files for the python3 runtime",
-                          found=spec.enclave.entrypoint)
+        raise ConfigError(
+            "enclave.entrypoint must be one of the app files for the python3 runtime",
+            found=spec.enclave.entrypoint,
+        )
 
 
 def _write_workload(spec: TaskSpec, image: Path) -> None:
@@ -269,8 +334,9 @@ def _write_workload(spec: TaskSpec, image: Path) -> None:
         "argv": argv,
         "args": list(spec.enclave.args),
         "env": spec.enclave.env,
-        "inputs": [{"name": i.name, "max_size": i.max_size, "required": i.required}
-                   for i in spec.inputs],
+        "inputs": [
+            {"name": i.name, "max_size": i.max_size, "required": i.required} for i in spec.inputs
+        ],
         "outputs": list(spec.outputs.files),
         "limits": spec.limits.model_dump(),
     }
@@ -285,21 +351,38 @@ def sys_python() -> str:
 def _copy_agent_lib(lib: Path) -> list[str]:
     """Copy the agent and exactly the third-party packages it imports into ``lib``."""
     package_root = Path(golem_graphene.__file__).resolve().parent.parent
-    probe = ("import json, sys\n"
-             f"sys.path.insert(0, {str(package_root)!r})\n"
-             f"import {AGENT_MODULE}\n"
-             "files = {m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)}\n"
-             "files.add(sys.modules['golem_graphene.enclave'].__file__.replace('__init__', '__main__'))\n"
-             "print(json.dumps(sorted(files)))\n")
-    site = {p for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
-                        *sys.path} if p and "-packages" in p}
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(sorted(site))}
+    probe = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(package_root)!r})\n"
+        f"import {AGENT_MODULE}\n"
+        "files = {m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)}\n"
+        "main = sys.modules['golem_graphene.enclave'].__file__\n"
+        "files.add(main.replace('__init__', '__main__'))\n"
+        "print(json.dumps(sorted(files)))\n"
+    )
+    site = {
+        p
+        for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}
+        if p and "-packages" in p
+    }
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join(sorted(site)),
+    }
     try:
-        out = subprocess.run([sys.executable, "-S", "-s", "-B", "-c", probe], capture_output=True,
-                             text=True, check=True, env=env, timeout=60).stdout
+        out = subprocess.run(
+            [sys.executable, "-S", "-s", "-B", "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            timeout=60,
+        ).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        raise RunnerError(f"cannot import the in-enclave agent to collect its modules: {detail}") from exc
+        raise RunnerError(
+            f"cannot import the in-enclave agent to collect its modules: {detail}"
+        ) from exc
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     copied: set[Path] = set()
     lib.mkdir()
@@ -313,13 +396,17 @@ def _copy_agent_lib(lib: Path) -> list[str]:
         top = _site_top_level(path, site)
         if top is None:
             if not path.is_relative_to(stdlib):
-                raise RunnerError("the agent imports a module from an unexpected place", found=str(path))
+                raise RunnerError(
+                    "the agent imports a module from an unexpected place", found=str(path)
+                )
             continue
         if top in copied:
             continue
         copied.add(top)
         if top.is_dir():
-            shutil.copytree(top, lib / top.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                top, lib / top.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copyfile(top, lib / top.name)
     return sorted(str(p) for p in copied)
@@ -338,7 +425,9 @@ def _ldd(paths: list[Path]) -> set[Path]:
     libs: set[Path] = set()
     for path in paths:
         try:
-            out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=30).stdout
+            out = subprocess.run(
+                ["ldd", str(path)], capture_output=True, text=True, timeout=30
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         for line in out.splitlines():
@@ -375,9 +464,12 @@ def _system_trusted_files(spec: TaskSpec, image: Path) -> list[str]:
     return list(dict.fromkeys(entries))
 
 
-def _render(spec: TaskSpec, image: Path, agent_files: list[str], log_level: str,
-            work: Path) -> Manifest:
-    template = resources.files("golem_graphene.provider").joinpath("templates", "agent.manifest.template")
+def _render(
+    spec: TaskSpec, image: Path, agent_files: list[str], log_level: str, work: Path
+) -> Manifest:
+    template = resources.files("golem_graphene.provider").joinpath(
+        "templates", "agent.manifest.template"
+    )
     trusted = _system_trusted_files(spec, image)
     mounts = sorted({"/" + Path(p.rstrip("/")).parts[1] for p in trusted})
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
@@ -394,8 +486,9 @@ def _render(spec: TaskSpec, image: Path, agent_files: list[str], log_level: str,
         "isvsvn": spec.enclave.isvsvn,
         "log_level": log_level,
     }
-    manifest = render_manifest(template.read_text(), variables, allow_subprocess=False,
-                               name="agent.manifest.template")
+    manifest = render_manifest(
+        template.read_text(), variables, allow_subprocess=False, name="agent.manifest.template"
+    )
     launch = work / "launch"
     launch.mkdir()
     (launch / "image").symlink_to(image)
@@ -409,8 +502,15 @@ def _gramine_sign(image: Path, work: Path, key_path: Path) -> Sigstruct | None:
     if tool is None:
         return None
     launch = work / "launch"
-    cmd = [tool, "--manifest", str(image / MANIFEST_NAME), "--output",
-           str(image / f"{MANIFEST_NAME}.sgx"), "--key", str(key_path)]
+    cmd = [
+        tool,
+        "--manifest",
+        str(image / MANIFEST_NAME),
+        "--output",
+        str(image / f"{MANIFEST_NAME}.sgx"),
+        "--key",
+        str(key_path),
+    ]
     result = subprocess.run(cmd, cwd=launch, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RunnerError(f"gramine-sgx-sign failed: {result.stderr.strip()[-2000:]}")

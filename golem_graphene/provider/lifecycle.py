@@ -13,6 +13,7 @@ keys with it, so that task is failed with the reason, and its processes and file
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -89,10 +90,18 @@ class Task:
 
     def public(self) -> dict[str, Any]:
         """What the task's owner may see (never token digests or pids)."""
-        return {"task_id": self.task_id, "state": self.state.value, "spec_name": self.spec_name,
-                "created_at": self.created_at, "updated_at": self.updated_at,
-                "failure": self.failure, "runner": self.runner, "input_bytes": self.input_bytes,
-                "exit_status": self.exit_status, "termination": self.termination}
+        return {
+            "task_id": self.task_id,
+            "state": self.state.value,
+            "spec_name": self.spec_name,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "failure": self.failure,
+            "runner": self.runner,
+            "input_bytes": self.input_bytes,
+            "exit_status": self.exit_status,
+            "termination": self.termination,
+        }
 
 
 @dataclass
@@ -148,14 +157,23 @@ class TaskStore:
         task.updated_at = _now()
         self._persist(task)
 
-    async def transition(self, task: Task, state: TaskState, *, failure: dict[str, str] | None = None,
-                         message: str | None = None) -> None:
+    async def transition(
+        self,
+        task: Task,
+        state: TaskState,
+        *,
+        failure: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
         """Move ``task`` to ``state`` (persisted first), then announce it as an event."""
         if task.terminal:
             raise TransitionError(f"task is already {task.state.value}", found=state.value)
         if state not in (TaskState.FAILED, TaskState.CANCELLED) and state not in _NEXT[task.state]:
-            raise TransitionError(f"a {task.state.value} task cannot become {state.value}",
-                                  expected=", ".join(sorted(_NEXT[task.state])), found=state.value)
+            raise TransitionError(
+                f"a {task.state.value} task cannot become {state.value}",
+                expected=", ".join(sorted(_NEXT[task.state])),
+                found=state.value,
+            )
         task.state = state
         task.failure = failure
         task.updated_at = _now()
@@ -177,10 +195,8 @@ class TaskStore:
         log = self._events.setdefault(task_id, _Events())
         async with log.changed:
             if len(log.items) <= seq:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(log.changed.wait(), timeout)
-                except TimeoutError:
-                    pass
             return log.items[seq:]
 
     def load(self) -> list[Task]:

@@ -33,9 +33,19 @@ import structlog
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.errors import RunnerError
 from golem_graphene.provider.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
-from golem_graphene.provider.sandbox import Mount, ResourceLimits, SandboxPlan, bwrap_command
+from golem_graphene.provider.sandbox import (
+    Mount,
+    ResourceLimits,
+    SandboxPlan,
+    bwrap_command,
+    kill_session,
+)
 from golem_graphene.provider.sim.attestation_device import AttestationDevice
-from golem_graphene.provider.sim.filesystem import TrustedFileCache, sandbox_mounts, verify_trusted_files
+from golem_graphene.provider.sim.filesystem import (
+    TrustedFileCache,
+    sandbox_mounts,
+    verify_trusted_files,
+)
 from golem_graphene.provider.sim.platform import EnclaveIdentity, SimPlatform
 
 __all__ = [
@@ -60,8 +70,12 @@ _SEALING_MARGIN_SECONDS = 120.0
 class EnclaveProcess:
     """A running enclave: the control pipe, its stderr log and how it ended."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, wall_seconds: float,
-                 cleanup: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        wall_seconds: float,
+        cleanup: list[Any] | None = None,
+    ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self._cleanup = cleanup or []
@@ -121,9 +135,7 @@ class EnclaveProcess:
 
     def kill(self) -> None:
         """SIGKILL the enclave's whole process tree (its session and pid namespace)."""
-        for target in (lambda: os.killpg(self.pid, 9), lambda: os.kill(self.pid, 9)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                target()
+        kill_session(self.pid)
 
 
 class EnclaveRunner(Protocol):
@@ -132,8 +144,9 @@ class EnclaveRunner(Protocol):
     name: str
     simulated: bool
 
-    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
-                     stderr_path: Path) -> EnclaveProcess: ...
+    async def launch(
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
+    ) -> EnclaveProcess: ...
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None: ...
 
@@ -149,11 +162,20 @@ def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
     return io
 
 
-async def _start(cmd: list[str], cwd: Path, stderr_path: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _start(
+    cmd: list[str], cwd: Path, stderr_path: Path, env: dict[str, str]
+) -> asyncio.subprocess.Process:
     with open(stderr_path, "ab") as err:
         return await asyncio.create_subprocess_exec(
-            *cmd, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=err, start_new_session=True, env=env, limit=MAX_CONTROL_LINE)
+            *cmd,
+            cwd=cwd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+            env=env,
+            limit=MAX_CONTROL_LINE,
+        )
 
 
 @dataclass
@@ -180,14 +202,25 @@ class SimRunner:
         signature.verify()
         measured = sim_mrenclave(image.manifest)
         if measured != signature.mrenclave:
-            raise RunnerError("the image's manifest does not match its signature (MRENCLAVE)",
-                              expected=signature.mrenclave.hex(), found=measured.hex())
+            raise RunnerError(
+                "the image's manifest does not match its signature (MRENCLAVE)",
+                expected=signature.mrenclave.hex(),
+                found=measured.hex(),
+            )
         sgx = image.manifest.sgx
-        if (sgx.isvprodid, sgx.isvsvn, sgx.debug) != (signature.isvprodid, signature.isvsvn,
-                                                      signature.debug):
+        if (sgx.isvprodid, sgx.isvsvn, sgx.debug) != (
+            signature.isvprodid,
+            signature.isvsvn,
+            signature.debug,
+        ):
             raise RunnerError("the image's manifest does not match its signature (ISV fields)")
-        return EnclaveIdentity(mrenclave=measured, mrsigner=signature.mrsigner,
-                               isvprodid=sgx.isvprodid, isvsvn=sgx.isvsvn, debug=sgx.debug)
+        return EnclaveIdentity(
+            mrenclave=measured,
+            mrsigner=signature.mrsigner,
+            isvprodid=sgx.isvprodid,
+            isvsvn=sgx.isvsvn,
+            debug=sgx.debug,
+        )
 
     def plan(self, image: EnclaveImage, launch_dir: Path, device_dir: Path) -> SandboxPlan:
         """The sandbox plan for ``image`` started in ``launch_dir`` (trusted files checked)."""
@@ -200,17 +233,25 @@ class SimRunner:
         env = {}
         for var in manifest.loader.env:
             if var.passthrough:
-                raise RunnerError("loader.env passthrough is refused by the sim runner (host "
-                                  "environment is untrusted)", found=var.name)
+                raise RunnerError(
+                    "loader.env passthrough is refused by the sim runner (host "
+                    "environment is untrusted)",
+                    found=var.name,
+                )
             env[var.name] = var.value or ""
         spec = image.spec
         limits = ResourceLimits(
             wall_seconds=spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS,
             memory_bytes=max(manifest.sgx.enclave_size, 256 << 20),
         )
-        return SandboxPlan(argv=manifest.loader.argv, env=env, mounts=mounts,
-                           workdir=manifest.fs.start_dir or "/", network=spec.network,
-                           limits=limits)
+        return SandboxPlan(
+            argv=manifest.loader.argv,
+            env=env,
+            mounts=mounts,
+            workdir=manifest.fs.start_dir or "/",
+            network=spec.network,
+            limits=limits,
+        )
 
     def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[Path]) -> list[Mount]:
         """Mounts of ``image`` launched in ``launch_dir``, computed once per image.
@@ -226,12 +267,16 @@ class SimRunner:
             return list(mounts)
         old_base, mounts = cached
         prefix = str(old_base) + "/"
-        return [Mount(m.target, m.kind, launch_dir / str(m.source)[len(prefix):])
-                if m.source is not None and str(m.source).startswith(prefix) else m
-                for m in mounts]
+        return [
+            Mount(m.target, m.kind, launch_dir / str(m.source)[len(prefix) :])
+            if m.source is not None and str(m.source).startswith(prefix)
+            else m
+            for m in mounts
+        ]
 
-    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
-                     stderr_path: Path) -> EnclaveProcess:
+    async def launch(
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
+    ) -> EnclaveProcess:
         """Start the image's agent in the sandbox; returns once the process runs."""
         identity = self.enclave_identity(image)
         prepare_launch_dir(image, launch_dir)
@@ -244,13 +289,21 @@ class SimRunner:
         plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
         device.start()
         try:
-            proc = await _start(bwrap_command(plan), launch_dir, stderr_path,
-                                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            proc = await _start(
+                bwrap_command(plan),
+                launch_dir,
+                stderr_path,
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
         except BaseException:
             device.stop()
             raise
-        log.info("enclave launched", runner=self.name, pid=proc.pid,
-                 mrenclave=identity.mrenclave.hex()[:16])
+        log.info(
+            "enclave launched",
+            runner=self.name,
+            pid=proc.pid,
+            mrenclave=identity.mrenclave.hex()[:16],
+        )
         return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=[device])
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
@@ -288,11 +341,15 @@ def check_sgx_host() -> HostCheck:
     if version is None:
         missing.append("gramine-sgx is not installed (Debian/Ubuntu package 'gramine')")
     if not AESM_SOCKET.exists():
-        missing.append(f"the AESM service socket {AESM_SOCKET} is absent (install and start aesmd, "
-                       "package 'sgx-aesm-service' with 'libsgx-aesm-ecdsa-plugin')")
+        missing.append(
+            f"the AESM service socket {AESM_SOCKET} is absent (install and start aesmd, "
+            "package 'sgx-aesm-service' with 'libsgx-aesm-ecdsa-plugin')"
+        )
     if not QCNL_CONFIG.exists():
-        missing.append(f"the DCAP quote provider configuration {QCNL_CONFIG} is absent (package "
-                       "'libsgx-dcap-default-qpl', pointed at a PCCS)")
+        missing.append(
+            f"the DCAP quote provider configuration {QCNL_CONFIG} is absent (package "
+            "'libsgx-dcap-default-qpl', pointed at a PCCS)"
+        )
     return HostCheck(not missing, version, tuple(missing))
 
 
@@ -311,18 +368,30 @@ def gramine_version(tool: str) -> str | None:
 
 # Gramine's own error lines, mapped to what an operator should do.
 GRAMINE_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Cannot connect to AESM|aesm", re.I),
-     "the AESM service is not reachable: start aesmd"),
-    (re.compile(r"Cannot open device /dev/sgx|sgx_enclave", re.I),
-     "cannot open the SGX device: check the driver and the user's access to /dev/sgx_enclave"),
-    (re.compile(r"Enclave size is not large enough|enclave_size", re.I),
-     "sgx.enclave_size is too small for this workload"),
-    (re.compile(r"Disallowing access to file|trusted file|hash mismatch", re.I),
-     "a file outside the manifest, or a trusted file that changed, was refused"),
-    (re.compile(r"Quote|DCAP|qcnl|PCCS", re.I),
-     "quote generation failed: check the DCAP quote provider and PCCS configuration"),
-    (re.compile(r"EINIT|Invalid signature|SIGSTRUCT", re.I),
-     "the enclave signature was refused at EINIT (re-run golem-graphene build)"),
+    (
+        re.compile(r"Cannot connect to AESM|aesm", re.I),
+        "the AESM service is not reachable: start aesmd",
+    ),
+    (
+        re.compile(r"Cannot open device /dev/sgx|sgx_enclave", re.I),
+        "cannot open the SGX device: check the driver and the user's access to /dev/sgx_enclave",
+    ),
+    (
+        re.compile(r"Enclave size is not large enough|enclave_size", re.I),
+        "sgx.enclave_size is too small for this workload",
+    ),
+    (
+        re.compile(r"Disallowing access to file|trusted file|hash mismatch", re.I),
+        "a file outside the manifest, or a trusted file that changed, was refused",
+    ),
+    (
+        re.compile(r"Quote|DCAP|qcnl|PCCS", re.I),
+        "quote generation failed: check the DCAP quote provider and PCCS configuration",
+    ),
+    (
+        re.compile(r"EINIT|Invalid signature|SIGSTRUCT", re.I),
+        "the enclave signature was refused at EINIT (re-run golem-graphene build)",
+    ),
 )
 
 
@@ -348,14 +417,15 @@ class GramineSgxRunner:
     tool: str = "gramine-sgx"
 
     def command(self, launch_dir: Path) -> list[str]:
-        """``gramine-sgx agent``: Gramine loads ``agent.manifest.sgx`` and ``agent.sig`` from cwd."""
+        """``gramine-sgx agent``: loads ``agent.manifest.sgx`` and ``agent.sig`` from the cwd."""
         path = shutil.which(self.tool)
         if path is None:
             raise RunnerError(f"{self.tool} is not installed")
         return [path, MANIFEST_NAME.removesuffix(".manifest")]
 
-    async def launch(self, image: EnclaveImage, launch_dir: Path, *,
-                     stderr_path: Path) -> EnclaveProcess:
+    async def launch(
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
+    ) -> EnclaveProcess:
         if self.tool == "gramine-sgx":
             check = check_sgx_host()
             if not check.usable:
@@ -369,16 +439,20 @@ class GramineSgxRunner:
             if not link.is_symlink() and target.exists():
                 link.symlink_to(target.resolve())
         wall = image.spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS
-        proc = await _start(self.command(launch_dir), launch_dir, stderr_path,
-                            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        proc = await _start(
+            self.command(launch_dir),
+            launch_dir,
+            stderr_path,
+            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
         log.info("enclave launched", runner=self.name, pid=proc.pid)
         return EnclaveProcess(proc, wall)
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
         if self.pcs_url is None:
             return None
-        from golem_graphene.attestation.pcs import PcsClient  # noqa: PLC0415 - network edge
-        from golem_graphene.attestation.quote import Quote  # noqa: PLC0415
+        from golem_graphene.attestation.pcs import PcsClient
+        from golem_graphene.attestation.quote import Quote
 
         async with PcsClient(self.pcs_url, cache_dir=self.cache_dir) as client:
             return await client.collateral_for_quote(Quote.from_bytes(quote), at=at)
@@ -393,8 +467,9 @@ class GramineDirectRunner(GramineSgxRunner):
     tool: str = "gramine-direct"
 
 
-def make_runner(name: str, *, data_dir: Path, allow_insecure: tuple[str, ...] = (),
-                pcs_url: str | None = None) -> EnclaveRunner:
+def make_runner(
+    name: str, *, data_dir: Path, allow_insecure: tuple[str, ...] = (), pcs_url: str | None = None
+) -> EnclaveRunner:
     """The runner called ``name``; ``gramine-direct`` only when allowed by name."""
     if name == "sim":
         return SimRunner(data_dir)
@@ -402,9 +477,11 @@ def make_runner(name: str, *, data_dir: Path, allow_insecure: tuple[str, ...] = 
         return GramineSgxRunner(pcs_url=pcs_url, cache_dir=data_dir / "collateral-cache")
     if name == "gramine-direct":
         if "gramine-direct" not in allow_insecure:
-            raise RunnerError("the gramine-direct runner gives no protection and no attestation; "
-                              "it runs only when allowed by name (allow_insecure = "
-                              "[\"gramine-direct\"])")
+            raise RunnerError(
+                "the gramine-direct runner gives no protection and no attestation; "
+                "it runs only when allowed by name (allow_insecure = "
+                '["gramine-direct"])'
+            )
         log.warning("INSECURE: gramine-direct runner enabled: no SGX protection, no attestation")
         return GramineDirectRunner()
     raise RunnerError("unknown runner", expected=" or ".join(RUNNER_NAMES), found=name)

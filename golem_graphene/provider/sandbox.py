@@ -12,6 +12,7 @@ pid-namespace init, and the kernel then kills every process in that namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ __all__ = [
     "SandboxResult",
     "bwrap_available",
     "bwrap_command",
+    "kill_session",
     "run_sandbox",
 ]
 
@@ -42,7 +44,7 @@ MountKind = Literal["ro", "rw", "tmpfs", "dir"]
 
 @dataclass(frozen=True)
 class Mount:
-    """One path inside the sandbox: a bind of a host path (``ro``/``rw``), a tmpfs or an empty dir."""
+    """A path inside the sandbox: a host path bound ``ro``/``rw``, a tmpfs or an empty dir."""
 
     target: str
     kind: MountKind
@@ -111,14 +113,29 @@ def bwrap_command(plan: SandboxPlan) -> list[str]:
     """The exact ``prlimit ... -- bwrap ...`` command line for ``plan``."""
     bwrap = bwrap_available()
     if bwrap is None:
-        raise RunnerError("bubblewrap (bwrap) is not installed; install the Debian package "
-                          "'bubblewrap' (make setup does)")
+        raise RunnerError(
+            "bubblewrap (bwrap) is not installed; install the Debian package "
+            "'bubblewrap' (make setup does)"
+        )
     if not plan.argv:
         raise RunnerError("the sandboxed program has no argv")
-    cmd = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-           "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-           "--hostname", plan.hostname, "--clearenv",
-           "--proc", "/proc", "--dev", "/dev"]
+    cmd = [
+        bwrap,
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        plan.hostname,
+        "--clearenv",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]
     if not plan.network:
         cmd.append("--unshare-net")
     # Parents before children, so a bind below a tmpfs is not hidden by it.
@@ -185,10 +202,10 @@ async def run_sandbox(
         await asyncio.wait_for(proc.wait(), timeout=plan.limits.wall_seconds)
     except TimeoutError:
         timed_out = True
-        _kill_tree(proc.pid)
+        kill_session(proc.pid)
         await proc.wait()
     except asyncio.CancelledError:
-        _kill_tree(proc.pid)
+        kill_session(proc.pid)
         await proc.wait()
         raise
     code = proc.returncode
@@ -203,10 +220,13 @@ async def run_sandbox(
     )
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the session of ``pid``: bwrap, and with it the sandbox's pid namespace."""
-    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            kill()
-        except ProcessLookupError:
-            pass
+def kill_session(pid: int) -> None:
+    """SIGKILL the session led by ``pid`` (started with ``start_new_session``) and ``pid``.
+
+    For a sandbox that is bwrap, and with it the sandbox's pid-namespace init, whose death makes
+    the kernel kill every process in the namespace: nothing of the workload survives.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)

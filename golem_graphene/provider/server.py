@@ -39,18 +39,25 @@ class ProviderServer:
         app = build_app(self.engine)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.bind, self.config.port,
-                           shutdown_timeout=5.0)
+        site = web.TCPSite(self._runner, self.config.bind, self.config.port, shutdown_timeout=5.0)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
-        log.info("provider serving", url=self.url, runner=self.engine.runner.name,
-                 data_dir=str(self.config.data_dir))
+        log.info(
+            "provider serving",
+            url=self.url,
+            runner=self.engine.runner.name,
+            data_dir=str(self.config.data_dir),
+        )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -69,11 +76,13 @@ async def serve_forever(config: ProviderConfig, *, announce: bool = True) -> Non
 
 
 def _announce(server: ProviderServer) -> None:
-    import sys  # noqa: PLC0415
+    import sys
 
     sys.stderr.write(f"provider listening on {server.url} (runner {server.engine.runner.name})\n")
     platform = getattr(server.engine.runner, "platform", None)
     if platform is not None:
-        sys.stderr.write("WARNING: the sim runner gives NO SGX protection. Requestors who accept it "
-                         f"trust this simulation root by name:\n  {platform.root_fingerprint}\n"
-                         f"  (certificate: {Path(platform.root_path)})\n")
+        sys.stderr.write(
+            "WARNING: the sim runner gives NO SGX protection. Requestors who accept it "
+            f"trust this simulation root by name:\n  {platform.root_fingerprint}\n"
+            f"  (certificate: {Path(platform.root_path)})\n"
+        )

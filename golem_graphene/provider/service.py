@@ -29,6 +29,7 @@ from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.image import EnclaveImage, build_image
 from golem_graphene.provider.lifecycle import Task, TaskState, TaskStore, TransitionError
 from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner, make_runner
+from golem_graphene.provider.sandbox import kill_session
 from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = ["LimitError", "NotFoundError", "TaskEngine"]
@@ -69,9 +70,12 @@ class TaskEngine:
         self.config = config
         self.data_dir = config.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.runner = runner or make_runner(config.runner, data_dir=self.data_dir,
-                                            allow_insecure=tuple(config.allow_insecure),
-                                            pcs_url=config.pcs_url)
+        self.runner = runner or make_runner(
+            config.runner,
+            data_dir=self.data_dir,
+            allow_insecure=tuple(config.allow_insecure),
+            pcs_url=config.pcs_url,
+        )
         self.store = TaskStore(self.data_dir / "tasks")
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
@@ -106,35 +110,56 @@ class TaskEngine:
                     image = EnclaveImage.load(out)
                 except Error:
                     image = await asyncio.to_thread(
-                        build_image, self.spec_path(name), out,
-                        key_path=self.data_dir / "enclave-key.pem", force=True)
+                        build_image,
+                        self.spec_path(name),
+                        out,
+                        key_path=self.data_dir / "enclave-key.pem",
+                        force=True,
+                    )
                 self._images[key] = image
         return self._images[key]
 
     # -- creation ---------------------------------------------------------------------------
 
-    async def create(self, *, owner: str, spec_name: str, spec_sha256: str, nonce: str,
-                     requestor_key: str) -> tuple[Task, str]:
+    async def create(
+        self, *, owner: str, spec_name: str, spec_sha256: str, nonce: str, requestor_key: str
+    ) -> tuple[Task, str]:
         """Accept a task; returns it and its capability token (shown once, stored hashed)."""
         path = self.spec_path(spec_name)
         actual = spec_digest(path)
         if actual != spec_sha256.lower():
-            raise ProtocolError("the spec differs from the provider's copy", expected=actual,
-                                found=spec_sha256)
+            raise ProtocolError(
+                "the spec differs from the provider's copy", expected=actual, found=spec_sha256
+            )
         limits = self.config.limits
         if self.store.active_count() >= limits.max_concurrent_tasks:
-            raise LimitError("too_many_tasks", "the provider runs as many tasks as it allows",
-                             status=429, expected=f"<= {limits.max_concurrent_tasks} "
-                             "concurrent tasks (limits.max_concurrent_tasks)", found="all taken")
+            raise LimitError(
+                "too_many_tasks",
+                "the provider runs as many tasks as it allows",
+                status=429,
+                expected=f"<= {limits.max_concurrent_tasks} "
+                "concurrent tasks (limits.max_concurrent_tasks)",
+                found="all taken",
+            )
         if len(self.store.all()) >= limits.max_queued_tasks:
-            raise LimitError("too_many_stored_tasks", "delete finished tasks first", status=429,
-                             expected=f"<= {limits.max_queued_tasks} tasks (limits.max_queued_tasks)",
-                             found=len(self.store.all()))
+            raise LimitError(
+                "too_many_stored_tasks",
+                "delete finished tasks first",
+                status=429,
+                expected=f"<= {limits.max_queued_tasks} tasks (limits.max_queued_tasks)",
+                found=len(self.store.all()),
+            )
         token = new_capability_token()
-        task = Task(task_id=format_task_id(new_task_id()), spec_name=spec_name,
-                    spec_digest=actual, nonce=nonce, requestor_key=requestor_key, owner=owner,
-                    capability_sha256=hashlib.sha256(token.encode()).hexdigest(),
-                    runner=self.runner.name)
+        task = Task(
+            task_id=format_task_id(new_task_id()),
+            spec_name=spec_name,
+            spec_digest=actual,
+            nonce=nonce,
+            requestor_key=requestor_key,
+            owner=owner,
+            capability_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            runner=self.runner.name,
+        )
         self.store.add(task)
         await self.store.event(task, message="task accepted")
         self._spawn(task)
@@ -152,8 +177,12 @@ class TaskEngine:
         try:
             await asyncio.wait_for(self._drive(task), timeout=self.config.limits.max_task_seconds)
         except TimeoutError:
-            await self._fail(task, "task_timeout", "the task exceeded limits.max_task_seconds "
-                             f"({self.config.limits.max_task_seconds:g} s)")
+            await self._fail(
+                task,
+                "task_timeout",
+                "the task exceeded limits.max_task_seconds "
+                f"({self.config.limits.max_task_seconds:g} s)",
+            )
         except asyncio.CancelledError:
             if not task.terminal:
                 await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
@@ -174,8 +203,9 @@ class TaskEngine:
     async def _fail(self, task: Task, code: str, message: str) -> None:
         if not task.terminal:
             log.warning("task failed", task_id=task.task_id, code=code)
-            await self.store.transition(task, TaskState.FAILED,
-                                        failure={"code": code, "message": message[:2000]})
+            await self.store.transition(
+                task, TaskState.FAILED, failure={"code": code, "message": message[:2000]}
+            )
 
     def launch_dir(self, task_id: str) -> Path:
         return self.store.directory(task_id) / "launch"
@@ -194,10 +224,14 @@ class TaskEngine:
         io = launch / "io"
         io.mkdir(parents=True, exist_ok=True)
         (io / "inputs").mkdir(exist_ok=True)
-        (io / "task.json").write_text(json.dumps({"task_id": task.task_id, "nonce": task.nonce,
-                                                  "requestor_key": task.requestor_key}))
-        process = await self.runner.launch(image, launch,
-                                           stderr_path=self.store.directory(task.task_id) / "enclave.log")
+        (io / "task.json").write_text(
+            json.dumps(
+                {"task_id": task.task_id, "nonce": task.nonce, "requestor_key": task.requestor_key}
+            )
+        )
+        process = await self.runner.launch(
+            image, launch, stderr_path=self.store.directory(task.task_id) / "enclave.log"
+        )
         running.process = process
         task.pid = process.pid
         self.store.save(task)
@@ -217,9 +251,12 @@ class TaskEngine:
             elif kind == "sealing":
                 await self.store.transition(task, TaskState.SEALING)
             elif kind == "progress":
-                await self.store.event(task, bytes_done=_int(event.get("bytes_done")),
-                                       bytes_total=_int(event.get("bytes_total")),
-                                       message=f"{event.get('phase', '')} {event.get('input') or event.get('output') or ''}".strip())
+                await self.store.event(
+                    task,
+                    bytes_done=_int(event.get("bytes_done")),
+                    bytes_total=_int(event.get("bytes_total")),
+                    message=_progress_message(event),
+                )
             elif kind == "done":
                 done = event
             elif kind == "failed":
@@ -232,7 +269,9 @@ class TaskEngine:
         outputs = self.outputs_dir(task.task_id)
         os.replace(io / "outputs", outputs)
         signed = SignedReceipt.from_json((outputs / "receipt.json").read_bytes())
-        evidence = Evidence.from_json((self.store.directory(task.task_id) / "evidence.json").read_bytes())
+        evidence = Evidence.from_json(
+            (self.store.directory(task.task_id) / "evidence.json").read_bytes()
+        )
         bundle = ReceiptBundle.from_signed(signed, evidence)
         (outputs / "receipt.json").write_bytes(bundle.to_json())
         task.exit_status = _int(done.get("exit_status"))
@@ -241,16 +280,22 @@ class TaskEngine:
 
     async def _publish_evidence(self, task: Task, io: Path) -> None:
         try:
-            raw = json.loads((io / "evidence.json").read_bytes()[:256 * 1024])
+            raw = json.loads((io / "evidence.json").read_bytes()[: 256 * 1024])
             quote = bytes.fromhex(raw["quote"]) if raw.get("quote") else None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunnerError(f"the enclave published malformed evidence: {exc}") from exc
         collateral = None
         if quote is not None:
             collateral = await self.runner.collateral_for(quote, datetime.now(UTC))
-        evidence = Evidence(task_id=task.task_id, quote=quote, enclave_key=raw["enclave_key"],
-                            signing_key=raw["signing_key"], collateral=collateral,
-                            runner=raw["runner"], simulated=raw["simulated"])
+        evidence = Evidence(
+            task_id=task.task_id,
+            quote=quote,
+            enclave_key=raw["enclave_key"],
+            signing_key=raw["signing_key"],
+            collateral=collateral,
+            runner=raw["runner"],
+            simulated=raw["simulated"],
+        )
         (self.store.directory(task.task_id) / "evidence.json").write_bytes(evidence.to_json())
 
     def _reclaim(self, task: Task) -> None:
@@ -271,8 +316,9 @@ class TaskEngine:
     async def begin(self, task: Task) -> None:
         """The requestor's inputs and sealed manifest are in place: let the agent run."""
         if task.state is not TaskState.ATTESTED:
-            raise TransitionError("inputs can start a task only once it is attested",
-                                  found=task.state.value)
+            raise TransitionError(
+                "inputs can start a task only once it is attested", found=task.state.value
+            )
         if not (self.io_dir(task.task_id) / "manifest.sealed").is_file():
             raise TransitionError("upload the sealed input manifest first")
         running = self._running.get(task.task_id)
@@ -310,9 +356,12 @@ class TaskEngine:
                 self._spawn(task)
                 counts["resumed"] += 1
                 continue
-            await self._fail(task, "provider_restarted",
-                             f"the provider restarted while the task was {task.state.value}; the "
-                             "enclave and its keys are gone, so it cannot resume")
+            await self._fail(
+                task,
+                "provider_restarted",
+                f"the provider restarted while the task was {task.state.value}; the "
+                "enclave and its keys are gone, so it cannot resume",
+            )
             self._reclaim(task)
             counts["failed"] += 1
         for stray in self.store.root.glob("*/launch/io/inputs/*.part"):
@@ -327,6 +376,11 @@ class TaskEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.driver
             self._running.pop(task_id, None)
+
+
+def _progress_message(event: dict[str, Any]) -> str:
+    name = event.get("input") or event.get("output") or ""
+    return f"{event.get('phase', '')} {name}".strip()[:200]
 
 
 def _int(value: object) -> int | None:
@@ -348,6 +402,4 @@ def _kill_leftover(pid: int | None) -> None:
     except OSError:
         return
     if b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline:
-        for kill in (lambda: os.killpg(pid, 9), lambda: os.kill(pid, 9)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill()
+        kill_session(pid)

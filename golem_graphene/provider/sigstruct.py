@@ -41,8 +41,9 @@ class Sigstruct:
     def from_bytes(cls, data: bytes) -> Sigstruct:
         """Parse a ``.sig`` file; raises :class:`RunnerError` when it is not a SIGSTRUCT."""
         if len(data) != SIGSTRUCT_SIZE:
-            raise RunnerError("not an SGX SIGSTRUCT (wrong size)", expected=SIGSTRUCT_SIZE,
-                              found=len(data))
+            raise RunnerError(
+                "not an SGX SIGSTRUCT (wrong size)", expected=SIGSTRUCT_SIZE, found=len(data)
+            )
         if data[0:16] != _HEADER or data[24:40] != _HEADER2:
             raise RunnerError("not an SGX SIGSTRUCT (bad header)")
         day, month, year = data[20], data[21], struct.unpack_from("<H", data, 22)[0]

@@ -63,8 +63,14 @@ class Channel(Protocol):
 class HttpChannel:
     """The provider's HTTP API (see ``/v1/openapi.json``) over aiohttp."""
 
-    def __init__(self, base_url: str, *, token: str | None = None,
-                 session: aiohttp.ClientSession | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._session = session
@@ -96,14 +102,21 @@ class HttpChannel:
             code, message = str(obj["code"]), str(obj["message"])
         except (ValueError, KeyError, TypeError):
             code, message = "http_error", body[:200].decode(errors="replace")
-        raise ChannelError(f"provider answered {response.status}: {message}", code=code,
-                           status=response.status)
+        raise ChannelError(
+            f"provider answered {response.status}: {message}", code=code, status=response.status
+        )
 
-    async def _json(self, method: str, path: str, task: TaskRef | None = None,
-                    payload: dict[str, Any] | None = None) -> Any:
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        task: TaskRef | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Any:
         try:
-            async with self._http().request(method, self._url(path), json=payload,
-                                            headers=self._headers(task)) as response:
+            async with self._http().request(
+                method, self._url(path), json=payload, headers=self._headers(task)
+            ) as response:
                 await self._check(response)
                 data = await response.content.read(MAX_JSON_RESPONSE + 1)
         except aiohttp.ClientError as exc:
@@ -123,8 +136,9 @@ class HttpChannel:
 
     async def evidence(self, task: TaskRef) -> bytes:
         try:
-            async with self._http().get(self._url(f"/tasks/{task.task_id}/evidence"),
-                                        headers=self._headers(task)) as response:
+            async with self._http().get(
+                self._url(f"/tasks/{task.task_id}/evidence"), headers=self._headers(task)
+            ) as response:
                 await self._check(response)
                 data = await response.content.read(MAX_JSON_RESPONSE + 1)
         except aiohttp.ClientError as exc:
@@ -135,16 +149,22 @@ class HttpChannel:
 
     async def put_input(self, task: TaskRef, name: str, body: AsyncIterable[bytes]) -> None:
         try:
-            async with self._http().put(self._url(f"/tasks/{task.task_id}/inputs/{name}"),
-                                        data=body, headers=self._headers(task)) as response:
+            async with self._http().put(
+                self._url(f"/tasks/{task.task_id}/inputs/{name}"),
+                data=body,
+                headers=self._headers(task),
+            ) as response:
                 await self._check(response)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"uploading input {name!r} failed: {exc}") from exc
 
     async def put_manifest(self, task: TaskRef, sealed: bytes) -> None:
         try:
-            async with self._http().put(self._url(f"/tasks/{task.task_id}/manifest"),
-                                        data=sealed, headers=self._headers(task)) as response:
+            async with self._http().put(
+                self._url(f"/tasks/{task.task_id}/manifest"),
+                data=sealed,
+                headers=self._headers(task),
+            ) as response:
                 await self._check(response)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"uploading the input manifest failed: {exc}") from exc
@@ -157,10 +177,12 @@ class HttpChannel:
         since = 0
         while True:
             try:
-                async with self._http().get(self._url(f"/tasks/{task.task_id}/events"),
-                                            params={"since": str(since)},
-                                            headers=self._headers(task),
-                                            timeout=aiohttp.ClientTimeout(sock_read=60)) as response:
+                async with self._http().get(
+                    self._url(f"/tasks/{task.task_id}/events"),
+                    params={"since": str(since)},
+                    headers=self._headers(task),
+                    timeout=aiohttp.ClientTimeout(sock_read=60),
+                ) as response:
                     await self._check(response)
                     while True:
                         line = await response.content.readline()
@@ -194,8 +216,9 @@ class HttpChannel:
         """Stream one output file to ``dest``; refuses more than ``limit`` bytes."""
         written = 0
         try:
-            async with self._http().get(self._url(f"/tasks/{task.task_id}/outputs/{name}"),
-                                        headers=self._headers(task)) as response:
+            async with self._http().get(
+                self._url(f"/tasks/{task.task_id}/outputs/{name}"), headers=self._headers(task)
+            ) as response:
                 await self._check(response)
                 fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
@@ -213,8 +236,9 @@ class HttpChannel:
 
     async def delete(self, task: TaskRef) -> None:
         try:
-            async with self._http().delete(self._url(f"/tasks/{task.task_id}"),
-                                           headers=self._headers(task)) as response:
+            async with self._http().delete(
+                self._url(f"/tasks/{task.task_id}"), headers=self._headers(task)
+            ) as response:
                 await self._check(response)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"deleting the task failed: {exc}") from exc
@@ -223,5 +247,3 @@ class HttpChannel:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
-
-

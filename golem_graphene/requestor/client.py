@@ -17,6 +17,7 @@ failure is a :class:`TaskStepError` naming the step and carrying the precise cau
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -43,7 +44,12 @@ from golem_graphene.attestation.policy import (
     Policy,
 )
 from golem_graphene.attestation.quote import Quote
-from golem_graphene.attestation.verifier import CRL_NAMES, QuoteVerifier, VerifiedQuote, VerifyOptions
+from golem_graphene.attestation.verifier import (
+    CRL_NAMES,
+    QuoteVerifier,
+    VerifiedQuote,
+    VerifyOptions,
+)
 from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
 from golem_graphene.protocol.messages import Evidence
@@ -51,7 +57,12 @@ from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor.channel import Channel, HttpChannel, TaskRef
 from golem_graphene.sealing.age import decrypt_file, encrypt_async, retarget_header
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import InputEntry, InputManifest, ciphertext_name, seal_manifest
+from golem_graphene.sealing.manifest import (
+    InputEntry,
+    InputManifest,
+    ciphertext_name,
+    seal_manifest,
+)
 from golem_graphene.sealing.receipt import ReceiptBundle, VerifiedReceipt, check_receipt
 
 __all__ = ["AttestedTask", "Requestor", "RequestorPolicy", "TaskResult", "TaskStepError"]
@@ -132,9 +143,17 @@ class _Created:
 class Requestor:
     """A requestor session with one provider; use ``async with``."""
 
-    def __init__(self, provider: str | Channel, *, identity: X25519Identity,
-                 token: str | None = None, policy: RequestorPolicy | None = None) -> None:
-        self.channel: Channel = HttpChannel(provider, token=token) if isinstance(provider, str) else provider
+    def __init__(
+        self,
+        provider: str | Channel,
+        *,
+        identity: X25519Identity,
+        token: str | None = None,
+        policy: RequestorPolicy | None = None,
+    ) -> None:
+        self.channel: Channel = (
+            HttpChannel(provider, token=token) if isinstance(provider, str) else provider
+        )
         self.identity = identity
         self.policy = policy or RequestorPolicy()
         anchor = self.policy.root or TrustAnchor.intel_sgx_root()
@@ -144,16 +163,28 @@ class Requestor:
     async def __aenter__(self) -> Requestor:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.channel.close()
 
     # -- the whole flow ----------------------------------------------------------------------
 
-    async def run(self, spec: str | Path, inputs: Mapping[str, str | Path], out_dir: str | Path, *,
-                  args: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-                  prestaged: Mapping[str, str | Path] | None = None,
-                  on_event: EventCallback | None = None, keep_task: bool = False) -> TaskResult:
+    async def run(
+        self,
+        spec: str | Path,
+        inputs: Mapping[str, str | Path],
+        out_dir: str | Path,
+        *,
+        args: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        prestaged: Mapping[str, str | Path] | None = None,
+        on_event: EventCallback | None = None,
+        keep_task: bool = False,
+    ) -> TaskResult:
         """Create, attest, send inputs, run, wait, fetch and verify; returns the result.
 
         ``inputs`` maps declared input names to plaintext files; ``prestaged`` maps names to age
@@ -163,8 +194,9 @@ class Requestor:
         created = await self.create(spec)
         try:
             attested = await self.attest(created)
-            await self.send_inputs(attested, inputs, args=args, env=env, prestaged=prestaged,
-                                   on_event=on_event)
+            await self.send_inputs(
+                attested, inputs, args=args, env=env, prestaged=prestaged, on_event=on_event
+            )
             await self.start(attested)
             await self.wait(attested, on_event=on_event)
             result = await self.fetch(attested, out_dir)
@@ -178,10 +210,8 @@ class Requestor:
 
     @staticmethod
     async def _quietly(coro: Any) -> None:
-        try:
+        with contextlib.suppress(Error):
             await coro
-        except Error:
-            pass
 
     # -- step 1 -------------------------------------------------------------------------------
 
@@ -192,9 +222,14 @@ class Requestor:
             spec_file = spec_dir / "task.toml" if spec_dir.is_dir() else spec_dir
             parsed = TaskSpec.from_path(spec_file)
             nonce = new_nonce()
-            answer = await self.channel.create({
-                "spec_name": parsed.name, "spec_digest": spec_digest(spec_file),
-                "requestor_key": self.identity.recipient().to_string(), "nonce": nonce.hex()})
+            answer = await self.channel.create(
+                {
+                    "spec_name": parsed.name,
+                    "spec_digest": spec_digest(spec_file),
+                    "requestor_key": self.identity.recipient().to_string(),
+                    "nonce": nonce.hex(),
+                }
+            )
             task_id, token = answer.get("task_id"), answer.get("capability_token")
             if not isinstance(task_id, str) or not isinstance(token, str):
                 raise ProtocolError("the provider's create answer is malformed")
@@ -211,7 +246,8 @@ class Requestor:
         if not p.allow_debug:
             policies.append(NoDebug())
         expected = p.expected_mrenclave or tuple(
-            v for k, v in spec.attestation.mrenclave.items() if k == runner)
+            v for k, v in spec.attestation.mrenclave.items() if k == runner
+        )
         if expected:
             policies.append(MrEnclave(*expected))
         elif spec.attestation.mrsigner:
@@ -221,8 +257,10 @@ class Requestor:
             if spec.attestation.min_isvsvn is not None:
                 policies.append(MinIsvSvn(spec.attestation.min_isvsvn))
         else:
-            raise UsageError(f"no expected measurement for the {runner} runner: pin mrenclave (or "
-                             "mrsigner) in the spec's [attestation], or pass expected_mrenclave")
+            raise UsageError(
+                f"no expected measurement for the {runner} runner: pin mrenclave (or "
+                "mrsigner) in the spec's [attestation], or pass expected_mrenclave"
+            )
         if p.max_collateral_age is not None:
             policies.append(MaxCollateralAge(p.max_collateral_age))
         return AllOf(*policies)
@@ -233,9 +271,13 @@ class Requestor:
             anchor = self._simulation_anchor(evidence)
         key = anchor.fingerprint
         if key not in self._verifiers:
-            self._verifiers[key] = QuoteVerifier(anchor=anchor, options=VerifyOptions(
-                allow_missing_crls=CRL_NAMES if self.policy.allow_missing_crls else frozenset(),
-                trusted_simulation_roots=frozenset(self.policy.trusted_simulation_roots)))
+            self._verifiers[key] = QuoteVerifier(
+                anchor=anchor,
+                options=VerifyOptions(
+                    allow_missing_crls=CRL_NAMES if self.policy.allow_missing_crls else frozenset(),
+                    trusted_simulation_roots=frozenset(self.policy.trusted_simulation_roots),
+                ),
+            )
         return self._verifiers[key]
 
     def _simulation_anchor(self, evidence: Evidence) -> TrustAnchor:
@@ -243,7 +285,7 @@ class Requestor:
         if evidence.quote is None:
             raise ProtocolError("the evidence has no quote")
         quote = Quote.from_bytes(evidence.quote)
-        from cryptography import x509  # noqa: PLC0415
+        from cryptography import x509
 
         try:
             certs = x509.load_pem_x509_certificates(quote.pck_chain_pem())
@@ -251,9 +293,14 @@ class Requestor:
             raise ProtocolError("the simulated quote's certificate chain is unreadable") from exc
         anchor = TrustAnchor(certs[-1], "golem-graphene simulation root")
         if anchor.fingerprint not in self.policy.trusted_simulation_roots:
-            raise TaskStepError("attest", UsageError(
-                "the provider runs the sim runner (no SGX protection); trust its simulation root "
-                f"by name to accept it: trusted_simulation_roots=({anchor.fingerprint!r},)"))
+            raise TaskStepError(
+                "attest",
+                UsageError(
+                    "the provider runs the sim runner (no SGX protection); trust its "
+                    "simulation root "
+                    f"by name to accept it: trusted_simulation_roots=({anchor.fingerprint!r},)"
+                ),
+            )
         return anchor
 
     async def attest(self, created: _Created, *, timeout: float = 300.0) -> AttestedTask:
@@ -264,27 +311,47 @@ class Requestor:
             if evidence.task_id != parse_task_id(created.ref.task_id):
                 raise ProtocolError("the evidence is for another task")
             if evidence.quote is None or evidence.collateral is None:
-                raise ProtocolError(f"the {evidence.runner} runner published no quote or collateral; "
-                                    "an unattested run is never accepted")
+                raise ProtocolError(
+                    f"the {evidence.runner} runner published no quote or collateral; "
+                    "an unattested run is never accepted"
+                )
             policy = self._policy(created.spec, evidence.runner)
             verifier = self._verifier(evidence)
-            verified = await asyncio.to_thread(verifier.verify, evidence.quote, evidence.collateral,
-                                               datetime.now(UTC))
+            verified = await asyncio.to_thread(
+                verifier.verify, evidence.quote, evidence.collateral, datetime.now(UTC)
+            )
             policy.check(verified)
-            transcript = Transcript(task_id=parse_task_id(created.ref.task_id), nonce=created.nonce,
-                                    enclave_key=evidence.enclave_key, signing_key=evidence.signing_key,
-                                    requestor_key=self.identity.recipient().public_bytes())
+            transcript = Transcript(
+                task_id=parse_task_id(created.ref.task_id),
+                nonce=created.nonce,
+                enclave_key=evidence.enclave_key,
+                signing_key=evidence.signing_key,
+                requestor_key=self.identity.recipient().public_bytes(),
+            )
             check_report_data(verified.report_body, transcript)
         except TaskStepError:
             raise
         except Error as exc:
             raise TaskStepError("attest", exc) from exc
-        log.info("enclave attested", task_id=created.ref.task_id, status=verified.status.value,
-                 simulated=verified.simulated)
-        return AttestedTask(created.ref, created.spec, created.spec_dir, created.nonce, transcript,
-                            evidence, verified)
+        log.info(
+            "enclave attested",
+            task_id=created.ref.task_id,
+            status=verified.status.value,
+            simulated=verified.simulated,
+        )
+        return AttestedTask(
+            created.ref,
+            created.spec,
+            created.spec_dir,
+            created.nonce,
+            transcript,
+            evidence,
+            verified,
+        )
 
-    async def _wait_for_state(self, ref: TaskRef, wanted: set[str], timeout: float) -> dict[str, Any]:
+    async def _wait_for_state(
+        self, ref: TaskRef, wanted: set[str], timeout: float
+    ) -> dict[str, Any]:
         async def watch() -> dict[str, Any]:
             async for event in self.channel.events(ref):
                 state = event.get("state")
@@ -298,14 +365,22 @@ class Requestor:
         try:
             return await asyncio.wait_for(watch(), timeout)
         except TimeoutError:
-            raise ProtocolError(f"no {'/'.join(sorted(wanted))} state within {timeout:g} s") from None
+            raise ProtocolError(
+                f"no {'/'.join(sorted(wanted))} state within {timeout:g} s"
+            ) from None
 
     # -- step 4 -------------------------------------------------------------------------------
 
-    async def send_inputs(self, task: AttestedTask, inputs: Mapping[str, str | Path], *,
-                          args: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-                          prestaged: Mapping[str, str | Path] | None = None,
-                          on_event: EventCallback | None = None) -> InputManifest:
+    async def send_inputs(
+        self,
+        task: AttestedTask,
+        inputs: Mapping[str, str | Path],
+        *,
+        args: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        prestaged: Mapping[str, str | Path] | None = None,
+        on_event: EventCallback | None = None,
+    ) -> InputManifest:
         """Step 4: seal each input to the attested enclave, upload, then the sealed manifest."""
         try:
             names = set(inputs) | set(prestaged or {})
@@ -317,17 +392,23 @@ class Requestor:
                 entries.append(await self._upload_plain(task, name, Path(path), on_event))
             for name, path in sorted((prestaged or {}).items()):
                 entries.append(await self._upload_prestaged(task, name, Path(path)))
-            manifest = InputManifest(task_id=task.transcript.task_id,
-                                     args=tuple(args) if args is not None else (),
-                                     env=dict(env or {}), inputs=tuple(entries))
-            sealed = seal_manifest(manifest, self.identity, task.transcript.enclave_key, task.transcript)
+            manifest = InputManifest(
+                task_id=task.transcript.task_id,
+                args=tuple(args) if args is not None else (),
+                env=dict(env or {}),
+                inputs=tuple(entries),
+            )
+            sealed = seal_manifest(
+                manifest, self.identity, task.transcript.enclave_key, task.transcript
+            )
             await self.channel.put_manifest(task.ref, sealed)
         except Error as exc:
             raise TaskStepError("send_inputs", exc) from exc
         return manifest
 
-    async def _upload_plain(self, task: AttestedTask, name: str, path: Path,
-                            on_event: EventCallback | None) -> InputEntry:
+    async def _upload_plain(
+        self, task: AttestedTask, name: str, path: Path, on_event: EventCallback | None
+    ) -> InputEntry:
         spec_input = task.spec.input(name)
         assert spec_input is not None
         try:
@@ -335,8 +416,11 @@ class Requestor:
         except OSError as exc:
             raise UsageError(f"cannot read input {name!r} at {path}: {exc.strerror}") from exc
         if size > spec_input.max_size:
-            raise UsageError(f"input {name!r} is larger than the spec allows",
-                             expected=f"<= {spec_input.max_size} bytes", found=size)
+            raise UsageError(
+                f"input {name!r} is larger than the spec allows",
+                expected=f"<= {spec_input.max_size} bytes",
+                found=size,
+            )
         digest = hashlib.sha256()
         counted = 0
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
@@ -367,18 +451,26 @@ class Requestor:
                 producer.cancel()
         plain = await producer
         if on_event:
-            on_event({"state": "uploading", "message": f"input {name}", "bytes_done": plain,
-                      "bytes_total": plain})
-        return InputEntry(name=name, size=plain, ciphertext_size=counted,
-                          ciphertext_sha256=digest.digest())
+            on_event(
+                {
+                    "state": "uploading",
+                    "message": f"input {name}",
+                    "bytes_done": plain,
+                    "bytes_total": plain,
+                }
+            )
+        return InputEntry(
+            name=name, size=plain, ciphertext_size=counted, ciphertext_sha256=digest.digest()
+        )
 
     async def _upload_prestaged(self, task: AttestedTask, name: str, path: Path) -> InputEntry:
         """Re-target a file sealed to our own key: only its header is rewritten for E."""
         tmp = Path(tempfile.mkstemp(prefix=".retarget-", dir=path.parent)[1])
         try:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
-                await asyncio.to_thread(retarget_header, src, dst, self.identity,
-                                        [task.enclave_recipient])
+                await asyncio.to_thread(
+                    retarget_header, src, dst, self.identity, [task.enclave_recipient]
+                )
             digest, size = await asyncio.to_thread(_sha256_file, tmp)
 
             async def body() -> AsyncIterator[bytes]:
@@ -401,8 +493,13 @@ class Requestor:
         except Error as exc:
             raise TaskStepError("start", exc) from exc
 
-    async def wait(self, task: AttestedTask, *, on_event: EventCallback | None = None,
-                   timeout: float | None = None) -> dict[str, Any]:
+    async def wait(
+        self,
+        task: AttestedTask,
+        *,
+        on_event: EventCallback | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Follow the task's events until it is done; failed or cancelled tasks raise."""
         limit = timeout or task.spec.limits.wall_seconds + 600
 
@@ -420,7 +517,9 @@ class Requestor:
         try:
             return await asyncio.wait_for(follow(), limit)
         except TimeoutError:
-            raise TaskStepError("wait", ProtocolError(f"the task did not finish in {limit:g} s")) from None
+            raise TaskStepError(
+                "wait", ProtocolError(f"the task did not finish in {limit:g} s")
+            ) from None
         except Error as exc:
             raise TaskStepError("wait", exc) from exc
 
@@ -447,15 +546,24 @@ class Requestor:
         bundle = ReceiptBundle.from_json((staging / "receipt.json").read_bytes())
         names = [o.name for o in bundle.receipt.outputs]
         for name in names:
-            await self.channel.download(task.ref, ciphertext_name(name), sealed / ciphertext_name(name), limit)
+            await self.channel.download(
+                task.ref, ciphertext_name(name), sealed / ciphertext_name(name), limit
+            )
         receipt = await asyncio.to_thread(
-            check_receipt, bundle, task.verified, outputs_dir=sealed, identity=self.identity,
-            expected_task_id=task.transcript.task_id, expected_nonce=task.nonce)
+            check_receipt,
+            bundle,
+            task.verified,
+            outputs_dir=sealed,
+            identity=self.identity,
+            expected_task_id=task.transcript.task_id,
+            expected_nonce=task.nonce,
+        )
         plain = staging / "outputs"
         plain.mkdir()
         for name in names:
-            await asyncio.to_thread(decrypt_file, sealed / ciphertext_name(name), plain / name,
-                                    [self.identity])
+            await asyncio.to_thread(
+                decrypt_file, sealed / ciphertext_name(name), plain / name, [self.identity]
+            )
         # All verified: move into place together (all or nothing for a fresh out_dir).
         if out.exists():
             if any(out.iterdir()):
@@ -466,10 +574,15 @@ class Requestor:
         os.replace(staging / "receipt.json", receipt_path)
         os.replace(sealed, out / ".sealed")
         shutil.rmtree(staging, ignore_errors=True)
-        return TaskResult(task_id=task.ref.task_id, out_dir=out,
-                          outputs={n: out / n for n in names}, receipt_path=receipt_path,
-                          receipt=receipt, exit_status=bundle.receipt.exit_status,
-                          verified=task.verified)
+        return TaskResult(
+            task_id=task.ref.task_id,
+            out_dir=out,
+            outputs={n: out / n for n in names},
+            receipt_path=receipt_path,
+            receipt=receipt,
+            exit_status=bundle.receipt.exit_status,
+            verified=task.verified,
+        )
 
 
 @dataclass

@@ -19,7 +19,7 @@ __all__ = ["expected_mrenclave", "measure_locally"]
 
 def measure_locally(spec: Path, runner: str = "sim") -> str:
     """Build the spec's image in a temporary folder and return its MRENCLAVE for ``runner``."""
-    from golem_graphene.provider.image import build_image  # noqa: PLC0415 - heavy, on demand
+    from golem_graphene.provider.image import build_image
 
     work = Path(tempfile.mkdtemp(prefix="golem-graphene-measure-"))
     try:
@@ -28,8 +28,10 @@ def measure_locally(spec: Path, runner: str = "sim") -> str:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if value is None:
-        raise UsageError(f"the {runner} measurement cannot be computed on this host "
-                         "(gramine-sgx-sign is needed); pin it in the spec")
+        raise UsageError(
+            f"the {runner} measurement cannot be computed on this host "
+            "(gramine-sgx-sign is needed); pin it in the spec"
+        )
     return value.hex()
 
 

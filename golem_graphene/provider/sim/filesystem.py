@@ -19,7 +19,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.provider.manifest import Manifest
@@ -79,18 +79,24 @@ def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache
     paths: list[Path] = []
     for tf in manifest.sgx.trusted_files:
         if tf.sha256 is None or tf.is_directory:
-            raise RunnerError("the manifest is not expanded (trusted file without sha256)",
-                              found=tf.uri)
+            raise RunnerError(
+                "the manifest is not expanded (trusted file without sha256)", found=tf.uri
+            )
         if not tf.uri.startswith("file:"):
             raise RunnerError("the sim runner supports only file: URIs", found=tf.uri)
         host = os.path.normpath(os.path.join(base_text, tf.uri[5:]))
         try:
             digest = cache.sha256(host)
         except OSError as exc:
-            raise RunnerError(f"trusted file {tf.uri} cannot be read: {exc.strerror or exc}") from exc
+            raise RunnerError(
+                f"trusted file {tf.uri} cannot be read: {exc.strerror or exc}"
+            ) from exc
         if digest != tf.sha256:
-            raise RunnerError(f"trusted file {tf.uri} was modified after the image was built",
-                              expected=tf.sha256, found=digest)
+            raise RunnerError(
+                f"trusted file {tf.uri} was modified after the image was built",
+                expected=tf.sha256,
+                found=digest,
+            )
         paths.append(Path(host))
     return paths
 
@@ -107,8 +113,11 @@ def _mount_maps(manifest: Manifest, base: Path) -> list[_MountMap]:
     maps.append(_MountMap(str(_host_path(root_uri, base)), "/"))
     for m in manifest.fs.mounts:
         if m.type == "encrypted":
-            raise RunnerError("fs.mounts: encrypted mounts are not supported by the sim runner "
-                              "(use tmpfs inside the enclave, or gramine-sgx)", found=m.path)
+            raise RunnerError(
+                "fs.mounts: encrypted mounts are not supported by the sim runner "
+                "(use tmpfs inside the enclave, or gramine-sgx)",
+                found=m.path,
+            )
         if m.type == "chroot" and m.uri is not None:
             maps.append(_MountMap(str(_host_path(m.uri, base)), m.path.rstrip("/") or "/"))
     # The mount with the longest host prefix decides, as the deepest mount shadows the others.
@@ -121,9 +130,12 @@ def _enclave_path(host: str, maps: list[_MountMap]) -> str | None:
             return mm.enclave
         prefix = mm.host if mm.host.endswith("/") else mm.host + "/"
         if host.startswith(prefix):
-            rest = host[len(prefix):]
-            return rest if mm.enclave == "/" and rest.startswith("/") else (
-                ("" if mm.enclave == "/" else mm.enclave) + "/" + rest)
+            rest = host[len(prefix) :]
+            return (
+                rest
+                if mm.enclave == "/" and rest.startswith("/")
+                else (("" if mm.enclave == "/" else mm.enclave) + "/" + rest)
+            )
     return None
 
 
@@ -138,14 +150,14 @@ def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[Path]) -> list[
         mounts.setdefault(target, Mount(target, "ro", Path(host)))
     for uri in manifest.sgx.allowed_files:
         host_path = _host_path(uri, base)
-        target = _enclave_path(str(host_path), maps)
-        if target is None:
+        allowed_target = _enclave_path(str(host_path), maps)
+        if allowed_target is None:
             raise RunnerError("allowed file is not under any mount", found=uri)
         if not host_path.exists():
             if uri.endswith("/"):
                 raise RunnerError("allowed directory does not exist", found=uri)
             continue  # Gramine lets the program create it; nothing to bind yet.
-        mounts[target] = Mount(target, "rw", host_path)
+        mounts[allowed_target] = Mount(allowed_target, "rw", host_path)
     for m in manifest.fs.mounts:
         if m.type == "tmpfs":
             mounts[m.path] = Mount(m.path, "tmpfs")
