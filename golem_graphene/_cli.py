@@ -17,7 +17,18 @@ from golem_graphene._logging import configure_logging
 from golem_graphene.errors import Error, UsageError
 
 # Each module exposes ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("golem_graphene._commands.verify_quote",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "golem_graphene._commands.verify_quote",
+    "golem_graphene._commands.build",
+    "golem_graphene._commands.provider",
+    "golem_graphene._commands.run",
+    "golem_graphene._commands.demo",
+    "golem_graphene._commands.manifest",
+    "golem_graphene._commands.verify_receipt",
+    "golem_graphene._commands.keygen",
+    "golem_graphene._commands.seal",
+    "golem_graphene._commands.open",
+)
 
 EXIT_OK = 0
 EXIT_FAIL = 1

@@ -33,3 +33,71 @@ MAX_TEMPLATE_REPEAT: Final = 1024 * 1024
 
 TEMPLATE_SUBPROCESS_TIMEOUT_S: Final = 30.0
 """Timeout of the helper processes a template may start (``python.get_sys_path``, ``ldd``)."""
+
+# --- age files (sealing) --------------------------------------------------------------------------
+MAX_AGE_HEADER_BYTES: Final = 1024 * 1024
+"""An age header is ~200 B per X25519 stanza and ~1.6 KiB per post-quantum stanza; reading stops
+here so that a file without a MAC line cannot make us buffer its whole payload."""
+
+MAX_AGE_HEADER_LINE: Final = 4096
+"""Longest header line: the longest native stanza argument line (``mlkem768p256tag``) is ~1.6 KiB;
+body lines are 64 columns."""
+
+MAX_AGE_STANZAS: Final = 4096
+"""Recipient stanzas per header (and recipients per file we seal); each costs one X25519 per
+identity to try."""
+
+MAX_AGE_SCRYPT_WORK_FACTOR: Final = 22
+"""log2(N) above which age itself refuses an scrypt stanza as malformed; we mirror its verdict
+(we do not open scrypt files, but a malformed stanza is a header failure, not a missing feature)."""
+
+MAX_AGE_ARMOR_WHITESPACE: Final = 1024
+"""Whitespace tolerated before and after an ASCII-armored age file (the same bound as age)."""
+
+MAX_AGE_KEY_FILE_BYTES: Final = 1024 * 1024
+"""Identity and recipient files (``-i``, ``-R``): one ~75-byte line per key."""
+
+# --- protocol messages, input manifests and receipts ------------------------------------------
+MAX_MESSAGE_BYTES: Final = MAX_COLLATERAL_BYTES + 256 * 1024
+"""A protocol message as JSON; the largest, evidence, carries collateral and a base64 quote."""
+
+MAX_JSON_DEPTH: Final = 64
+"""Nesting of JSON values we canonicalise or parse strictly; our documents nest four levels."""
+
+MAX_FILE_NAME_BYTES: Final = 200
+"""An input or output name in UTF-8; on disk it gains ``.age`` and must stay under NAME_MAX."""
+
+MAX_TASK_FILES: Final = 4096
+"""Inputs per manifest and outputs per receipt (each is one file to hash and decrypt)."""
+
+MAX_TASK_ARGS: Final = 4096
+"""Workload arguments in an input manifest."""
+
+MAX_TASK_ENV: Final = 1024
+"""Workload environment variables in an input manifest."""
+
+MAX_TASK_ARGV_ENV_BYTES: Final = 1024 * 1024
+"""Total UTF-8 size of a manifest's args, env names and env values (Linux ARG_MAX is 2 MiB)."""
+
+MAX_INPUT_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+"""A sealed input manifest: names, digests, args and env well under the bounds above."""
+
+MAX_RECEIPT_BUNDLE_BYTES: Final = MAX_MESSAGE_BYTES + 2 * 1024 * 1024
+"""A receipt bundle: evidence plus a receipt with up to MAX_TASK_FILES output entries."""
+
+MAX_EVENT_MESSAGE_CHARS: Final = 4096
+"""The free-text ``message`` of a task event."""
+
+HASH_CHUNK_BYTES: Final = 1024 * 1024
+"""Read size when hashing files: memory stays bounded whatever the file size."""
+
+# --- collateral fetching (Intel PCS / PCCS client) --------------------------------------------
+MAX_PCS_RESPONSE_BYTES: Final = 1024 * 1024
+"""One PCS/PCCS response (TCB info, QE identity or a CRL); real ones are 1-30 KiB."""
+
+PCS_TIMEOUT_S: Final = 30.0
+"""Total time for one PCS/PCCS request: connecting, headers and the whole body."""
+
+MAX_CACHED_COLLATERAL_DOCUMENTS: Final = 1024
+"""Parsed collateral documents kept in memory per process (one per FMSPC and CA kind, plus the
+QE identity and the root CA CRL, per cache directory)."""

@@ -5,6 +5,8 @@ The core is pure (bytes and a time in, a verdict out); collateral fetching and c
 
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.collateral import QeIdentity, QuoteCollateral, TcbInfo
+from golem_graphene.attestation.ias import IasQuoteStatus, VerifiedIasReport, verify_ias_report
+from golem_graphene.attestation.pcs import PcsClient, collateral_for_quote
 from golem_graphene.attestation.policy import (
     AllOf,
     AllowedTcbStatus,
@@ -35,12 +37,14 @@ __all__ = [
     "AnyOf",
     "CollateralCache",
     "EnclaveReportBody",
+    "IasQuoteStatus",
     "IsvProdId",
     "MaxCollateralAge",
     "MinIsvSvn",
     "MrEnclave",
     "MrSigner",
     "NoDebug",
+    "PcsClient",
     "QeIdentity",
     "QeTcbStatus",
     "Quote",
@@ -50,9 +54,12 @@ __all__ = [
     "TcbInfo",
     "TcbStatus",
     "TrustAnchor",
+    "VerifiedIasReport",
     "VerifiedQuote",
     "VerifyOptions",
     "build_policy",
+    "collateral_for_quote",
     "default_policy",
+    "verify_ias_report",
     "verify_quote",
 ]

@@ -10,8 +10,9 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from golem_graphene.attestation.anchors import TrustAnchor
@@ -32,7 +33,9 @@ def load_pem_chain(pem: str | bytes, what: str, count: int) -> list[x509.Certifi
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         certs = x509.load_pem_x509_certificates(data.rstrip(b"\x00"))
-    except ValueError as exc:
+    # InvalidVersion is no ValueError; CryptographyDeprecationWarning (e.g. a non-positive
+    # serial, which RFC 5280 forbids) arrives as an exception when warnings are errors.
+    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
         raise CertificateChainError(
             f"{what} is not a readable PEM certificate chain: {exc}"
         ) from exc
@@ -178,6 +181,60 @@ def verify_raw_ecdsa(key: object, raw_rs: bytes, data: bytes) -> bool:
     )
     try:
         key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def require_end_entity(cert: x509.Certificate, role: str) -> None:
+    """The certificate must be an end-entity signing certificate, not a CA.
+
+    A chain of ``[CA, CA]`` passes the issuer check (a self-signed CA is issued by itself), so
+    a signer's role has to be checked explicitly: BasicConstraints must not say ``cA`` and a
+    KeyUsage, when present, must allow ``digitalSignature``. Raises
+    :class:`CertificateChainError` otherwise, or when the extensions cannot be read.
+    """
+    try:
+        try:
+            constraints: x509.BasicConstraints | None = cert.extensions.get_extension_for_class(
+                x509.BasicConstraints
+            ).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        try:
+            usage: x509.KeyUsage | None = cert.extensions.get_extension_for_class(
+                x509.KeyUsage
+            ).value
+        except x509.ExtensionNotFound:
+            usage = None
+    except (ValueError, x509.DuplicateExtension) as exc:  # DuplicateExtension is no ValueError
+        raise CertificateChainError(
+            f"the {role} certificate has unreadable extensions: {exc}"
+        ) from exc
+    if constraints is not None and constraints.ca:
+        raise CertificateChainError(
+            f"the {role} certificate is a CA certificate",
+            expected="an end-entity certificate (BasicConstraints cA false)",
+            found="cA true",
+        )
+    if usage is not None and not usage.digital_signature:
+        raise CertificateChainError(
+            f"the {role} certificate may not sign data",
+            expected="KeyUsage digitalSignature",
+            found="digitalSignature not set",
+        )
+
+
+def verify_rsa_pkcs1v15_sha256(key: object, signature: bytes, data: bytes) -> bool:
+    """RSASSA-PKCS1-v1_5 with SHA-256; False when the key is not RSA or it does not verify.
+
+    The signature must be exactly the modulus length (RFC 8017 8.2.2 step 1), so that a
+    truncated or padded signature is refused rather than left to the backend's leniency.
+    """
+    if not isinstance(key, rsa.RSAPublicKey) or len(signature) != (key.key_size + 7) // 8:
+        return False
+    try:
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         return False
     return True

@@ -1,0 +1,672 @@
+"""Signed receipts (DESIGN section 4, step 6) and their offline verification.
+
+The enclave agent signs, with its attested Ed25519 key ``S``, a :class:`Receipt`: the task, the
+nonce, the measurement, the input manifest digest, how the workload ended, and the size and
+SHA-256 (plaintext and ciphertext) of every output including ``stdout`` and ``stderr``.
+
+Signature: Ed25519 over ``b"golem-graphene/v1/receipt\\n" || canonical_json(receipt)``, where
+``canonical_json`` is RFC 8785 over the receipt's JSON form. The domain prefix keeps a receipt
+signature from ever being valid as any other message ``S`` might sign. The verifier checks the
+signature over what it *parsed* (it re-serialises the model), so the signature covers exactly
+what it interprets; the encodings are strict, so an honest receipt re-serialises identically.
+
+A :class:`ReceiptBundle` is the self-contained proof, one JSON file::
+
+    {"protocol": "golem-graphene/v1",
+     "receipt": {...},                      # the Receipt
+     "signature": "<128 hex>",              # Ed25519, see above
+     "signing_key": "<64 hex>",             # S.pub
+     "evidence": {...}}                     # the Evidence message: quote, E.pub, S.pub,
+                                            # collateral, runner, simulated
+
+:func:`verify_receipt_bundle` checks it offline: (a) quote and collateral verify and the policy
+holds; (b) the quote's report data binds the receipt's task id, nonce, ``E.pub``, ``S.pub`` and
+``R.pub``; (c) the signature; (d) the measurement; (e) optionally each output ciphertext, and,
+with the requestor's identity, each plaintext. Output ciphertexts are the files ``<name>.age``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, ClassVar, Final, Literal, Self, cast
+
+import nacl.signing
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+from golem_graphene.attestation.collateral import QuoteCollateral
+from golem_graphene.attestation.policy import Policy
+from golem_graphene.attestation.quote import Quote
+from golem_graphene.attestation.verifier import QuoteVerifier, VerifiedQuote
+from golem_graphene.errors import Error, ReceiptError, VerificationError
+from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES, MAX_TASK_FILES
+from golem_graphene.protocol.binding import BindingError, Transcript, check_report_data
+from golem_graphene.protocol.messages import (
+    AgeRecipientText,
+    Evidence,
+    FileName,
+    Hex32,
+    Hex64,
+    Message,
+    Runner,
+    TaskIdHex,
+    UtcTime,
+    recipient_public_bytes,
+)
+from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
+from golem_graphene.sealing.age import decrypt_stream
+from golem_graphene.sealing.canonical_json import canonical_json
+from golem_graphene.sealing.keys import X25519Identity
+from golem_graphene.sealing.manifest import (
+    CIPHERTEXT_SUFFIX,
+    FileCheckError,
+    check_file,
+    ciphertext_name,
+)
+
+__all__ = [
+    "RECEIPT_SIGNATURE_DOMAIN",
+    "STD_STREAMS",
+    "Measurement",
+    "OutputEntry",
+    "Receipt",
+    "ReceiptBindingError",
+    "ReceiptBundle",
+    "ReceiptCheckError",
+    "ReceiptEvidenceError",
+    "ReceiptFormatError",
+    "ReceiptMeasurementError",
+    "ReceiptOutputError",
+    "ReceiptSignatureError",
+    "SignedReceipt",
+    "Termination",
+    "Timings",
+    "VerifiedReceipt",
+    "check_receipt",
+    "sign_receipt",
+    "verify_receipt_bundle",
+    "verify_receipt_signature",
+]
+
+RECEIPT_SIGNATURE_DOMAIN: Final = f"{PROTOCOL_NAME}/receipt\n".encode()
+"""Prefix of the signed message: ``b"golem-graphene/v1/receipt\\n"``."""
+
+STD_STREAMS: Final = ("stdout", "stderr")
+"""Outputs every receipt lists: the workload's captured standard streams."""
+
+Termination = Literal["exited", "signaled", "timeout", "resource_limit"]
+"""How the workload ended: it exited; a signal killed it; the runner stopped it at the time
+limit; the runner stopped it at a resource limit (memory, output size)."""
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ReceiptFormatError(ReceiptError):
+    """A receipt or receipt bundle is malformed (JSON, fields, encodings, invariants)."""
+
+    code = "receipt_format"
+
+
+class ReceiptCheckError(ReceiptError):
+    """A well-formed receipt failed a check; ``check`` names it, ``output`` the output if any.
+
+    ``code`` is ``receipt_<check>``, e.g. ``receipt_signature``, ``receipt_output_sha256``.
+    """
+
+    code = "receipt_check"
+
+    def __init__(
+        self,
+        check: str,
+        message: str,
+        *,
+        output: str | None = None,
+        expected: object = None,
+        found: object = None,
+    ) -> None:
+        self.check = check
+        self.output = output
+        self.code = f"receipt_{check}"
+        super().__init__(message, expected=expected, found=found)
+
+
+class ReceiptEvidenceError(ReceiptCheckError):
+    """The bundle's evidence cannot be verified (no quote: ``gramine-direct``; no collateral)."""
+
+
+class ReceiptBindingError(ReceiptCheckError):
+    """The receipt, its evidence and the quote disagree on the task, the keys or the quote.
+
+    Checks: ``task_id``, ``nonce``, ``enclave_key``, ``signing_key``, ``runner``, ``quote``,
+    ``report_data``.
+    """
+
+
+class ReceiptSignatureError(ReceiptCheckError):
+    """The Ed25519 signature over the canonical receipt does not verify under ``S.pub``."""
+
+
+class ReceiptMeasurementError(ReceiptCheckError):
+    """The receipt's measurement is not the quote's (``mrenclave``) or misstates ``simulated``."""
+
+
+class ReceiptOutputError(ReceiptCheckError):
+    """An output file does not match the receipt.
+
+    Checks: ``identity`` (the identity is not the receipt's requestor key),
+    ``output_missing``, ``output_extra``, ``output_not_regular``, ``output_read``,
+    ``output_size``, ``output_sha256`` (ciphertext), ``output_decrypt``, ``plaintext_size``,
+    ``plaintext_sha256``.
+    """
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_Size = Annotated[StrictInt, Field(ge=0, le=2**53 - 1)]
+
+
+class Measurement(_Part):
+    """What ran: the enclave's MRENCLAVE, the runner, and whether SGX protection was absent."""
+
+    mrenclave: Hex32
+    runner: Runner
+    simulated: StrictBool
+
+
+class OutputEntry(_Part):
+    """One sealed output: plaintext size and SHA-256, age ciphertext size and SHA-256."""
+
+    name: FileName
+    size: _Size
+    plaintext_sha256: Hex32
+    ciphertext_size: _Size
+    ciphertext_sha256: Hex32
+
+
+class Timings(_Part):
+    """Wall-clock start and end of the workload (UTC) and its duration (monotonic clock)."""
+
+    started_at: UtcTime
+    finished_at: UtcTime
+    duration_ms: _Size
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.finished_at < self.started_at:
+            raise ValueError("finished_at lies before started_at")
+        return self
+
+
+class Receipt(Message):
+    """What the enclave attests it did; signed with ``S`` (see the module docstring).
+
+    ``exit_status``: for ``exited`` the exit code (0..255); for ``signaled`` minus the signal
+    number (-64..-1, as Python's ``subprocess`` reports it); for ``timeout`` and
+    ``resource_limit`` the status the workload ended with once stopped (-64..255). Output
+    names are unique and include ``stdout`` and ``stderr``.
+    """
+
+    max_json_bytes: ClassVar[int] = MAX_RECEIPT_BUNDLE_BYTES
+    format_error: ClassVar[type[Error]] = ReceiptFormatError
+
+    protocol: ProtocolName = PROTOCOL_NAME
+    task_id: TaskIdHex
+    nonce: Hex32
+    measurement: Measurement
+    input_manifest_sha256: Hex32
+    exit_status: StrictInt = Field(ge=-64, le=255)
+    termination: Termination
+    outputs: tuple[OutputEntry, ...] = Field(max_length=MAX_TASK_FILES + len(STD_STREAMS))
+    timings: Timings
+    requestor_key: AgeRecipientText
+    enclave_key: Hex32
+    signing_key: Hex32
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.termination == "exited" and self.exit_status < 0:
+            raise ValueError("an exited workload has an exit status of 0..255")
+        if self.termination == "signaled" and self.exit_status >= 0:
+            raise ValueError("a signaled workload has minus the signal number as exit status")
+        names = [o.name for o in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError("output names must be unique")
+        missing = [s for s in STD_STREAMS if s not in names]
+        if missing:
+            raise ValueError(f"outputs must include {' and '.join(missing)}")
+        return self
+
+    def canonical_bytes(self) -> bytes:
+        """The RFC 8785 canonical JSON of the receipt."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def signed_message(self) -> bytes:
+        """The exact bytes ``S`` signs: the domain prefix and :meth:`canonical_bytes`."""
+        return RECEIPT_SIGNATURE_DOMAIN + self.canonical_bytes()
+
+    def transcript(self) -> Transcript:
+        """The task transcript the receipt claims (its report data must be in the quote)."""
+        return Transcript(
+            task_id=self.task_id,
+            nonce=self.nonce,
+            enclave_key=self.enclave_key,
+            signing_key=self.signing_key,
+            requestor_key=recipient_public_bytes(self.requestor_key),
+        )
+
+    def output(self, name: str) -> OutputEntry:
+        """The output called ``name``; raises ``KeyError`` when there is none."""
+        for entry in self.outputs:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+
+class SignedReceipt(Message):
+    """A receipt with its Ed25519 signature and ``S.pub``."""
+
+    max_json_bytes: ClassVar[int] = MAX_RECEIPT_BUNDLE_BYTES
+    format_error: ClassVar[type[Error]] = ReceiptFormatError
+
+    receipt: Receipt
+    signature: Hex64
+    signing_key: Hex32
+
+
+class ReceiptBundle(Message):
+    """The self-contained proof file: signed receipt plus the enclave's evidence."""
+
+    max_json_bytes: ClassVar[int] = MAX_RECEIPT_BUNDLE_BYTES
+    format_error: ClassVar[type[Error]] = ReceiptFormatError
+
+    protocol: ProtocolName = PROTOCOL_NAME
+    receipt: Receipt
+    signature: Hex64
+    signing_key: Hex32
+    evidence: Evidence
+
+    @classmethod
+    def from_signed(cls, signed: SignedReceipt, evidence: Evidence) -> ReceiptBundle:
+        """Bundle a signed receipt with the evidence published for its task."""
+        return cls(
+            receipt=signed.receipt,
+            signature=signed.signature,
+            signing_key=signed.signing_key,
+            evidence=evidence,
+        )
+
+    @property
+    def signed(self) -> SignedReceipt:
+        """The signed receipt without the evidence."""
+        return SignedReceipt(
+            receipt=self.receipt, signature=self.signature, signing_key=self.signing_key
+        )
+
+
+# --- signing ------------------------------------------------------------------------------------
+
+
+def _private_key(key: Ed25519PrivateKey | nacl.signing.SigningKey) -> Ed25519PrivateKey:
+    if isinstance(key, Ed25519PrivateKey):
+        return key
+    if isinstance(key, nacl.signing.SigningKey):
+        return Ed25519PrivateKey.from_private_bytes(bytes(key))
+    raise ReceiptError(
+        "unsupported signing key type",
+        expected="Ed25519PrivateKey or nacl.signing.SigningKey",
+        found=type(key).__name__,
+    )
+
+
+def sign_receipt(
+    receipt: Receipt, signing_key: Ed25519PrivateKey | nacl.signing.SigningKey
+) -> SignedReceipt:
+    """Sign ``receipt`` with ``S`` (the enclave side).
+
+    Raises :class:`ReceiptError` when ``signing_key`` is not the key the receipt names as
+    ``signing_key`` (a signature no verifier would accept), or is of an unsupported type.
+    """
+    private = _private_key(signing_key)
+    public = private.public_key().public_bytes_raw()
+    if not hmac.compare_digest(public, receipt.signing_key):
+        raise ReceiptError(
+            "the signing key is not the receipt's signing_key",
+            expected=receipt.signing_key.hex(),
+            found=public.hex(),
+        )
+    signature = private.sign(receipt.signed_message())
+    return SignedReceipt(receipt=receipt, signature=signature, signing_key=public)
+
+
+def verify_receipt_signature(signed: SignedReceipt | ReceiptBundle) -> None:
+    """Check the Ed25519 signature over the canonical receipt under ``signed.signing_key``.
+
+    This alone proves nothing about the enclave: ``signing_key`` must also be bound by a
+    verified quote (:func:`check_receipt` does both). Raises :class:`ReceiptSignatureError`.
+    """
+    try:
+        public = Ed25519PublicKey.from_public_bytes(signed.signing_key)
+        public.verify(signed.signature, signed.receipt.signed_message())
+    except (InvalidSignature, ValueError) as exc:
+        raise ReceiptSignatureError(
+            "signature",
+            "the receipt signature does not verify under its signing key",
+            found=signed.signing_key.hex(),
+        ) from exc
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    """A receipt whose quote, binding, signature and measurement verified.
+
+    ``outputs_checked``: the output ciphertexts matched; ``plaintexts_checked``: they were also
+    decrypted and the plaintexts matched.
+    """
+
+    receipt: Receipt
+    verified_quote: VerifiedQuote
+    outputs_checked: bool
+    plaintexts_checked: bool
+
+    @property
+    def simulated(self) -> bool:
+        """True when the quote came from a (trusted) simulation root: no real SGX protection."""
+        return self.verified_quote.simulated
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON fields for the CLI: task, exit, outputs, measurement, TCB status, simulation."""
+        receipt = self.receipt.model_dump(mode="json")
+        return {
+            "task_id": receipt["task_id"],
+            "exit_status": receipt["exit_status"],
+            "termination": receipt["termination"],
+            "outputs": receipt["outputs"],
+            "measurement": receipt["measurement"],
+            "status": self.verified_quote.status.value,
+            "simulated": self.verified_quote.simulated,
+            "outputs_checked": self.outputs_checked,
+            "plaintexts_checked": self.plaintexts_checked,
+        }
+
+
+def _same(check: str, what: str, expected: bytes, found: bytes) -> None:
+    if not hmac.compare_digest(expected, found):
+        raise ReceiptBindingError(
+            check, f"the {what} differs", expected=expected.hex(), found=found.hex()
+        )
+
+
+def _check_consistency(bundle: ReceiptBundle, verified: VerifiedQuote) -> None:
+    receipt, evidence = bundle.receipt, bundle.evidence
+    _same(
+        "signing_key",
+        "bundle's signing key and the receipt's",
+        receipt.signing_key,
+        bundle.signing_key,
+    )
+    _same(
+        "signing_key",
+        "evidence's signing key and the receipt's",
+        receipt.signing_key,
+        evidence.signing_key,
+    )
+    _same(
+        "enclave_key",
+        "evidence's enclave key and the receipt's",
+        receipt.enclave_key,
+        evidence.enclave_key,
+    )
+    _same("task_id", "evidence's task id and the receipt's", receipt.task_id, evidence.task_id)
+    if evidence.runner != receipt.measurement.runner:
+        raise ReceiptBindingError(
+            "runner",
+            "the evidence's runner and the receipt's differ",
+            expected=receipt.measurement.runner,
+            found=evidence.runner,
+        )
+    if evidence.quote is None or not hmac.compare_digest(evidence.quote, verified.quote.raw):
+        raise ReceiptBindingError(
+            "quote", "the verified quote is not the one in the bundle's evidence"
+        )
+
+
+def _identities(
+    identity: X25519Identity | Sequence[X25519Identity] | None,
+) -> list[X25519Identity]:
+    if identity is None:
+        return []
+    if isinstance(identity, X25519Identity):
+        return [identity]
+    return list(identity)
+
+
+class _HashSink:
+    """A write-only binary sink that hashes and counts what it is given (no plaintext kept)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        self.hash.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+def _check_plaintext(path: Path, entry: OutputEntry, identities: list[X25519Identity]) -> None:
+    sink = _HashSink()
+    try:
+        with path.open("rb") as src:
+            decrypt_stream(src, cast(BinaryIO, sink), identities)
+    except OSError as exc:
+        raise ReceiptOutputError(
+            "output_read",
+            f"{entry.name}: cannot read the ciphertext: {exc.strerror or exc}",
+            output=entry.name,
+        ) from exc
+    except Error as exc:
+        raise ReceiptOutputError(
+            "output_decrypt",
+            f"{entry.name}: the ciphertext does not decrypt: {exc.describe()}",
+            output=entry.name,
+        ) from exc
+    if sink.size != entry.size:
+        raise ReceiptOutputError(
+            "plaintext_size",
+            f"{entry.name}: the plaintext size differs",
+            output=entry.name,
+            expected=entry.size,
+            found=sink.size,
+        )
+    digest = sink.hash.digest()
+    if not hmac.compare_digest(digest, entry.plaintext_sha256):
+        raise ReceiptOutputError(
+            "plaintext_sha256",
+            f"{entry.name}: the plaintext SHA-256 differs",
+            output=entry.name,
+            expected=entry.plaintext_sha256.hex(),
+            found=digest.hex(),
+        )
+
+
+def _check_outputs(receipt: Receipt, outputs_dir: Path, identities: list[X25519Identity]) -> None:
+    declared = {ciphertext_name(o.name) for o in receipt.outputs}
+    try:
+        with os.scandir(outputs_dir) as entries:
+            present = sorted(e.name for e in entries if e.name.endswith(CIPHERTEXT_SUFFIX))
+    except OSError as exc:
+        raise ReceiptOutputError(
+            "output_read", f"cannot list the outputs directory: {exc.strerror or exc}"
+        ) from exc
+    for file_name in present:
+        if file_name not in declared:
+            raise ReceiptOutputError(
+                "output_extra",
+                f"{file_name}: an output file the receipt does not list",
+                output=file_name.removesuffix(CIPHERTEXT_SUFFIX),
+            )
+    for entry in receipt.outputs:
+        path = outputs_dir / ciphertext_name(entry.name)
+        try:
+            check_file(
+                path, name=entry.name, size=entry.ciphertext_size, sha256=entry.ciphertext_sha256
+            )
+        except FileCheckError as exc:
+            raise ReceiptOutputError(
+                f"output_{exc.check}",
+                f"{exc.message} ({path.name})",
+                output=entry.name,
+                expected=exc.expected,
+                found=exc.found,
+            ) from exc
+    for entry in receipt.outputs if identities else ():
+        _check_plaintext(outputs_dir / ciphertext_name(entry.name), entry, identities)
+
+
+def check_receipt(
+    bundle: ReceiptBundle,
+    verified: VerifiedQuote,
+    *,
+    outputs_dir: Path | None = None,
+    identity: X25519Identity | Sequence[X25519Identity] | None = None,
+    expected_task_id: bytes | None = None,
+    expected_nonce: bytes | None = None,
+) -> VerifiedReceipt:
+    """Steps (b)-(e) of receipt verification, given the bundle's quote already verified.
+
+    Checks, in order: the bundle, its evidence and the verified quote agree (task id, keys,
+    runner, quote bytes); the caller's ``expected_task_id`` / ``expected_nonce`` when given
+    (a requestor passes its own, so an old receipt cannot be replayed to it); (b) the quote's
+    report data binds the receipt's task id, nonce, ``E.pub``, ``S.pub`` and ``R.pub``; (c) the
+    signature; (d) MRENCLAVE and the simulation flag; (e) with ``outputs_dir``, every
+    ``<name>.age`` file's size and SHA-256 and no unlisted ``*.age`` file; with ``identity``
+    too, each plaintext's size and SHA-256 (decrypted into a hashing sink, never to disk).
+
+    Raises a :class:`ReceiptCheckError` subclass naming the check (and the output).
+    """
+    receipt = bundle.receipt
+    _check_consistency(bundle, verified)
+    if expected_task_id is not None:
+        _same(
+            "task_id", "receipt's task id and the expected one", expected_task_id, receipt.task_id
+        )
+    if expected_nonce is not None:
+        _same("nonce", "receipt's nonce and the expected one", expected_nonce, receipt.nonce)
+    # (b) S (and E, R, the task and the nonce) are the ones the attested enclave committed to.
+    try:
+        check_report_data(verified.report_body, receipt.transcript())
+    except BindingError as exc:
+        raise ReceiptBindingError(
+            "report_data",
+            "the quote's report data does not bind the receipt's task, nonce and keys",
+            expected=exc.expected,
+            found=exc.found,
+        ) from exc
+    # (c) S signed exactly this receipt.
+    verify_receipt_signature(bundle)
+    # (d) The receipt describes the enclave the quote measured.
+    found_mr = verified.report_body.mrenclave
+    if not hmac.compare_digest(receipt.measurement.mrenclave, found_mr):
+        raise ReceiptMeasurementError(
+            "mrenclave",
+            "the receipt's MRENCLAVE is not the quote's",
+            expected=found_mr.hex(),
+            found=receipt.measurement.mrenclave.hex(),
+        )
+    if receipt.measurement.simulated != verified.simulated:
+        raise ReceiptMeasurementError(
+            "simulated",
+            "the receipt misstates whether the run was simulated",
+            expected=verified.simulated,
+            found=receipt.measurement.simulated,
+        )
+    # (e) The outputs on disk are the ones the enclave sealed.
+    identities = _identities(identity)
+    if identities:
+        bound = receipt.requestor_key
+        if not any(i.recipient().to_string() == bound for i in identities):
+            raise ReceiptOutputError(
+                "identity",
+                "no given identity is the receipt's requestor key (outputs are sealed to it)",
+                expected=bound,
+                found=", ".join(i.recipient().to_string() for i in identities),
+            )
+    if outputs_dir is not None:
+        _check_outputs(receipt, Path(outputs_dir), identities)
+    return VerifiedReceipt(
+        receipt=receipt,
+        verified_quote=verified,
+        outputs_checked=outputs_dir is not None,
+        plaintexts_checked=outputs_dir is not None and bool(identities),
+    )
+
+
+def verify_receipt_bundle(
+    bundle: ReceiptBundle,
+    *,
+    outputs_dir: Path | None = None,
+    identity: X25519Identity | Sequence[X25519Identity] | None = None,
+    policy: Policy,
+    verifier: QuoteVerifier,
+    at: datetime,
+    collateral: QuoteCollateral | None = None,
+    expected_task_id: bytes | None = None,
+    expected_nonce: bytes | None = None,
+) -> VerifiedReceipt:
+    """Verify a receipt bundle offline, all steps (a)-(e).
+
+    (a) The evidence's quote is verified by ``verifier`` at ``at`` with ``collateral`` (default:
+    the bundle's own) and judged by ``policy``; a simulated quote passes only if ``verifier``
+    trusts its simulation root. Then :func:`check_receipt` runs (b)-(e).
+
+    Raises :class:`ReceiptEvidenceError` when the bundle has no quote (``gramine-direct``) or
+    no collateral is available, the :class:`VerificationError` of the quote or policy check
+    (with ``established`` filled in), or a :class:`ReceiptCheckError` from (b)-(e).
+    """
+    evidence = bundle.evidence
+    if evidence.quote is None:
+        raise ReceiptEvidenceError(
+            "no_quote",
+            f"the run used the unattested {evidence.runner} runner: there is no quote to verify",
+        )
+    coll = collateral if collateral is not None else evidence.collateral
+    if coll is None:
+        raise ReceiptEvidenceError(
+            "no_collateral",
+            "the bundle carries no collateral; supply it to verify the quote offline",
+        )
+    quote = Quote.from_bytes(evidence.quote)
+    verified = verifier.verify(quote, coll, at)
+    try:
+        policy.check(verified)
+    except VerificationError as exc:
+        exc.established = verified.to_dict()
+        raise
+    return check_receipt(
+        bundle,
+        verified,
+        outputs_dir=outputs_dir,
+        identity=identity,
+        expected_task_id=expected_task_id,
+        expected_nonce=expected_nonce,
+    )
