@@ -17,16 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from golem_graphene._commands.verify_quote import parse_time
+from golem_graphene._commands._attestation_flags import (
+    add_policy_flags,
+    add_trust_flags,
+    anchor_from_args,
+    parse_time,
+    policy_from_args,
+    read_file,
+    verify_options_from_args,
+    warn_opt_ins,
+)
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.collateral import QuoteCollateral
-from golem_graphene.attestation.policy import ANY_EXCEPT_REVOKED, AllOf, build_policy
-from golem_graphene.attestation.tcb import TcbStatus
-from golem_graphene.attestation.verifier import CRL_NAMES, QuoteVerifier, VerifyOptions
+from golem_graphene.attestation.verifier import QuoteVerifier
 from golem_graphene.errors import Error, UsageError, VerificationError
 from golem_graphene.limits import MAX_COLLATERAL_BYTES, MAX_RECEIPT_BUNDLE_BYTES
 from golem_graphene.protocol.binding import format_task_id
@@ -72,89 +78,10 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="collateral JSON to use instead of the bundle's (dcap-qvl QuoteCollateralV3)",
     )
-    trust = p.add_argument_group("trust")
-    trust.add_argument(
-        "--root",
-        metavar="ROOT_CERT",
-        help="trust anchor (PEM/DER); default: the bundled Intel SGX Root CA",
-    )
-    trust.add_argument(
-        "--at", metavar="TIME", help="verification time: epoch seconds or ISO 8601 (default: now)"
-    )
-    trust.add_argument(
-        "--allow-missing-crl",
-        action="store_true",
-        help="INSECURE: accept collateral whose CRLs are empty (revocation unchecked)",
-    )
-    trust.add_argument(
-        "--trust-simulated-root",
-        metavar="SHA256",
-        action="append",
-        default=[],
-        help="INSECURE: trust this golem-graphene simulation root (SPKI SHA-256)",
-    )
-    pol = p.add_argument_group("policy")
-    pol.add_argument(
-        "--mrenclave",
-        metavar="HEX",
-        action="append",
-        default=[],
-        help="allowed MRENCLAVE (repeatable: any of them)",
-    )
-    pol.add_argument("--mrsigner", metavar="HEX", help="required MRSIGNER")
-    pol.add_argument("--isvprodid", metavar="N", type=int, help="required ISVPRODID")
-    pol.add_argument("--min-isvsvn", metavar="N", type=int, help="minimum ISVSVN")
-    pol.add_argument(
-        "--accept-tcb",
-        metavar="STATUS",
-        action="append",
-        default=[],
-        help="accepted TCB status (repeatable; default UpToDate; "
-        f"'{ANY_EXCEPT_REVOKED}' accepts all but Revoked)",
-    )
-    pol.add_argument(
-        "--allow-debug",
-        action="store_true",
-        help="INSECURE: accept debug enclaves (the host can read their memory)",
-    )
-    pol.add_argument(
-        "--max-collateral-age",
-        metavar="SECONDS",
-        type=float,
-        help="refuse collateral issued longer ago than this",
-    )
+    add_trust_flags(p)
+    add_policy_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run)
-
-
-def _read(path: str, what: str, limit: int) -> bytes:
-    try:
-        with Path(path).open("rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read the {what} {path!r}: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise UsageError(f"the {what} {path!r} is too large", expected=f"<= {limit} bytes")
-    return data
-
-
-def _policy(args: argparse.Namespace) -> AllOf:
-    try:
-        return build_policy(
-            mrenclaves=args.mrenclave,
-            mrsigner=args.mrsigner,
-            isvprodid=args.isvprodid,
-            min_isvsvn=args.min_isvsvn,
-            accept_tcb=args.accept_tcb,
-            allow_debug=args.allow_debug,
-            max_collateral_age=(
-                timedelta(seconds=args.max_collateral_age)
-                if args.max_collateral_age is not None
-                else None
-            ),
-        )
-    except ValueError as exc:
-        raise UsageError(f"invalid policy flag: {exc}") from exc
 
 
 def _identities(paths: list[str]) -> list[X25519Identity]:
@@ -169,20 +96,6 @@ def _identities(paths: list[str]) -> list[X25519Identity]:
     return identities
 
 
-def _warn_opt_ins(args: argparse.Namespace) -> None:
-    loud = []
-    if args.allow_debug:
-        loud.append("debug enclaves are ACCEPTED (--allow-debug): their memory is not confidential")
-    if args.allow_missing_crl:
-        loud.append("missing CRLs are ACCEPTED (--allow-missing-crl): revocation is not checked")
-    if args.trust_simulated_root:
-        loud.append("a SIMULATED root is trusted (--trust-simulated-root): no real SGX protection")
-    if any(s != TcbStatus.UP_TO_DATE for s in args.accept_tcb):
-        loud.append(f"TCB statuses other than UpToDate are accepted: {', '.join(args.accept_tcb)}")
-    for line in loud:
-        sys.stderr.write(f"WARNING: {line}\n")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     if args.identity and not args.outputs:
@@ -190,18 +103,16 @@ def run(args: argparse.Namespace) -> int:
     if args.outputs and not Path(args.outputs).is_dir():
         raise UsageError(f"--outputs must be a directory: {args.outputs!r}")
     at = parse_time(args.at)
-    policy = _policy(args)
-    anchor = (
-        TrustAnchor.from_pem(_read(args.root, "root certificate", 1024 * 1024), args.root)
-        if args.root
-        else TrustAnchor.intel_sgx_root()
-    )
+    policy = policy_from_args(args)
+    anchor = anchor_from_args(args) or TrustAnchor.intel_sgx_root()
     identities = _identities(args.identity)
-    data = _read(args.receipt, "receipt bundle", MAX_RECEIPT_BUNDLE_BYTES)
+    data = read_file(args.receipt, "receipt bundle", MAX_RECEIPT_BUNDLE_BYTES)
     collateral_data = (
-        _read(args.collateral, "collateral file", MAX_COLLATERAL_BYTES) if args.collateral else None
+        read_file(args.collateral, "collateral file", MAX_COLLATERAL_BYTES)
+        if args.collateral
+        else None
     )
-    _warn_opt_ins(args)
+    warn_opt_ins(args)
     out: dict[str, Any] = dict.fromkeys(JSON_FIELDS)
     out["outputs"] = []
     try:
@@ -212,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
         )
         verifier = QuoteVerifier(
             anchor=anchor,
-            options=VerifyOptions(
-                allow_missing_crls=CRL_NAMES if args.allow_missing_crl else frozenset(),
-                trusted_simulation_roots=frozenset(f.lower() for f in args.trust_simulated_root),
-            ),
+            options=verify_options_from_args(args),
         )
         result = verify_receipt_bundle(
             bundle,

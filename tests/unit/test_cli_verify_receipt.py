@@ -266,7 +266,7 @@ def test_malformed_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     [
         (["-i", "IDENTITY"], "needs --outputs"),
         (["--outputs", "MISSING"], "must be a directory"),
-        (["--accept-tcb", "Great"], "invalid policy flag"),
+        (["--accept-tcb", "Great"], "--accept-tcb takes a TCB status"),
         (["--mrenclave", "abcd"], "invalid policy flag"),
         (["--at", "yesterday"], "--at"),
         (["--collateral", "MISSING"], "cannot read the collateral"),
