@@ -376,6 +376,8 @@ class QuoteVerifier:
         pki.require_anchor(root, self.anchor, "PCK")
         pki.require_cn(pck_ca, "CA", "PCK CA")
         pki.require_cn(leaf, "SGX PCK Certificate", "PCK leaf")
+        pki.require_ca(pck_ca, "PCK CA")
+        pki.require_end_entity(leaf, "PCK leaf")
         pki.verify_issued_by(pck_ca, self.anchor.certificate, "PCK CA")
         pki.verify_issued_by(leaf, pck_ca, "PCK leaf")
         windows = [
@@ -510,6 +512,7 @@ class QuoteVerifier:
         signer, root = pki.load_pem_chain(pem, f"{what} issuer chain", 2)
         pki.require_anchor(root, self.anchor, f"{what} signing")
         pki.require_cn(signer, "SGX TCB Signing", f"{what} signer")
+        pki.require_end_entity(signer, f"{what} signer")
         pki.verify_issued_by(signer, self.anchor.certificate, f"{what} signer")
         windows = [pki.check_validity(signer, at, f"{what} signer")]
         if root_crl is not None:

@@ -238,3 +238,21 @@ def verify_rsa_pkcs1v15_sha256(key: object, signature: bytes, data: bytes) -> bo
     except InvalidSignature:
         return False
     return True
+
+
+def require_ca(cert: x509.Certificate, role: str) -> None:
+    """The certificate must be a CA (BasicConstraints cA true) to issue the next one."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise CertificateChainError(
+            f"the {role} certificate has unreadable extensions: {exc}"
+        ) from exc
+    if constraints is None or not constraints.ca:
+        raise CertificateChainError(
+            f"the {role} certificate is not a CA certificate",
+            expected="BasicConstraints cA true",
+            found="cA false" if constraints is not None else "no BasicConstraints",
+        )
