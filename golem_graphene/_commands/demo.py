@@ -109,9 +109,16 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, path in result.outputs.items():
         _say(f"   output {name}: {path}")
+    root = work / "provider" / "sim-platform" / "root.pem"
+    fingerprint = result.verified.anchor_fingerprint
+    _say(f"   receipt: {result.receipt_path}")
     _say(
-        f"   receipt: {result.receipt_path}  (check it again: golem-graphene verify-receipt "
-        f"{result.receipt_path} --outputs {result.out_dir / '.sealed'} ...)"
+        "   check it again offline with:\n"
+        f"     golem-graphene verify-receipt {result.receipt_path}"
+        f" --outputs {result.out_dir / '.sealed'}"
+        f" -i {work / 'requestor' / 'identity.txt'} --root {root}"
+        f" --trust-simulated-root {fingerprint}"
+        f" --mrenclave {result.verified.quote.report_body.mrenclave.hex()}"
     )
     summary = result.outputs.get("summary.json")
     if summary is not None:

@@ -115,6 +115,7 @@ class VerifiedQuote:
     anchor_label: str
     simulated: bool
     skipped_checks: tuple[str, ...] = ()
+    anchor_fingerprint: str = ""
 
     @property
     def debug(self) -> bool:
@@ -151,6 +152,7 @@ class VerifiedQuote:
                 ],
                 "verified_at": _iso(self.verified_at),
                 "root": self.anchor_label,
+                "root_fingerprint": self.anchor_fingerprint,
                 "simulated": self.simulated,
                 "skipped_checks": list(self.skipped_checks),
             }
@@ -326,6 +328,7 @@ class QuoteVerifier:
             collateral_issued_at=coll.issued_at,
             verified_at=at,
             anchor_label=self.anchor.label,
+            anchor_fingerprint=self.anchor.fingerprint,
             simulated=simulated,
             skipped_checks=pck.skipped,
         )

@@ -37,9 +37,11 @@ class ProviderServer:
     async def __aenter__(self) -> ProviderServer:
         await self.engine.recover()
         app = build_app(self.engine)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.bind, self.config.port, shutdown_timeout=5.0)
+        site = web.TCPSite(self._runner, self.config.bind, self.config.port)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

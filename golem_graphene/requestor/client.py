@@ -158,6 +158,7 @@ class Requestor:
         self.policy = policy or RequestorPolicy()
         anchor = self.policy.root or TrustAnchor.intel_sgx_root()
         self._verifiers: dict[str, QuoteVerifier] = {}
+        self._seen: dict[str, int] = {}  # last event seq delivered per task
         self._default_anchor = anchor
 
     async def __aenter__(self) -> Requestor:
@@ -349,11 +350,22 @@ class Requestor:
             verified,
         )
 
+    def _note_seq(self, ref: TaskRef, event: dict[str, Any]) -> bool:
+        """Remember the event's sequence number; False for an event delivered before."""
+        seq = event.get("seq")
+        if not isinstance(seq, int):
+            return True
+        if seq <= self._seen.get(ref.task_id, -1):
+            return False
+        self._seen[ref.task_id] = seq
+        return True
+
     async def _wait_for_state(
         self, ref: TaskRef, wanted: set[str], timeout: float
     ) -> dict[str, Any]:
         async def watch() -> dict[str, Any]:
             async for event in self.channel.events(ref):
+                self._note_seq(ref, event)
                 state = event.get("state")
                 if state in wanted:
                     return event
@@ -453,8 +465,8 @@ class Requestor:
         if on_event:
             on_event(
                 {
-                    "state": "uploading",
-                    "message": f"input {name}",
+                    "state": "attested",
+                    "message": f"input {name} sealed and uploaded",
                     "bytes_done": plain,
                     "bytes_total": plain,
                 }
@@ -505,7 +517,7 @@ class Requestor:
 
         async def follow() -> dict[str, Any]:
             async for event in self.channel.events(task.ref):
-                if on_event:
+                if on_event and self._note_seq(task.ref, event):
                     on_event(event)
                 state = event.get("state")
                 if state == "done":

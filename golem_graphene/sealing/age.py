@@ -70,25 +70,31 @@ _PLAIN_BLOCK: Final = BLOCK_CHUNKS * _stream.CHUNK_SIZE
 _SEALED_BLOCK: Final = BLOCK_CHUNKS * _stream.SEALED_CHUNK_SIZE
 
 
-def _check_recipients(recipients: Sequence[X25519Recipient]) -> None:
-    if not recipients:
+def _check_recipients(recipients: Sequence[X25519Recipient]) -> list[X25519Recipient]:
+    """The recipients as a list; raises UsageError if empty, too many or of the wrong type."""
+    checked = list(recipients)
+    if not checked:
         raise UsageError("at least one recipient is required")
-    if len(recipients) > limits.MAX_AGE_STANZAS:
+    if len(checked) > limits.MAX_AGE_STANZAS:
         raise UsageError("too many recipients", expected=f"<= {limits.MAX_AGE_STANZAS}")
-    for r in recipients:
+    for r in checked:
         if not isinstance(r, X25519Recipient):
             raise UsageError(f"not an X25519Recipient: {type(r).__name__}")
+    return checked
 
 
-def _check_identities(identities: Sequence[X25519Identity]) -> None:
-    for i in identities:
+def _check_identities(identities: Sequence[X25519Identity]) -> list[X25519Identity]:
+    """The identities as a list; raises UsageError for anything but X25519Identity."""
+    checked = list(identities)
+    for i in checked:
         if not isinstance(i, X25519Identity):
             raise UsageError(f"not an X25519Identity: {type(i).__name__}")
+    return checked
 
 
 def _new_file(recipients: Sequence[X25519Recipient]) -> tuple[bytes, _stream.StreamSealer]:
     """A fresh file key: the header plus payload nonce to write first, and the payload sealer."""
-    _check_recipients(recipients)
+    recipients = _check_recipients(recipients)
     file_key = os.urandom(_header.FILE_KEY_SIZE)
     stanzas = [wrap_x25519(file_key, r) for r in recipients]
     nonce = os.urandom(_stream.NONCE_SIZE)
@@ -180,7 +186,7 @@ def _call_write(fn: Callable[[], object]) -> None:
 def _open_header(
     source: SyncSource, identities: Sequence[X25519Identity]
 ) -> tuple[_header.Header, bytes]:
-    _check_identities(identities)
+    identities = _check_identities(identities)
     source.sniff_armor()
     collector = _header.HeaderCollector()
     while not collector.add(source.readline(collector.line_limit)):
@@ -258,7 +264,7 @@ def encrypt_file(
     if ``dst`` exists and ``overwrite`` is false, if ``src`` cannot be opened or the recipient
     list is invalid; SealingError for I/O failures.
     """
-    _check_recipients(recipients)
+    recipients = _check_recipients(recipients)
     check_output_path(dst, overwrite=overwrite)
     with _open_input(src) as f, AtomicOutput(dst, overwrite=overwrite) as out:
         total = encrypt_stream(f, out.file, recipients, armor=armor, progress=progress)
@@ -282,7 +288,7 @@ def decrypt_file(
     exists and ``overwrite`` is false or ``src`` cannot be opened; otherwise the errors of
     :func:`decrypt_stream`.
     """
-    _check_identities(identities)
+    identities = _check_identities(identities)
     check_output_path(dst, overwrite=overwrite)
     with _open_input(src) as f, AtomicOutput(dst, overwrite=overwrite) as out:
         total = decrypt_stream(f, out.file, identities, progress=progress)
@@ -306,7 +312,7 @@ def retarget_header(
     AgeNoMatchError, AgeHmacError, ...), UsageError for an empty recipient list, SealingError
     if reading or writing fails.
     """
-    _check_recipients(new_recipients)
+    new_recipients = _check_recipients(new_recipients)
     source = SyncSource(src)
     _, file_key = _open_header(source, [identity])
     nonce = source.read_exact(_stream.NONCE_SIZE)
@@ -389,7 +395,7 @@ async def decrypt_async(
     discard (stream into a temporary file and commit only on success). Returns the plaintext
     size; raises the errors listed in the module docstring.
     """
-    _check_identities(identities)
+    identities = _check_identities(identities)
     src = AsyncSource(source)
     await src.sniff_armor()
     collector = _header.HeaderCollector()
