@@ -4,10 +4,14 @@
     .venv/bin/python bench/seal.py --size 4GiB
     .venv/bin/python bench/seal.py --check-rss-growth    # 1 GiB and 4 GiB, compare our peak RSS
 
-Each operation runs in its own child process; its peak RSS comes from ``os.wait4`` (the kernel's
-``ru_maxrss`` for that child alone). Our child also reports the time of the library call itself
-(``encrypt_file``/``decrypt_file``), which is what the agent and the requestor pay in process;
-the wall time of the child, which adds interpreter start-up and imports, is printed beside it.
+Each operation runs in its own child process. Peak RSS is the child's ``VmHWM`` (the high-water
+mark of its own address space): our child reads it from ``/proc/self/status`` when done; for
+age it is sampled from ``/proc/<pid>/status`` every few milliseconds while it runs (age's memory
+is flat, so the last sample is its peak). ``ru_maxrss`` is not used: after ``vfork``+``exec`` it
+also counts the parent's (the benchmark's) resident set. Our child also reports the time of the
+library call itself (``encrypt_file``/``decrypt_file``), which is what the agent and the
+requestor pay in process; the wall time of the child, which adds interpreter start-up and
+imports, is printed beside it.
 age's time is its wall time (its start-up is a few milliseconds). Runs alternate between the two
 tools and the figures are medians over the rounds, because tmpfs page allocation in a VM is noisy.
 
@@ -36,7 +40,7 @@ RSS_TARGET_MIB = 64.0
 RSS_GROWTH_TOLERANCE_MIB = 1.0  # page-granular noise between runs
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from golem_graphene.sealing import X25519Identity, decrypt_file, encrypt_file
 op, key, src, dst = sys.argv[1:5]
 identity = X25519Identity.from_string(open(key).read().split()[-1])
@@ -46,8 +50,9 @@ if op == "seal":
 else:
     n = decrypt_file(src, dst, [identity], overwrite=True)
 seconds = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"bytes": n, "seconds": seconds, "maxrss_kib": rss}))
+status = open("/proc/self/status").read()
+hwm_kib = int(status.split("VmHWM:")[1].split()[0])
+print(json.dumps({"bytes": n, "seconds": seconds, "vmhwm_kib": hwm_kib}))
 """
 
 
@@ -79,25 +84,48 @@ def parse_size(text: str) -> int:
     return int(lower)
 
 
+def _vmhwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def run_child(argv: list[str]) -> tuple[float, float, bytes]:
-    """Run ``argv``; returns (wall seconds, peak RSS MiB, stdout). Raises on failure."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.decode(errors='replace')}")
-    return wall, usage.ru_maxrss / 1024, out
+    """Run ``argv``; returns (wall seconds, sampled peak RSS MiB, stdout). Raises on failure.
+
+    The child's output goes to temporary files so that polling never blocks on a full pipe.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        hwm = 0
+        while True:
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            sample = _vmhwm_kib(proc.pid)
+            if sample:
+                hwm = max(hwm, sample)
+            time.sleep(0.005)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            message = err.read().decode(errors="replace")
+            raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {message}")
+        return wall, hwm / 1024, out.read()
 
 
 def ours(op: str, key: Path, src: Path, dst: Path) -> Sample:
-    wall, rss, out = run_child([sys.executable, "-c", CHILD, op, str(key), str(src), str(dst)])
+    wall, _, out = run_child([sys.executable, "-c", CHILD, op, str(key), str(src), str(dst)])
     report = json.loads(out)
-    return Sample(report["seconds"], wall, rss)
+    return Sample(report["seconds"], wall, report["vmhwm_kib"] / 1024)
 
 
 def age(age_bin: str, args: list[str]) -> Sample:
@@ -139,6 +167,7 @@ class Result:
 
 def bench(size: int, rounds: int, workdir: Path, age_bin: str, keygen_bin: str) -> Result:
     key = workdir / "key.txt"
+    key.unlink(missing_ok=True)
     subprocess.run([keygen_bin, "-o", str(key)], check=True, capture_output=True)
     recipient = subprocess.run(
         [keygen_bin, "-y", str(key)], check=True, capture_output=True, text=True
@@ -147,54 +176,54 @@ def bench(size: int, rounds: int, workdir: Path, age_bin: str, keygen_bin: str) 
     print(f"generating {size / GIB:.2f} GiB input in {workdir} ...", flush=True)
     make_input(plain, size)
     result = Result(size, Series(), Series(), Series(), Series())
-    sealed_ours, sealed_age = workdir / "ours.age", workdir / "age.age"
-    opened_ours, opened_age = workdir / "ours.out", workdir / "age.out"
+    sealed = workdir / "sealed.age"  # made by age once; both tools open this same file
+    subprocess.run([age_bin, "-r", recipient, "-o", str(sealed), str(plain)], check=True)
+    out = workdir / "out"
+    # Fairness on tmpfs: freshly freed pages are cheap to reuse, pages the VM has already handed
+    # back to the host are expensive to fault in again. So every run starts right after the
+    # previous run's output (of about the same size) was deleted: all runs see the same state.
+    # At most three copies of the input exist at any time (input, sealed file, one output).
+
+    def fresh_output() -> Path:
+        out.unlink(missing_ok=True)
+        return out
 
     def seal_ours() -> None:
-        result.seal_ours.samples.append(ours("seal", key, plain, sealed_ours))
+        result.seal_ours.samples.append(ours("seal", key, plain, fresh_output()))
 
     def seal_age() -> None:
-        sealed_age.unlink(missing_ok=True)
-        result.seal_age.samples.append(
-            age(age_bin, ["-r", recipient, "-o", str(sealed_age), str(plain)])
-        )
+        dst = fresh_output()
+        result.seal_age.samples.append(age(age_bin, ["-r", recipient, "-o", str(dst), str(plain)]))
 
     def open_ours() -> None:
-        result.open_ours.samples.append(ours("open", key, sealed_age, opened_ours))
+        result.open_ours.samples.append(ours("open", key, sealed, fresh_output()))
 
     def open_age() -> None:
-        opened_age.unlink(missing_ok=True)
+        dst = fresh_output()
         result.open_age.samples.append(
-            age(age_bin, ["-d", "-i", str(key), "-o", str(opened_age), str(sealed_age)])
+            age(age_bin, ["-d", "-i", str(key), "-o", str(dst), str(sealed)])
         )
 
-    # One untimed warm-up of each, then alternate who goes first.
-    seal_age()
+    # Untimed warm-up, then alternate who goes first.
     seal_ours()
+    seal_age()
     result.seal_age.samples.clear()
     result.seal_ours.samples.clear()
     for i in range(rounds):
-        pair = (seal_ours, seal_age) if i % 2 == 0 else (seal_age, seal_ours)
-        for fn in pair:
-            fn()
-        sealed_ours.unlink()  # keep tmpfs usage at about three copies of the input
-        pair = (open_ours, open_age) if i % 2 == 0 else (open_age, open_ours)
-        for fn in pair:
-            fn()
-        if i == 0:
-            assert same_content(opened_ours, plain), "our output differs from the input"
-            assert same_content(opened_age, plain), "age's output differs from the input"
-        opened_ours.unlink()
-        opened_age.unlink()
+        seals = (seal_ours, seal_age) if i % 2 == 0 else (seal_age, seal_ours)
+        opens = (open_ours, open_age) if i % 2 == 0 else (open_age, open_ours)
+        for run in (*seals, *opens):
+            run()
+            if i == 0 and run in (open_ours, open_age):
+                assert same_content(out, plain), f"{run.__name__}: output differs from input"
         print(f"  round {i + 1}/{rounds} done", flush=True)
-    # Both tools must open each other's files (checked once, outside the timing).
-    seal_ours()
-    result.seal_ours.samples.pop()
-    subprocess.run(
-        [age_bin, "-d", "-i", str(key), "-o", str(opened_age), str(sealed_ours)], check=True
-    )
-    assert same_content(opened_age, plain), "age could not open our file"
-    for path in (plain, sealed_ours, sealed_age, opened_age):
+    # age must open our file too (checked once, outside the timing).
+    sealed.unlink()
+    ours("seal", key, plain, fresh_output())
+    out.rename(sealed)
+    subprocess.run([age_bin, "-d", "-i", str(key), "-o", str(out), str(sealed)], check=True)
+    assert same_content(out, plain), "age could not open our file"
+    for path in (plain, sealed, out):
         path.unlink(missing_ok=True)
     return result
 
@@ -256,8 +285,8 @@ def main() -> int:
         return 2
     sizes = [GIB, 4 * GIB] if args.check_rss_growth else [parse_size(args.size)]
     free = shutil.disk_usage(args.dir).free
-    if free < 3.2 * max(sizes):
-        print(f"{args.dir} has {free / GIB:.1f} GiB free; need ~3.2x the input", file=sys.stderr)
+    if free < 3.1 * max(sizes):
+        print(f"{args.dir} has {free / GIB:.1f} GiB free; need ~3.1x the input", file=sys.stderr)
         return 2
     age_version = subprocess.run([age_bin, "--version"], capture_output=True, text=True)
     print(f"age {age_version.stdout.strip()}, {sys.executable}, {os.cpu_count()} CPUs")

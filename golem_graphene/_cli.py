@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "golem_graphene._commands.keygen",
     "golem_graphene._commands.seal",
     "golem_graphene._commands.open",
+    "golem_graphene._commands.runtime",
 )
 
 EXIT_OK = 0

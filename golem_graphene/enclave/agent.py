@@ -55,6 +55,14 @@ class AgentError(Error):
     code = "agent"
 
 
+class OutputRefusedError(AgentError):
+    """An output the workload left cannot be sealed; ``code`` says why, the message names it."""
+
+    def __init__(self, code: str, message: str, **kw: Any) -> None:
+        self.code = code
+        super().__init__(message, **kw)
+
+
 class Control:
     """The control pipe: events out on stdout, commands in on stdin (JSON lines)."""
 
@@ -150,7 +158,10 @@ def _runner_of(quote: bytes | None) -> tuple[str, bool]:
 
 def _limits(workload: Workload) -> Any:
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (workload.output_size, workload.output_size))
+        # One byte over the limit: an output that reaches it is refused by name, never sealed
+        # silently truncated at exactly the limit.
+        fsize = workload.output_size + 1
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_AS, (workload.memory, workload.memory))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if workload.cpu_seconds:
@@ -212,28 +223,37 @@ def _collect_outputs(workload: Workload) -> list[tuple[str, Path]]:
             continue
         st = os.lstat(entry.path)
         if stat.S_ISLNK(st.st_mode):
-            raise AgentError(
-                f"output {entry.name!r} is a symbolic link; outputs must be regular files"
+            raise OutputRefusedError(
+                "output_symlink",
+                f"output {entry.name!r} is a symbolic link; outputs must be regular files",
             )
         if not stat.S_ISREG(st.st_mode):
-            raise AgentError(
-                f"output {entry.name!r} is not a regular file (FIFO, device or folder)"
+            raise OutputRefusedError(
+                "output_not_regular",
+                f"output {entry.name!r} is not a regular file (FIFO, device or folder)",
             )
         if st.st_nlink != 1:
-            raise AgentError(f"output {entry.name!r} is a hard link; outputs must be regular files")
+            raise OutputRefusedError(
+                "output_hard_link",
+                f"output {entry.name!r} is a hard link; outputs must be regular files",
+            )
         if entry.name in ("stdout", "stderr", "receipt.json"):
-            raise AgentError(f"output name {entry.name!r} is reserved")
+            raise OutputRefusedError("output_reserved", f"output name {entry.name!r} is reserved")
         total += st.st_size
         if total > workload.output_size:
-            raise AgentError(
-                "the outputs exceed the spec's output_size limit",
-                expected=f"<= {workload.output_size} bytes",
-                found=f"> {total - st.st_size}",
+            raise OutputRefusedError(
+                "output_too_large",
+                f"output {entry.name!r} takes the outputs over the spec's output_size limit",
+                expected=f"<= {workload.output_size} bytes in all",
+                found=f"> {workload.output_size}",
             )
         found.append((entry.name, Path(entry.path)))
     if len(found) > workload.max_outputs:
-        raise AgentError(
-            "too many outputs", expected=f"<= {workload.max_outputs}", found=len(found)
+        raise OutputRefusedError(
+            "too_many_outputs",
+            "too many outputs",
+            expected=f"<= {workload.max_outputs}",
+            found=len(found),
         )
     return found
 

@@ -67,9 +67,11 @@ def _status(exc: Error) -> int:
     return 422
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = ErrorBody(code=code, message=message[:1000])
-    return web.json_response(json.loads(body.to_json()), status=status)
+    return web.json_response(json.loads(body.to_json()), status=status, headers=headers)
 
 
 @web.middleware
@@ -85,7 +87,8 @@ async def errors_middleware(
             code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
                 exc.status, "http_error"
             )
-            return _error(exc.status, code, exc.reason)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return _error(exc.status, code, exc.reason, allow)
         raise
     except asyncio.CancelledError:
         raise
@@ -352,7 +355,7 @@ async def list_outputs(request: web.Request) -> web.Response:
     files = [
         {"name": p.name, "size": p.stat().st_size}
         for p in sorted(engine.outputs_dir(task.task_id).iterdir())
-        if p.is_file()
+        if p.is_file() and not p.is_symlink()
     ]
     return web.json_response({"files": files})
 

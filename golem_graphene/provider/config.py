@@ -20,6 +20,8 @@ Example::
     max_concurrent_tasks = 8
     max_task_seconds = 3600
     max_queued_tasks = 64               # created but not yet finished, over all requestors
+    upload_idle_seconds = 60            # an upload that sends nothing this long gets 408
+    connection_idle_seconds = 75        # a connection with no request in progress is closed
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class LimitsConfig(_Model):
     max_queued_tasks: int = Field(default=64, ge=1, le=100_000)
     max_task_seconds: float = Field(default=3600.0, gt=0)
     upload_idle_seconds: float = Field(default=60.0, gt=0)
+    # A connection with no request in progress (idle keep-alive, or headers still arriving,
+    # as a slowloris client sends them) is closed after this long.
+    connection_idle_seconds: float = Field(default=75.0, gt=0)
 
 
 class ProviderConfig(_Model):

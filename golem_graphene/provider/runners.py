@@ -65,6 +65,7 @@ log = structlog.get_logger(__name__)
 RUNNER_NAMES = ("sim", "gramine-sgx", "gramine-direct")
 MAX_CONTROL_LINE = 64 * 1024
 _SEALING_MARGIN_SECONDS = 120.0
+_STDERR_TAIL = 64 * 1024
 
 
 class EnclaveProcess:
@@ -75,10 +76,12 @@ class EnclaveProcess:
         proc: asyncio.subprocess.Process,
         wall_seconds: float,
         cleanup: list[Any] | None = None,
+        stderr_path: Path | None = None,
     ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self._cleanup = cleanup or []
+        self._stderr_path = stderr_path
         self._deadline = asyncio.get_running_loop().time() + wall_seconds
         self._killed_for_timeout = False
         self._watchdog = asyncio.ensure_future(self._watch(wall_seconds))
@@ -136,6 +139,23 @@ class EnclaveProcess:
     def kill(self) -> None:
         """SIGKILL the enclave's whole process tree (its session and pid namespace)."""
         kill_session(self.pid)
+
+    def failure_reason(self) -> str | None:
+        """Gramine's error in the enclave's stderr log, explained; None when none is known.
+
+        For a launch that failed (non-zero exit, no attestation), so the operator learns what to
+        fix (AESM down, no SGX device, EINIT refused, ...). Reads at most the log's last 64 KiB;
+        only the Gramine runners pass a log, as under ``sim`` stderr is the workload's own.
+        """
+        if self._stderr_path is None:
+            return None
+        try:
+            with open(self._stderr_path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - _STDERR_TAIL))
+                text = f.read(_STDERR_TAIL).decode(errors="replace")
+        except OSError:
+            return None
+        return explain_gramine_error(text)
 
 
 class EnclaveRunner(Protocol):
@@ -285,7 +305,11 @@ class SimRunner:
             shutil.rmtree(device_dir)
         platform = self.platform
         key_names = [m.key_name for m in image.manifest.fs.mounts if m.key_name]
-        device = AttestationDevice(device_dir, lambda rd: platform.quote(identity, rd), key_names)
+        # As in Gramine, no quote file (and attestation_type "none") without remote attestation.
+        quoting = image.manifest.sgx.remote_attestation != "none"
+        device = AttestationDevice(
+            device_dir, (lambda rd: platform.quote(identity, rd)) if quoting else None, key_names
+        )
         plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
         device.start()
         try:
@@ -338,8 +362,13 @@ def check_sgx_host() -> HostCheck:
     if not SGX_DEVICE.exists():
         missing.append(f"{SGX_DEVICE} is absent (no SGX, or the in-kernel driver is not loaded)")
     version = gramine_version("gramine-sgx")
-    if version is None:
+    if version is None and shutil.which("gramine-sgx") is None:
         missing.append("gramine-sgx is not installed (Debian/Ubuntu package 'gramine')")
+    elif version is None:
+        missing.append(
+            f"{shutil.which('gramine-sgx')} does not report its version ('gramine-sgx --version' "
+            "failed): a broken or too old Gramine install"
+        )
     if not AESM_SOCKET.exists():
         missing.append(
             f"the AESM service socket {AESM_SOCKET} is absent (install and start aesmd, "
@@ -369,12 +398,22 @@ def gramine_version(tool: str) -> str | None:
 # Gramine's own error lines, mapped to what an operator should do.
 GRAMINE_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
+        re.compile(r"AESM service returned error", re.I),
+        "the AESM service could not serve a DCAP quote: install its ECDSA plugin "
+        "(libsgx-aesm-ecdsa-plugin) and a quote provider (libsgx-dcap-default-qpl) set to a PCCS",
+    ),
+    (
         re.compile(r"Cannot connect to AESM|aesm", re.I),
         "the AESM service is not reachable: start aesmd",
     ),
     (
-        re.compile(r"Cannot open device /dev/sgx|sgx_enclave", re.I),
+        re.compile(r"Cannot open device /dev/sgx|Cannot open SGX driver device|sgx_enclave", re.I),
         "cannot open the SGX device: check the driver and the user's access to /dev/sgx_enclave",
+    ),
+    (
+        re.compile(r"Initializing enclave failed|Enclave creation IOCTL|mmap_min_addr", re.I),
+        "the SGX driver refused to create the enclave: add the user to the sgx group (access to "
+        "/dev/sgx_enclave) and check vm.mmap_min_addr",
     ),
     (
         re.compile(r"Enclave size is not large enough|enclave_size", re.I),
@@ -396,9 +435,12 @@ GRAMINE_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def explain_gramine_error(stderr: str) -> str | None:
-    """The first known Gramine error in ``stderr``, explained; None when none matches."""
+    """The first known Gramine error in ``stderr``, explained; None when none matches.
+
+    Warnings count too: Gramine logs refused files and changed trusted files as warnings.
+    """
     for line in stderr.splitlines():
-        if "error" not in line.lower():
+        if "error" not in line.lower() and "warning" not in line.lower():
             continue
         for pattern, advice in GRAMINE_ERRORS:
             if pattern.search(line):
@@ -433,7 +475,7 @@ class GramineSgxRunner:
         prepare_launch_dir(image, launch_dir)
         for name in (f"{MANIFEST_NAME}.sgx", "agent.sig", MANIFEST_NAME):
             target = image.directory / name
-            if not target.exists() and name != MANIFEST_NAME:
+            if not target.exists() and name != MANIFEST_NAME and self.tool == "gramine-sgx":
                 raise RunnerError(f"the image has no {name}: build it on a Gramine host")
             link = launch_dir / name
             if not link.is_symlink() and target.exists():
@@ -446,7 +488,7 @@ class GramineSgxRunner:
             {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )
         log.info("enclave launched", runner=self.name, pid=proc.pid)
-        return EnclaveProcess(proc, wall)
+        return EnclaveProcess(proc, wall, stderr_path=stderr_path)
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
         if self.pcs_url is None:

@@ -38,7 +38,11 @@ class ProviderServer:
         await self.engine.recover()
         app = build_app(self.engine)
         self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=5.0,
+            keepalive_timeout=self.config.limits.connection_idle_seconds,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.bind, self.config.port)

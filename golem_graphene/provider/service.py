@@ -13,7 +13,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import structlog
 
 from golem_graphene.errors import Error, ProtocolError, RunnerError
+from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES
 from golem_graphene.protocol.binding import format_task_id, new_task_id
 from golem_graphene.protocol.messages import Evidence, new_capability_token
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
@@ -194,11 +197,16 @@ class TaskEngine:
             await self._fail(task, "internal", f"internal error: {type(exc).__name__}")
         finally:
             running = self._running.get(task.task_id)
-            if running and running.process:
-                running.process.kill()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(running.process.wait(), 10)
-            self._reclaim(task)
+            try:
+                if running and running.process:
+                    running.process.kill()
+                    # Shielded: a cancel arriving now (the requestor cancels a task it saw
+                    # fail) must not skip the wait that stops the attestation device, nor
+                    # the reclaim below.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(asyncio.wait_for(running.process.wait(), 10))
+            finally:
+                self._reclaim(task)
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         if not task.terminal:
@@ -238,7 +246,7 @@ class TaskEngine:
         events = process.events()
         first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
         if first is None or first.get("event") != "attested":
-            raise RunnerError(_agent_failure(first, "the enclave exited before it attested"))
+            raise _agent_error(first, "the enclave exited before it attested")
         await self._publish_evidence(task, io)
         await self.store.transition(task, TaskState.ATTESTED)
         await running.start.wait()
@@ -260,15 +268,21 @@ class TaskEngine:
             elif kind == "done":
                 done = event
             elif kind == "failed":
-                raise RunnerError(_agent_failure(event, "the enclave refused the task"))
+                raise _agent_error(event, "the enclave refused the task")
         code = await process.wait()
         if process.timed_out:
             raise RunnerError("the enclave was killed at its time limit")
         if done is None:
             raise RunnerError(f"the enclave exited (status {code}) without finishing the task")
         outputs = self.outputs_dir(task.task_id)
+        # The workload shares the enclave's view of io/: it may have swapped the outputs
+        # folder or the receipt for links pointing elsewhere on this host.
+        if (io / "outputs").is_symlink() or not (io / "outputs").is_dir():
+            raise RunnerError("the enclave's outputs folder is missing or a symbolic link")
         os.replace(io / "outputs", outputs)
-        signed = SignedReceipt.from_json((outputs / "receipt.json").read_bytes())
+        signed = SignedReceipt.from_json(
+            _read_regular(outputs / "receipt.json", MAX_RECEIPT_BUNDLE_BYTES)
+        )
         evidence = Evidence.from_json(
             (self.store.directory(task.task_id) / "evidence.json").read_bytes()
         )
@@ -330,7 +344,10 @@ class TaskEngine:
     async def cancel(self, task: Task) -> None:
         running = self._running.get(task.task_id)
         if running is not None:
-            running.driver.cancel()
+            # A task that already ended is only reclaiming (killing the enclave, removing its
+            # launch folder): let that finish rather than interrupt it.
+            if not task.terminal:
+                running.driver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.driver
         if not task.terminal:
@@ -391,6 +408,30 @@ def _agent_failure(event: dict[str, Any] | None, default: str) -> str:
     if event and event.get("event") == "failed":
         return f"{event.get('code', 'agent')}: {str(event.get('message', ''))[:1000]}"
     return default
+
+
+def _agent_error(event: dict[str, Any] | None, default: str) -> RunnerError:
+    """The agent's refusal, carrying the agent's own code (e.g. ``output_symlink``) when sane."""
+    error = RunnerError(_agent_failure(event, default))
+    code = str((event or {}).get("code", ""))
+    if event and event.get("event") == "failed" and re.fullmatch(r"[a-z0-9_]{1,64}", code):
+        error.code = code
+    return error
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise RunnerError(f"the enclave left no readable {path.name}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise RunnerError(f"the enclave's {path.name} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise RunnerError(f"the enclave's {path.name} is too large", expected=f"<= {limit} bytes")
+    return data
 
 
 def _kill_leftover(pid: int | None) -> None:

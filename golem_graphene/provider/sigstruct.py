@@ -46,7 +46,9 @@ class Sigstruct:
             )
         if data[0:16] != _HEADER or data[24:40] != _HEADER2:
             raise RunnerError("not an SGX SIGSTRUCT (bad header)")
-        day, month, year = data[20], data[21], struct.unpack_from("<H", data, 22)[0]
+        # Gramine (graminelibos/sigstruct.py) writes year u16 @20, month @22, day @23 as plain
+        # integers, not the SDM's BCD yyyymmdd; the date is informational (EINIT ignores it).
+        year, month, day = struct.unpack_from("<HBB", data, 20)
         flags, xfrm = struct.unpack_from("<QQ", data, 928)
         isvprodid, isvsvn = struct.unpack_from("<HH", data, 1024)
         return cls(
@@ -56,5 +58,5 @@ class Sigstruct:
             isvsvn=isvsvn,
             attribute_flags=flags,
             attribute_xfrm=xfrm,
-            date=f"{year:04x}-{month:02x}-{day:02x}",
+            date=f"{year:04d}-{month:02d}-{day:02d}",
         )

@@ -50,6 +50,9 @@ class AttestationDevice:
         self._make_quote = make_quote
         self._key_names = tuple(key_names)
         self._report_data = bytes(REPORT_DATA_SIZE)
+        # True from serving a quote until its reader is gone (or new report data arrives): a
+        # reader slower than the poll still has the FIFO open and must not get a second quote.
+        self._served = False
         self._stop_r, self._stop_w = -1, -1
         self._thread: threading.Thread | None = None
         self.quotes_served = 0
@@ -134,6 +137,7 @@ class AttestationDevice:
                 return
             # One read is one write of the program (single small writes are atomic in a pipe).
             self._report_data = chunk[:REPORT_DATA_SIZE].ljust(REPORT_DATA_SIZE, b"\0")
+            self._served = False
 
     def _serve_quote_if_wanted(self, urd_fd: int) -> None:
         assert self._make_quote is not None
@@ -141,8 +145,14 @@ class AttestationDevice:
             fd = os.open(self.directory / "quote", os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # nobody is reading the quote
+                self._served = False
                 return
             raise
+        if self._served:
+            # The reader we served has not reached end of file yet; closing this probe at once
+            # leaves its data alone (and lets a reader waiting at the end see EOF).
+            os.close(fd)
+            return
         try:
             self._drain(urd_fd)
             quote = self._make_quote(self._report_data)
@@ -152,6 +162,7 @@ class AttestationDevice:
                 written = os.write(fd, view)
                 view = view[written:]
             self.quotes_served += 1
+            self._served = True
         except BrokenPipeError:
             log.warning("the program closed /dev/attestation/quote before reading it")
         finally:

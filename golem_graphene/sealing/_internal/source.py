@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO, Final
 
 from golem_graphene import limits
-from golem_graphene.errors import AgeHeaderError, SealingError
+from golem_graphene.errors import AgeHeaderError, SealingError, UsageError
 from golem_graphene.sealing._internal.armor import ArmorDecoder, looks_armored
 
 _PIECE: Final = 64 * 1024
@@ -141,25 +141,33 @@ class AsyncSource:
     def __init__(self, stream: Any) -> None:
         read = getattr(stream, "read", None)
         self._read: Callable[[int], Awaitable[bytes]] | None = read if callable(read) else None
-        self._iter: AsyncIterator[bytes] | None = None if self._read else aiter(stream)
+        self._iter: AsyncIterator[bytes] | None = None
+        if self._read is None:
+            if not hasattr(stream, "__aiter__"):
+                raise UsageError(
+                    "the source must have an async read(n) or be an async iterable of bytes",
+                    found=type(stream).__name__,
+                )
+            self._iter = aiter(stream)
         self._buf = bytearray()
         self._armor: ArmorDecoder | None = None
         self._eof = False
 
     async def _next_piece(self) -> bytes:
-        if self._read is not None:
-            data = await self._read(_PIECE)
-        else:
-            assert self._iter is not None
-            try:
-                data = await anext(self._iter)
-            except StopAsyncIteration:
-                return b""
-            if not data:
-                return await self._next_piece()
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise SealingError("the async source yielded something other than bytes")
-        return bytes(data)
+        """The next non-empty piece of the stream, or ``b""`` at its end."""
+        while True:
+            if self._read is not None:
+                data = await self._read(_PIECE)
+            else:
+                assert self._iter is not None
+                try:
+                    data = await anext(self._iter)
+                except StopAsyncIteration:
+                    return b""
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise SealingError("the async source yielded something other than bytes")
+            if data or self._read is not None:
+                return bytes(data)
 
     async def _pull(self) -> bool:
         while not self._eof:

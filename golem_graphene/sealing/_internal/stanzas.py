@@ -9,7 +9,8 @@ Unwrapping follows the C2SP age spec's rules for identity implementations:
 * stanzas of unknown types are ignored.
 
 We implement only X25519. When no X25519 stanza opens, the other native types (scrypt, the
-post-quantum and tagged ones) are checked for the shape the spec requires, so that a malformed
+post-quantum and tagged ones) are checked for the shape the spec requires (and a post-quantum
+share whose X25519 half is a low-order point, which no identity may use), so that a malformed
 file is reported as malformed; a well-formed one is refused with
 :class:`UnsupportedRecipientError`, since the caller may hold a key we cannot use.
 """
@@ -43,17 +44,21 @@ _X25519_INFO = b"age-encryption.org/v1/X25519"
 _ZERO_NONCE = bytes(12)
 _WRAPPED_KEY_SIZE = FILE_KEY_SIZE + 16
 _WORK_FACTOR = re.compile(r"[1-9][0-9]*")
+_HYBRID_TYPE: Final = "mlkem768x25519"
+# A clamped scalar is a multiple of 8, so X25519 with any scalar kills exactly the low-order
+# points: one fixed probe key tells them apart (cryptography refuses the all-zero result).
+_PROBE = X25519PrivateKey.generate()
 
 # Argument shapes of the native types other than X25519 (C2SP age, "Native recipient types"):
 # the byte length of each base64 argument after the type, or None for scrypt's work factor.
 _FOREIGN_NATIVE_SHAPES: Final[dict[str, tuple[int | None, ...]]] = {
-    "mlkem768x25519": (1120,),
+    _HYBRID_TYPE: (1120,),
     SCRYPT_TYPE: (16, None),
     "p256tag": (4, 65),
     "mlkem768p256tag": (4, 1153),
 }
 _FOREIGN_NAMES: Final = {
-    "mlkem768x25519": "post-quantum mlkem768x25519",
+    _HYBRID_TYPE: "post-quantum mlkem768x25519",
     SCRYPT_TYPE: "passphrase (scrypt)",
     "p256tag": "hardware-key p256tag",
     "mlkem768p256tag": "hardware-key mlkem768p256tag",
@@ -109,6 +114,7 @@ def _check_foreign_shape(stanza: Stanza, index: int) -> None:
             expected=len(shape),
             found=len(stanza.args) - 1,
         )
+    decoded: list[bytes] = []
     for arg, size in zip(stanza.args[1:], shape, strict=True):
         if size is None:
             if not _WORK_FACTOR.fullmatch(arg) or int(arg) > limits.MAX_AGE_SCRYPT_WORK_FACTOR:
@@ -124,12 +130,28 @@ def _check_foreign_shape(stanza: Stanza, index: int) -> None:
                 f"stanza {index}: {stanza.type} argument is not the canonical base64 of "
                 f"{size} bytes"
             )
+        decoded.append(value)
     if len(stanza.body) != _WRAPPED_KEY_SIZE:
         raise AgeHeaderError(
             f"stanza {index}: {stanza.type} body has the wrong length",
             expected=_WRAPPED_KEY_SIZE,
             found=len(stanza.body),
         )
+    if stanza.type == _HYBRID_TYPE and _is_low_order(decoded[0][-32:]):
+        # Every identity must abort on the all-zero X25519 secret such a share gives, so no key
+        # can open this stanza: the file is malformed whoever holds the post-quantum key.
+        raise AgeHeaderError(
+            f"stanza {index}: the X25519 part of the mlkem768x25519 share is a low-order point"
+        )
+
+
+def _is_low_order(share: bytes) -> bool:
+    """True if X25519 with ``share`` gives the all-zero secret (for any clamped scalar)."""
+    try:
+        _PROBE.exchange(X25519PublicKey.from_public_bytes(share))
+    except ValueError:
+        return True
+    return False
 
 
 def _unwrap_one(identity: X25519Identity, share: bytes, body: bytes, index: int) -> bytes | None:

@@ -171,6 +171,7 @@ def make_cert(
     not_after: datetime = T0 + 365 * DAY,
     serial: int | None = None,
     extra: Iterable[x509.ExtensionType] = (),
+    basic_constraints: bool = True,
 ) -> x509.Certificate:
     """A v3 certificate with the extensions Intel's certificates carry."""
     builder = (
@@ -181,7 +182,6 @@ def make_cert(
         .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=not ca,
@@ -202,6 +202,8 @@ def make_cert(
             critical=False,
         )
     )
+    if basic_constraints:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
     for ext in extra:
         builder = builder.add_extension(ext, critical=False)
     return builder.sign(issuer_key, hashes.SHA256())

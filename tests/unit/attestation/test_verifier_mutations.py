@@ -848,12 +848,11 @@ def test_synthetic_debug_quote_verifies_and_reports_debug(pki: SgxTestPki) -> No
     assert result.to_dict()["debug"] is True
 
 
-# Certificate roles by BasicConstraints (dcap-qvl/webpki: CaUsedAsEndEntity, EndEntityUsedAsCa).
-# BUG: the verifier identifies roles by subject CN only. Not exploitable with Intel's real PKI
-# (the root issues no such certificates), but research section 9 lists these recipes.
+# Certificate roles by BasicConstraints (as dcap-qvl/webpki: CaUsedAsEndEntity,
+# EndEntityUsedAsCa), not only by subject CN. Not reachable with Intel's real PKI (its root
+# issues no such certificates), but research section 9 lists these recipes.
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a CA certificate (cA=TRUE) is accepted as TCB signer")
 def test_ca_certificate_as_tcb_signer_is_refused() -> None:
     bad = SgxTestPki()
     bad.tcb_signer = make_cert(
@@ -863,12 +862,12 @@ def test_ca_certificate_as_tcb_signer_is_refused() -> None:
         issuer_key=bad.root_key,
         ca=True,
     )
-    with pytest.raises(VerificationError):
-        _verify(SgxCase(bad))
+    error = _fails(SgxCase(bad), "chain")
+    assert "TCB info signer certificate is a CA certificate" in error.message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an end-entity certificate is accepted as the PCK CA")
-def test_end_entity_as_pck_ca_is_refused() -> None:
+@pytest.mark.parametrize("constraints", [True, False], ids=["ca_false", "no_basic_constraints"])
+def test_end_entity_as_pck_ca_is_refused(constraints: bool) -> None:
     bad = SgxTestPki()
     bad.pck_ca = make_cert(
         subject="Test SGX PCK Processor CA",
@@ -876,12 +875,13 @@ def test_end_entity_as_pck_ca_is_refused() -> None:
         issuer=bad.root,
         issuer_key=bad.root_key,
         ca=False,
+        basic_constraints=constraints,
     )
-    with pytest.raises(VerificationError):
-        _verify(SgxCase(bad))
+    error = _fails(SgxCase(bad), "chain")
+    assert "PCK CA certificate is not a CA certificate" in error.message
+    assert error.found == ("cA false" if constraints else "no BasicConstraints")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a CA certificate (cA=TRUE) is accepted as PCK leaf")
 def test_ca_certificate_as_pck_leaf_is_refused(pki: SgxTestPki) -> None:
     case = SgxCase(pki)
     leaf = make_cert(
@@ -897,8 +897,7 @@ def test_ca_certificate_as_pck_leaf_is_refused(pki: SgxTestPki) -> None:
         ],
     )
     case.quote = _with_cert_data(case.quote, _pem(leaf, pki.pck_ca, pki.root) + b"\0")
-    with pytest.raises(VerificationError):
-        _verify(case)
+    assert "PCK leaf certificate is a CA certificate" in _fails(case, "chain").message
 
 
 def test_default_components_constant_is_what_the_pki_uses() -> None:

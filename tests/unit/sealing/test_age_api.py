@@ -483,3 +483,27 @@ class TestAsync:
 
         with pytest.raises(SealingError, match="other than bytes"):
             await encrypt_async(numbers(), sink, [alice.recipient()])
+
+    async def test_empty_pieces_are_skipped(self, alice: X25519Identity) -> None:
+        sealed = seal(b"payload", alice.recipient())
+
+        async def sparse() -> AsyncIterator[bytes]:
+            for byte in sealed:
+                for _ in range(3):
+                    yield b""
+                yield bytes([byte])
+
+        plain = bytearray()
+
+        async def sink(part: bytes) -> None:
+            plain.extend(part)
+
+        assert await decrypt_async(sparse(), sink, [alice]) == len(b"payload")
+        assert plain == b"payload"
+
+    async def test_source_of_the_wrong_type(self, alice: X25519Identity) -> None:
+        async def sink(part: bytes) -> None:
+            pass
+
+        with pytest.raises(UsageError, match="async read"):
+            await encrypt_async(b"not a stream", sink, [alice.recipient()])  # type: ignore[arg-type]

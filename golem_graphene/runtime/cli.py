@@ -1,0 +1,200 @@
+"""The ExeUnit runtime command line, as yagna's supervisor invokes it.
+
+``<runtime> [--workdir W] [--task-package P] [--cpu-cores N] [--mem-gib G] [--storage-gib S]
+[runtime flags] COMMAND``, with ``COMMAND`` one of (research/golem.md section 2.6):
+
+- ``test``: self-check; exit status 0 when the configured runner can run here (a JSON report on
+  stdout names every runner and why it is or is not usable);
+- ``offer-template``: ``{"properties": {...}, "constraints": ""}`` on stdout;
+- ``deploy``: validate the task package, build the enclave image; ``DeployResult`` on stdout;
+- ``start``: the blocking-mode protobuf server on stdin/stdout for the activity's life;
+- ``run --entrypoint E ARGS...``: one protocol step in process-per-command mode;
+- ``install --plugins-dir DIR``: write the descriptor and a wrapper into ya-provider's plugins.
+
+Runtime flags (ours; put them in the wrapper that ``install`` writes): ``--runner``,
+``--data-dir``, ``--pcs-url``, ``--allow-insecure gramine-direct``, ``--allow-network``.
+Flags the supervisor may add before a command (``--volume-override``, ``--hostname``,
+``--vpn-endpoint``, ``--inet-endpoint``) are accepted and ignored: enclaves get no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from golem_graphene.errors import Error, UsageError
+from golem_graphene.provider.runners import RUNNER_NAMES
+from golem_graphene.runtime.settings import ENTRYPOINTS, RuntimeSettings
+
+__all__ = ["add_arguments", "dispatch", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the runtime's global flags and commands to ``parser``."""
+    g = parser.add_argument_group("ExeUnit flags")
+    g.add_argument("--workdir", "-w", type=Path, help="the activity's work directory")
+    g.add_argument("--task-package", "-t", type=Path, help="the downloaded task package")
+    g.add_argument("--cpu-cores", type=int, help="cores granted (runtime-managed hardware)")
+    g.add_argument("--mem-gib", type=float, help="memory granted, GiB")
+    g.add_argument("--storage-gib", type=float, help="storage granted, GiB")
+    for ignored in ("--volume-override", "--hostname", "--vpn-endpoint", "--inet-endpoint"):
+        g.add_argument(ignored, help=argparse.SUPPRESS)
+    r = parser.add_argument_group("runtime flags")
+    r.add_argument(
+        "--runner",
+        choices=RUNNER_NAMES,
+        default="gramine-sgx",
+        help="enclave runner (default gramine-sgx; sim gives NO SGX protection)",
+    )
+    r.add_argument("--data-dir", type=Path, help="images, keys and simulator state")
+    r.add_argument("--pcs-url", help="PCCS/PCS for collateral (gramine-sgx)")
+    r.add_argument(
+        "--allow-insecure",
+        action="append",
+        choices=["gramine-direct"],
+        default=[],
+        help="allow an unprotected runner by name",
+    )
+    r.add_argument("--allow-network", action="store_true", help="run specs that ask for network")
+    r.add_argument("--counter-interval", type=float, default=5.0, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="runtime_command", metavar="COMMAND")
+    sub.required = True
+    sub.add_parser("test", help="self-check: which runners are usable here")
+    sub.add_parser("offer-template", help="print the offer template JSON")
+    p = sub.add_parser("deploy", help="validate the task package and prepare the image")
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p = sub.add_parser("start", help="serve the blocking-mode protocol on stdin/stdout")
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p = sub.add_parser("run", help="run one protocol step (process-per-command mode)")
+    p.add_argument("--entrypoint", required=True, help=" | ".join(ENTRYPOINTS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the entry point's arguments")
+    p = sub.add_parser("install", help="install the descriptor into ya-provider's plugins")
+    p.add_argument("--plugins-dir", type=Path, required=True)
+    p.add_argument("--supervisor-path", default="exe-unit")
+    sub.add_parser("session-host", help=argparse.SUPPRESS)
+
+
+def _settings(args: argparse.Namespace) -> RuntimeSettings:
+    return RuntimeSettings(
+        runner=args.runner,
+        data_dir=args.data_dir.resolve() if args.data_dir else Path(),
+        pcs_url=args.pcs_url,
+        allow_insecure=tuple(args.allow_insecure),
+        allow_network=args.allow_network,
+        counter_interval=args.counter_interval,
+    )
+
+
+def _workdir(args: argparse.Namespace) -> Path:
+    if args.workdir is None:
+        raise UsageError(f"{args.runtime_command} needs --workdir")
+    path: Path = args.workdir.resolve()
+    return path
+
+
+def _out(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed runtime command; returns the exit status."""
+    settings = _settings(args)
+    command = args.runtime_command
+    if command == "test":
+        from golem_graphene.runtime.offer import self_test
+
+        ok, report = self_test(settings)
+        _out(report)
+        verdict = report["runners"][settings.runner]["detail"]
+        _say(f"{'OK' if ok else 'FAIL'}: {settings.runner}: {verdict}")
+        return 0 if ok else 1
+    if command == "offer-template":
+        from golem_graphene.runtime.offer import offer_template
+
+        _out(offer_template(settings))
+        return 0
+    if command == "deploy":
+        from golem_graphene.runtime.deploy import deploy, deploy_result
+
+        try:
+            deployment = deploy(_workdir(args), args.task_package, settings, mem_gib=args.mem_gib)
+        except Error as exc:
+            _out(deploy_result(exc))
+            _say(f"FAIL: deploy: {exc.code}: {exc.describe()}")
+            return 1
+        _out(deploy_result(deployment))
+        return 0
+    if command == "start":
+        return _start(args, settings)
+    if command in ("run", "session-host"):
+        return _run(args, settings)
+    if command == "install":
+        from golem_graphene.runtime.descriptor import install
+
+        target, wrapper = install(
+            args.plugins_dir.resolve(), settings, supervisor_path=args.supervisor_path
+        )
+        _say(f"OK: wrote {target} and {wrapper}")
+        _say("   activate it in ya-provider's presets (see docs/golem.md)")
+        return 0
+    raise UsageError(f"unknown runtime command {command!r}")
+
+
+def _start(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from golem_graphene.runtime.deploy import Deployment
+    from golem_graphene.runtime.server import serve_stdio
+    from golem_graphene.runtime.session import ActivitySession
+
+    workdir = _workdir(args)
+    Deployment.load(workdir)
+    session = ActivitySession(workdir, settings)
+    return asyncio.run(serve_stdio(session, settings.counter_interval))
+
+
+def _run(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from golem_graphene.runtime.host import run_via_host, serve_host
+
+    workdir = _workdir(args)
+    if args.runtime_command == "session-host":
+        return asyncio.run(serve_host(workdir, settings))
+    step_args = list(args.args)
+    if step_args[:1] == ["--"]:
+        step_args = step_args[1:]
+    result = run_via_host(workdir, settings, args.entrypoint, step_args)
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
+    return result.code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m golem_graphene.runtime``: the runtime as ya-provider's plugin runs it."""
+    import os
+
+    from golem_graphene._logging import configure_logging
+
+    parser = argparse.ArgumentParser(
+        prog="ya-runtime-gramine-sgx", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging("console", os.environ.get("GOLEM_GRAPHENE_LOG_LEVEL", "INFO"))
+    try:
+        return dispatch(args)
+    except UsageError as exc:
+        _say(f"ya-runtime-gramine-sgx: error: {exc.describe()}")
+        return 2
+    except Error as exc:
+        _say(f"FAIL: {exc.code}: {exc.describe()}")
+        return 1

@@ -1,0 +1,137 @@
+"""``test`` and ``offer-template``: what this host can run, and what the provider's offer says.
+
+The offer properties under ``golem.runtime.sgx.*`` are **ours** (no Golem repository defines an
+SGX property in offers; research/golem.md section 2.5). They let a requestor filter providers
+before any agreement; they are claims of an untrusted provider, and the requestor's verification
+of the enclave's quote is what counts. Documented in ``docs/golem.md``:
+
+====================================  ============================================================
+property                              value
+====================================  ============================================================
+``golem.runtime.sgx.runner``          ``gramine-sgx``, ``sim`` or ``gramine-direct``
+``golem.runtime.sgx.attestation``     ``dcap`` (ECDSA quotes; simulated ones under ``sim``) or
+                                      ``none`` (``gramine-direct``)
+``golem.runtime.sgx.simulated``       ``false`` only for ``gramine-sgx``: no SGX protection else
+``golem.runtime.sgx.libos``           ``gramine``
+``golem.runtime.sgx.libos_version``   ``gramine-sgx --version`` (``golem-graphene-sim/<ver>``
+                                      under ``sim``; ``unknown`` when Gramine is missing)
+``golem.runtime.sgx.protocol``        the task protocol, ``golem-graphene/v1``
+``golem.runtime.sgx.mrsigner``        MRSIGNER of the key this provider signs images with (hex)
+====================================  ============================================================
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import golem_graphene
+from golem_graphene.protocol.version import PROTOCOL_NAME
+from golem_graphene.provider.image import load_or_create_signing_key, mrsigner_of
+from golem_graphene.provider.runners import RUNNER_NAMES, check_sgx_host, gramine_version
+from golem_graphene.provider.sandbox import bwrap_available
+from golem_graphene.runtime.settings import RUNTIME_NAME, RUNTIME_VERSION, RuntimeSettings
+
+__all__ = ["OFFER_PROPERTIES", "RunnerCheck", "offer_template", "self_test"]
+
+OFFER_PROPERTIES = (
+    "golem.runtime.sgx.runner",
+    "golem.runtime.sgx.attestation",
+    "golem.runtime.sgx.simulated",
+    "golem.runtime.sgx.libos",
+    "golem.runtime.sgx.libos_version",
+    "golem.runtime.sgx.protocol",
+    "golem.runtime.sgx.mrsigner",
+)
+"""Every property ``offer-template`` publishes (all ours, see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class RunnerCheck:
+    """Whether one runner is usable on this host, and why (not)."""
+
+    runner: str
+    usable: bool
+    detail: str
+
+
+def _check_sim() -> RunnerCheck:
+    bwrap = bwrap_available()
+    if bwrap is None:
+        return RunnerCheck("sim", False, "bubblewrap (bwrap) is not installed")
+    try:
+        probe = subprocess.run(
+            [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return RunnerCheck("sim", False, f"bwrap does not run: {exc}")
+    if probe.returncode != 0:
+        reason = probe.stderr.strip()[:300] or f"exit status {probe.returncode}"
+        return RunnerCheck("sim", False, f"bwrap cannot create namespaces: {reason}")
+    return RunnerCheck("sim", True, f"bubblewrap sandbox works ({bwrap}); NO SGX protection")
+
+
+def _check_direct(settings: RuntimeSettings) -> RunnerCheck:
+    version = gramine_version("gramine-direct")
+    if version is None:
+        return RunnerCheck("gramine-direct", False, "gramine-direct is not installed")
+    if "gramine-direct" not in settings.allow_insecure:
+        return RunnerCheck(
+            "gramine-direct", False, "installed but not allowed (--allow-insecure gramine-direct)"
+        )
+    return RunnerCheck("gramine-direct", True, f"Gramine {version}; NO SGX protection")
+
+
+def self_test(settings: RuntimeSettings) -> tuple[bool, dict[str, Any]]:
+    """Check every runner; the verdict is whether the configured runner is usable here."""
+    sgx = check_sgx_host()
+    checks = {
+        "sim": _check_sim(),
+        "gramine-sgx": RunnerCheck("gramine-sgx", sgx.usable, sgx.describe()),
+        "gramine-direct": _check_direct(settings),
+    }
+    ok = checks[settings.runner].usable
+    report: dict[str, Any] = {
+        "runtime": RUNTIME_NAME,
+        "version": RUNTIME_VERSION,
+        "runner": settings.runner,
+        "ok": ok,
+        "runners": {
+            name: {"usable": checks[name].usable, "detail": checks[name].detail}
+            for name in RUNNER_NAMES
+        },
+    }
+    if ok and settings.runner == "sim":
+        from golem_graphene.provider.sim.platform import SimPlatform
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        platform = SimPlatform.load_or_create(settings.data_dir)
+        report["sim_root_fingerprint"] = platform.root_fingerprint
+    return ok, report
+
+
+def _libos_version(runner: str) -> str:
+    if runner == "sim":
+        return f"golem-graphene-sim/{golem_graphene.__version__}"
+    return gramine_version(runner) or "unknown"
+
+
+def offer_template(settings: RuntimeSettings) -> dict[str, Any]:
+    """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": ""}``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = load_or_create_signing_key(settings.signing_key_path)
+    properties: dict[str, Any] = {
+        "golem.runtime.sgx.runner": settings.runner,
+        "golem.runtime.sgx.attestation": "none" if settings.runner == "gramine-direct" else "dcap",
+        "golem.runtime.sgx.simulated": settings.runner != "gramine-sgx",
+        "golem.runtime.sgx.libos": "gramine",
+        "golem.runtime.sgx.libos_version": _libos_version(settings.runner),
+        "golem.runtime.sgx.protocol": PROTOCOL_NAME,
+        "golem.runtime.sgx.mrsigner": mrsigner_of(key.public_key()).hex(),
+    }
+    assert tuple(properties) == OFFER_PROPERTIES
+    return {"properties": properties, "constraints": ""}

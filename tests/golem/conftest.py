@@ -1,0 +1,147 @@
+"""Fixtures of the Golem tests: the real runtime process, driven by the supervisor simulator.
+
+- ``runtime_flags`` (session): ``--runner sim`` with one data folder for the session, so each
+  task package's enclave image is built once (the runtime caches it there);
+- ``shell_spec`` / ``shell_package`` (session): a native ``/bin/sh`` spec whose script comes
+  from the requestor's args, and its task package (tar);
+- ``sim_root`` (session): the simulation root's fingerprint, as the runtime's ``test`` prints it;
+- ``shell_policy`` (session): a requestor policy that trusts that root and pins the measurement
+  of the requestor's *own* build of the spec;
+- ``activity``: an :class:`ExeUnitSimulator` after ``deploy`` and ``start`` (shut down after).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from supervisor import RUNTIME_BINARY, ExeUnitSimulator
+
+from golem_graphene.requestor.client import RequestorPolicy
+from golem_graphene.requestor.golem.package import TaskPackage, build_task_package
+from golem_graphene.requestor.measure import measure_locally
+from golem_graphene.sealing.keys import X25519Identity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CSV_STATS = REPO_ROOT / "task_specs" / "csv-stats"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+_TOOLS = ("cat", "head", "sleep", "true")
+
+SHELL_SPEC = """\
+name = "golem-shell"
+description = "A shell for the Golem tests: the requestor's args are the script (sh -c ...)"
+
+[enclave]
+runtime = "native"
+entrypoint = "/bin/sh"
+trusted_files = [{tools}]
+args = ["-c", "true"]
+enclave_size = "256M"
+max_threads = 4
+
+[[inputs]]
+name = "x"
+max_size = "16M"
+required = false
+
+[[inputs]]
+name = "y"
+max_size = "16M"
+required = false
+
+[outputs]
+files = ["*"]
+
+[limits]
+wall_seconds = 60
+memory = "256M"
+output_size = "64M"
+"""
+
+
+def _bwrap_problem() -> str | None:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed"
+    cmd = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--die-with-parent"]
+    cmd += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    return None if result.returncode == 0 else f"bwrap cannot sandbox here: {result.stderr}"
+
+
+@pytest.fixture(scope="session")
+def sandbox_ok() -> None:
+    problem = _bwrap_problem()
+    if problem is not None:
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def runtime_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runtime-data")
+
+
+@pytest.fixture(scope="session")
+def runtime_flags(runtime_data: Path) -> list[str]:
+    return ["--runner", "sim", "--data-dir", str(runtime_data), "--counter-interval", "0.2"]
+
+
+@pytest.fixture(scope="session")
+def shell_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shell-spec")
+    tools = ", ".join(f'"/usr/bin/{t}"' for t in _TOOLS if Path(f"/usr/bin/{t}").exists())
+    (root / "task.toml").write_text(SHELL_SPEC.format(tools=tools))
+    return root
+
+
+@pytest.fixture(scope="session")
+def shell_package(shell_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> TaskPackage:
+    return build_task_package(shell_spec, tmp_path_factory.mktemp("packages") / "shell.tar")
+
+
+@pytest.fixture(scope="session")
+def sim_root(runtime_flags: list[str], sandbox_ok: None) -> str:
+    """The simulation root the runtime's platform uses, from its own ``test`` report."""
+    out = subprocess.run(
+        [str(RUNTIME_BINARY), "runtime", *runtime_flags, "test"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    fingerprint: str = json.loads(out.stdout)["sim_root_fingerprint"]
+    return fingerprint
+
+
+@pytest.fixture(scope="session")
+def shell_policy(shell_spec: Path, sim_root: str) -> RequestorPolicy:
+    """Trust the sim root by name; expect the measurement of our own build of the spec."""
+    return RequestorPolicy(
+        trusted_simulation_roots=(sim_root,),
+        expected_mrenclave=(measure_locally(shell_spec / "task.toml", "sim"),),
+    )
+
+
+@pytest.fixture
+def identity() -> X25519Identity:
+    return X25519Identity.generate()
+
+
+@pytest.fixture
+async def activity(
+    tmp_path: Path, shell_package: TaskPackage, runtime_flags: list[str], sandbox_ok: None
+) -> AsyncIterator[ExeUnitSimulator]:
+    """An activity running the shell package, deployed and started in blocking mode."""
+    exeunit = ExeUnitSimulator(tmp_path / "activity", shell_package.path, list(runtime_flags))
+    await exeunit.deploy()
+    await exeunit.start()
+    try:
+        yield exeunit
+    finally:
+        await exeunit.close()

@@ -1,0 +1,351 @@
+"""The ``sim`` runner's sandbox under real bubblewrap (issue 4, "Enclave runners").
+
+Each test builds a small image by hand: a Gramine manifest for a native program (``/bin/sh`` and
+a few tools, their libraries from ``ldd``), expanded with ``expand_trusted_files`` and signed
+like ``golem-graphene build`` signs, then launched through :meth:`SimRunner.launch` exactly as
+the provider launches an agent. The program writes what it saw into ``/untrusted`` (the task's
+I/O folder), which the test reads afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from golem_graphene.errors import RunnerError
+from golem_graphene.provider import runners
+from golem_graphene.provider.image import (
+    IMAGE_FORMAT,
+    EnclaveImage,
+    SimSignature,
+    load_or_create_signing_key,
+    sim_mrenclave,
+)
+from golem_graphene.provider.manifest import Manifest
+from golem_graphene.provider.manifest_template import expand_trusted_files
+from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
+from golem_graphene.provider.sandbox import bwrap_available, run_sandbox
+
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(bwrap_available() is None, reason="bubblewrap (bwrap) is not installed"),
+    pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap needs Linux"),
+]
+
+
+# --- hand-built images (the same helper lives in test_sim_attestation.py) ------------------------
+
+
+def ldd(programs: list[str]) -> list[str]:
+    libs: set[str] = set()
+    for program in programs:
+        out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
+                libs.add(parts[2])
+            elif parts and parts[0].startswith("/"):
+                libs.add(parts[0])
+    return sorted(libs)
+
+
+@dataclass
+class Images:
+    root: Path
+    key: rsa.RSAPrivateKey
+    runner: SimRunner
+    count: int = 0
+
+    def make(
+        self,
+        argv: list[str],
+        programs: list[str],
+        *,
+        app: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        network: bool = False,
+        wall_seconds: float = 30,
+    ) -> EnclaveImage:
+        """An image running ``argv`` with ``programs`` (and their libraries) trusted.
+
+        ``app`` files go into the image's ``app/`` folder and are trusted too.
+        """
+        self.count += 1
+        img = self.root / f"image-{self.count}"
+        (img / "app").mkdir(parents=True)
+        for name, text in (app or {}).items():
+            (img / "app" / name).write_text(text)
+        trusted = [*programs, *ldd(programs)]
+        tops = sorted({"/" + Path(p).parts[1] for p in trusted})
+        environment = {"PATH": "/usr/bin:/bin", **(env or {})}
+        text = "\n".join(
+            [
+                f"libos.entrypoint = {json.dumps(argv[0])}",
+                f"loader.argv = {json.dumps(argv)}",
+                *(f"loader.env.{k} = {json.dumps(v)}" for k, v in environment.items()),
+                "fs.mounts = [",
+                '  { path = "/image", uri = "file:image" },',
+                '  { path = "/untrusted", uri = "file:io" },',
+                '  { path = "/tmp", type = "tmpfs" },',
+                *(f'  {{ path = "{top}", uri = "file:{top}" }},' for top in tops),
+                "]",
+                'sgx.remote_attestation = "dcap"',
+                "sgx.trusted_files = "
+                + json.dumps(
+                    [f"file:{p}" for p in trusted] + [f"file:image/app/{n}" for n in app or {}]
+                ),
+                'sgx.allowed_files = ["file:io/"]',
+            ]
+        )
+        launch = self.root / f"build-launch-{self.count}"
+        launch.mkdir()
+        (launch / "image").symlink_to(img)
+        manifest = expand_trusted_files(
+            Manifest.from_toml(text), launch, hash_loader_entrypoint=False
+        )
+        (img / "agent.manifest").write_text(manifest.to_toml())
+        measured = sim_mrenclave(manifest)
+        signature = SimSignature.sign(self.key, measured, manifest)
+        (img / "sim.sig").write_text(signature.to_json())
+        (img / "task.toml").write_text(
+            f'name = "t{self.count}"\nnetwork = {str(network).lower()}\n'
+            f'[enclave]\nruntime = "native"\nentrypoint = {json.dumps(argv[0])}\n'
+            f'[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = {wall_seconds}\n'
+        )
+        info = {
+            "format": IMAGE_FORMAT,
+            "mrenclave": {"sim": measured.hex(), "gramine-sgx": None},
+            "mrsigner": signature.mrsigner.hex(),
+        }
+        (img / "image.json").write_text(json.dumps(info))
+        return EnclaveImage.load(img)
+
+    async def run(self, image: EnclaveImage, name: str) -> tuple[int, Path, str]:
+        """Launch ``image`` in a fresh launch folder; returns (status, io folder, stderr)."""
+        launch = self.root / name
+        stderr = self.root / f"{name}.stderr"
+        process = await self.runner.launch(image, launch, stderr_path=stderr)
+        code = await asyncio.wait_for(process.wait(), timeout=60)
+        return code, launch / "io", stderr.read_text()
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> rsa.RSAPrivateKey:
+    return load_or_create_signing_key(tmp_path_factory.mktemp("key") / "key.pem")
+
+
+@pytest.fixture
+def images(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> Images:
+    return Images(tmp_path, signing_key, SimRunner(tmp_path / "provider-data"))
+
+
+SH = ["/bin/sh"]
+
+
+# --- only the manifest's files exist -------------------------------------------------------------
+
+
+async def test_files_outside_the_manifest_do_not_exist(images: Images) -> None:
+    script = (
+        "for f in /etc/passwd /etc/hostname /usr/bin/id /image/image.json /image/sim.sig "
+        "/usr/bin/cat; do cat $f > /dev/null 2>&1; echo $f=$?; done > /untrusted/seen; "
+        "test -w /bin/sh; echo write-trusted=$? >> /untrusted/seen; "
+        "(: > /image/app/new) 2>/dev/null; echo write-image=$? >> /untrusted/seen"
+    )
+    image = images.make([*SH, "-c", script], [*SH, "/usr/bin/cat"])
+    code, io, _ = await images.run(image, "launch")
+    assert code == 0
+    seen = dict(line.split("=") for line in (io / "seen").read_text().split())
+    assert seen.pop("/usr/bin/cat") == "0"  # the control: a trusted file is readable
+    assert seen.pop("write-trusted") == "1"  # trusted files are read-only
+    assert seen.pop("write-image") != "0"
+    # Not in the manifest: /etc entirely, an untrusted file of a mounted folder (/usr/bin/id),
+    # and image files that are not trusted.
+    assert seen == dict.fromkeys(
+        ["/etc/passwd", "/etc/hostname", "/usr/bin/id", "/image/image.json", "/image/sim.sig"],
+        "1",
+    )
+
+
+async def test_only_the_manifests_environment_is_visible(
+    images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GG_HOST_SECRET", "must-not-leak")
+    image = images.make(
+        [
+            *SH,
+            "-c",
+            "export -p > /untrusted/env; hostname=$(cat /proc/sys/kernel/hostname); "
+            'echo "$hostname" > /untrusted/hostname',
+        ],
+        [*SH, "/usr/bin/cat"],
+        env={"GREETING": "hello from the manifest"},
+    )
+    code, io, _ = await images.run(image, "launch")
+    assert code == 0
+    exported = (io / "env").read_text()
+    assert "GG_HOST_SECRET" not in exported
+    assert "must-not-leak" not in exported
+    assert "GREETING='hello from the manifest'" in exported
+    assert (io / "hostname").read_text().strip() == "enclave"
+
+
+# --- trusted files are checked before start --------------------------------------------------
+
+
+async def test_a_trusted_file_changed_after_build_fails_before_start(images: Images) -> None:
+    image = images.make([*SH, "/image/app/run.sh"], SH, app={"run.sh": ": > /untrusted/started\n"})
+    code, io, _ = await images.run(image, "control")
+    assert code == 0
+    assert (io / "started").exists()  # the control: unchanged, it runs
+
+    with open(image.directory / "app" / "run.sh", "a") as f:
+        f.write("echo tampered\n")
+    launch = images.root / "tampered"
+    with pytest.raises(RunnerError, match=r"trusted file file:image/app/run\.sh was modified"):
+        await images.runner.launch(image, launch, stderr_path=images.root / "tampered.stderr")
+    assert not (launch / "io" / "started").exists()
+    assert not (launch / ".dev-attestation").exists()  # nothing was started for it
+
+
+# --- network ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> tuple[socket.socket, int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield server, server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize("network", [False, True])
+async def test_network_is_unreachable_unless_the_spec_allows_it(
+    images: Images, listener: tuple[socket.socket, int], network: bool
+) -> None:
+    _, port = listener
+    script = (
+        "cat /proc/net/dev > /untrusted/netdev; "
+        f"if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo connected; else echo refused; fi "
+        "> /untrusted/tcp"
+    )
+    bash = "/bin/bash"
+    if not Path(bash).exists():
+        pytest.skip("needs bash for /dev/tcp")
+    image = images.make([bash, "-c", script], [bash, "/usr/bin/cat"], network=network)
+    code, io, _ = await images.run(image, f"launch-{network}")
+    assert code == 0
+    interfaces = {
+        line.split(":")[0].strip() for line in (io / "netdev").read_text().splitlines()[2:]
+    }
+    if network:
+        assert (io / "tcp").read_text().strip() == "connected"
+        assert interfaces != {"lo"}
+    else:
+        assert (io / "tcp").read_text().strip() == "refused"
+        assert interfaces == {"lo"}
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+BOMB_MARK = "987654"  # sleep's argument: unusual enough to find these processes in /proc
+
+
+def bomb_processes() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        mark = argv[1:2] == [BOMB_MARK.encode()]
+        if argv[0].endswith(b"sleep") and mark and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+async def watch_bomb(seconds: float) -> int:
+    most = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        most = max(most, len(bomb_processes()))
+        await asyncio.sleep(0.1)
+    return most
+
+
+async def wait_until_gone(seconds: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    left = bomb_processes()
+    for _ in range(int(seconds / 0.05)):
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+        left = bomb_processes()
+    return left
+
+
+@pytest.mark.parametrize("supervisor", ["launch", "run_sandbox"])
+async def test_timeout_kills_a_fork_bomb_like_tree(
+    images: Images, monkeypatch: pytest.MonkeyPatch, supervisor: str
+) -> None:
+    assert bomb_processes() == [], "leftovers from an earlier run"
+    # A growing tree, throttled so the host survives; half the sleepers leave the session.
+    bomb = f'while :; do sh -c "sleep {BOMB_MARK}" & setsid sleep {BOMB_MARK} & sleep 0.01; done'
+    image = images.make(
+        [*SH, "-c", bomb], [*SH, "/usr/bin/sleep", "/usr/bin/setsid"], wall_seconds=1.5
+    )
+    watcher = asyncio.ensure_future(watch_bomb(1.2))
+    started = time.monotonic()
+    if supervisor == "launch":
+        monkeypatch.setattr(runners, "_SEALING_MARGIN_SECONDS", 0.0)
+        process = await images.runner.launch(
+            image, images.root / "launch", stderr_path=images.root / "stderr"
+        )
+        code = await asyncio.wait_for(process.wait(), timeout=30)
+        assert isinstance(process, EnclaveProcess) and process.timed_out
+        assert code == -9
+    else:
+        launch = images.root / "launch"
+        prepare_launch_dir(image, launch)
+        (launch / ".dev-attestation").mkdir()
+        plan = images.runner.plan(image, launch, launch / ".dev-attestation")
+        plan = replace(plan, limits=replace(plan.limits, wall_seconds=1.5))
+        result = await run_sandbox(plan)
+        assert result.timed_out
+        assert result.describe().startswith("killed: timeout")
+    elapsed = time.monotonic() - started
+    assert 1.4 < elapsed < 10
+    assert await watcher >= 20, "the tree did not grow: the test proves nothing"
+    assert await wait_until_gone() == [], "processes of the tree survived the timeout"
+
+
+async def test_memory_limit_is_enforced(images: Images) -> None:
+    # 256 MiB (the enclave size, at least 256 MiB) of address space: a 1 MiB buffer is fine,
+    # a 400 MiB one is refused.
+    script = (
+        "dd if=/dev/zero of=/dev/null bs=1M count=1 2>/dev/null; echo small=$? > /untrusted/rc; "
+        "dd if=/dev/zero of=/dev/null bs=400M count=1 2>/untrusted/dd.err; "
+        "echo big=$? >> /untrusted/rc"
+    )
+    image = images.make([*SH, "-c", script], [*SH, "/usr/bin/dd"])
+    assert image.manifest.sgx.enclave_size == 256 << 20
+    code, io, _ = await images.run(image, "launch")
+    assert code == 0
+    rc = dict(line.split("=") for line in (io / "rc").read_text().split())
+    assert rc["small"] == "0"
+    assert rc["big"] != "0"
+    assert "memory exhausted" in (io / "dd.err").read_text()

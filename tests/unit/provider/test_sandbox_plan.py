@@ -1,0 +1,414 @@
+"""What the ``sim`` runner asks bubblewrap for: the plan (mounts, argv, env, limits) built from a
+manifest, the checks before a start, and the exact ``prlimit ... -- bwrap ...`` command line.
+
+Nothing is executed here (stand-in ``bwrap`` and ``prlimit`` sit on ``PATH``); the integration
+tests in ``tests/integration/test_sim_runner.py`` run the same plans under real bubblewrap.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from golem_graphene.errors import RunnerError
+from golem_graphene.protocol.spec import TaskSpec
+from golem_graphene.provider.image import EnclaveImage, sim_mrenclave
+from golem_graphene.provider.manifest import Manifest
+from golem_graphene.provider.manifest_template import expand_trusted_files
+from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
+from golem_graphene.provider.sandbox import (
+    Mount,
+    ResourceLimits,
+    SandboxPlan,
+    SandboxResult,
+    bwrap_command,
+)
+from golem_graphene.provider.sim import filesystem
+from golem_graphene.provider.sim.filesystem import TrustedFileCache, verify_trusted_files
+
+MANIFEST = """
+libos.entrypoint = "/bin/sh"
+loader.argv = ["/bin/sh", "/image/app/run.sh", "an arg"]
+loader.env.HOME = "/workspace"
+loader.env.GREETING = {{ value = "hello world" }}
+fs.start_dir = "/workspace"
+fs.mounts = [
+  {{ path = "/image", uri = "file:image" }},
+  {{ path = "/untrusted", uri = "file:io" }},
+  {{ path = "/workspace", type = "tmpfs" }},
+{mounts}]
+sgx.enclave_size = "{enclave_size}"
+sgx.trusted_files = [
+  "file:image/app/run.sh",
+  "file:image/app/data.txt",
+  "file:image/lib/",
+]
+sgx.allowed_files = ["file:io/"{allowed}]
+{extra}
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stand-in ``bwrap`` and ``prlimit`` first on PATH (never run here)."""
+    bin_dir = tmp_path / "tools"
+    bin_dir.mkdir()
+    for tool in ("bwrap", "prlimit"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 99\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return bin_dir
+
+
+ImageFactory = Callable[..., EnclaveImage]
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> ImageFactory:
+    """An image folder with app files (one not trusted) and a fully trusted ``lib`` folder."""
+
+    def make(
+        *,
+        enclave_size: str = "512M",
+        mounts: str = "",
+        allowed: str = "",
+        extra: str = "",
+        network: bool = False,
+    ) -> EnclaveImage:
+        img = tmp_path / "img"
+        (img / "app").mkdir(parents=True, exist_ok=True)
+        (img / "lib" / "pkg").mkdir(parents=True, exist_ok=True)
+        (img / "app" / "run.sh").write_text("echo hello\n")
+        (img / "app" / "data.txt").write_text("data\n")
+        (img / "app" / "not-trusted.txt").write_text("secret of the host\n")
+        (img / "lib" / "a.py").write_text("A = 1\n")
+        (img / "lib" / "pkg" / "b.py").write_text("B = 2\n")
+        text = MANIFEST.format(
+            enclave_size=enclave_size, mounts=mounts, allowed=allowed, extra=extra
+        )
+        build = tmp_path / "build-launch"
+        prepare_launch_dir_for(img, build)
+        manifest = expand_trusted_files(
+            Manifest.from_toml(text), build, hash_loader_entrypoint=False
+        )
+        spec = TaskSpec.from_toml(
+            f'name = "t"\nnetwork = {str(network).lower()}\n'
+            '[enclave]\nruntime = "native"\nentrypoint = "/bin/sh"\n'
+            '[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = 30\n'
+        )
+        info = {"mrenclave": {"sim": sim_mrenclave(manifest).hex()}}
+        return EnclaveImage(img, info, manifest, spec)
+
+    return make
+
+
+def prepare_launch_dir_for(img: Path, launch: Path) -> None:
+    launch.mkdir(exist_ok=True)
+    if not (launch / "image").is_symlink():
+        (launch / "image").symlink_to(img)
+    (launch / "io").mkdir(exist_ok=True)
+
+
+def plan_for(image: EnclaveImage, tmp_path: Path, name: str = "launch") -> SandboxPlan:
+    launch = tmp_path / name
+    prepare_launch_dir(image, launch)
+    return SimRunner(tmp_path / "data").plan(image, launch, launch / ".dev-attestation")
+
+
+def by_target(plan: SandboxPlan) -> dict[str, Mount]:
+    return {m.target: m for m in plan.mounts}
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def test_plan_shows_exactly_the_manifests_files(make_image: ImageFactory, tmp_path: Path) -> None:
+    plan = plan_for(make_image(), tmp_path)
+    launch = tmp_path / "launch"
+    assert by_target(plan) == {
+        "/image/app/run.sh": Mount("/image/app/run.sh", "ro", launch / "image/app/run.sh"),
+        "/image/app/data.txt": Mount("/image/app/data.txt", "ro", launch / "image/app/data.txt"),
+        # Every file below lib/ is trusted: it is bound whole.
+        "/image/lib": Mount("/image/lib", "ro", launch / "image/lib"),
+        "/untrusted": Mount("/untrusted", "rw", launch / "io"),
+        "/workspace": Mount("/workspace", "tmpfs"),
+        "/dev/attestation": Mount("/dev/attestation", "rw", launch / ".dev-attestation"),
+    }
+    # The untrusted file beside trusted ones is not reachable: app/ is not bound whole.
+    assert not any(m.target in ("/image", "/image/app") for m in plan.mounts)
+
+
+def test_plan_takes_argv_env_workdir_and_limits_from_the_manifest_and_spec(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    plan = plan_for(make_image(enclave_size="512M"), tmp_path)
+    assert list(plan.argv) == ["/bin/sh", "/image/app/run.sh", "an arg"]
+    assert dict(plan.env) == {"HOME": "/workspace", "GREETING": "hello world"}
+    assert plan.workdir == "/workspace"
+    assert plan.network is False
+    assert plan.limits.wall_seconds == 30 + 120  # the spec's limit plus the sealing margin
+    assert plan.limits.memory_bytes == 512 << 20
+    small = plan_for(make_image(enclave_size="64M"), tmp_path, "launch-small")
+    assert small.limits.memory_bytes == 256 << 20  # never below 256 MiB
+
+
+def test_network_only_when_the_spec_asks(make_image: ImageFactory, tmp_path: Path) -> None:
+    assert plan_for(make_image(network=True), tmp_path).network is True
+
+
+def test_mounts_of_a_second_launch_are_rebased_not_reused(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    image = make_image()
+    runner = SimRunner(tmp_path / "data")
+    plans = []
+    for name in ("task-1", "task-2"):
+        launch = tmp_path / name
+        prepare_launch_dir(image, launch)
+        plans.append(runner.plan(image, launch, launch / ".dev-attestation"))
+    first, second = (by_target(p) for p in plans)
+    assert first.keys() == second.keys()
+    for target, mount in second.items():
+        if mount.source is not None:
+            assert mount.source.is_relative_to(tmp_path / "task-2"), target
+    assert first["/untrusted"].source == tmp_path / "task-1" / "io"
+    assert second["/untrusted"].source == tmp_path / "task-2" / "io"
+
+
+def test_allow_all_but_log_binds_whole_mounts(make_image: ImageFactory, tmp_path: Path) -> None:
+    plan = plan_for(make_image(extra='sgx.file_check_policy = "allow_all_but_log"'), tmp_path)
+    assert by_target(plan)["/image"] == Mount("/image", "ro", tmp_path / "launch" / "image")
+
+
+def test_a_missing_allowed_file_is_skipped_but_a_missing_folder_is_refused(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    plan = plan_for(make_image(allowed=', "file:io/later.txt"'), tmp_path)
+    assert "/untrusted/later.txt" not in by_target(plan)
+    with pytest.raises(RunnerError, match="allowed directory does not exist"):
+        plan_for(make_image(allowed=', "file:io/absent/"'), tmp_path, "launch-2")
+
+
+# --- refusals before a start ---------------------------------------------------------------------
+
+
+def test_a_changed_trusted_file_is_refused_by_name(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    image = make_image()
+    plan_for(image, tmp_path)  # the control: unchanged, it plans
+    with open(image.directory / "app" / "data.txt", "a") as f:
+        f.write("changed\n")
+    with pytest.raises(RunnerError, match="trusted file file:image/app/data.txt was modified"):
+        plan_for(image, tmp_path)
+
+
+def test_a_missing_trusted_file_is_refused_by_name(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    image = make_image()
+    (image.directory / "lib" / "pkg" / "b.py").unlink()
+    with pytest.raises(RunnerError, match="trusted file file:image/lib/pkg/b.py cannot be read"):
+        plan_for(image, tmp_path)
+
+
+def test_an_unexpanded_manifest_is_refused(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image()
+    raw = Manifest.from_toml(MANIFEST.format(enclave_size="512M", mounts="", allowed="", extra=""))
+    launch = tmp_path / "launch"
+    prepare_launch_dir(image, launch)
+    with pytest.raises(RunnerError, match="not expanded"):
+        verify_trusted_files(raw, launch, TrustedFileCache())
+
+
+def test_passthrough_environment_is_refused(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image(extra="loader.env.SECRET = { passthrough = true }")
+    with pytest.raises(RunnerError, match="passthrough") as info:
+        plan_for(image, tmp_path)
+    assert info.value.found == "SECRET"
+
+
+def test_encrypted_mounts_are_refused(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image(
+        mounts='  { path = "/secret", uri = "file:io/secret", type = "encrypted", '
+        'key_name = "mine" },\n'
+    )
+    with pytest.raises(RunnerError, match="encrypted mounts are not supported") as info:
+        plan_for(image, tmp_path)
+    assert info.value.found == "/secret"
+
+
+def test_a_manifest_without_argv_is_refused(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image()
+    manifest = Manifest.from_dict({**image.manifest.to_dict(), "loader": {"log_level": "error"}})
+    no_argv = EnclaveImage(image.directory, image.info, manifest, image.spec)
+    with pytest.raises(RunnerError, match=r"loader\.argv is required"):
+        plan_for(no_argv, tmp_path)
+
+
+# --- the trusted-file cache ----------------------------------------------------------------------
+
+
+def test_hash_cache_skips_unchanged_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"content")
+    cache = TrustedFileCache()
+    digest = cache.sha256(path)
+
+    def no_reads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was read again")
+
+    monkeypatch.setattr(filesystem, "open", no_reads, raising=False)
+    assert cache.sha256(path) == digest
+
+
+def test_hash_cache_sees_a_change_hidden_behind_the_old_mtime(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"original")
+    cache = TrustedFileCache()
+    before = cache.sha256(path)
+    st = path.stat()
+    path.write_bytes(b"tampered")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored; ctime cannot be
+    assert cache.sha256(path) != before
+
+
+def test_hash_cache_refuses_non_files(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        TrustedFileCache().sha256(tmp_path)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def plan_of(**changes: object) -> SandboxPlan:
+    fields: dict[str, object] = {
+        "argv": ["/bin/sh", "-c", "true"],
+        "env": {"A": "1", "B": "two words"},
+        "mounts": [
+            Mount("/usr/lib/x", "ro", Path("/usr/lib/x")),
+            Mount("/work", "tmpfs"),
+            Mount("/usr", "ro", Path("/usr")),
+            Mount("/work/io", "rw", Path("/srv/io")),
+            Mount("/empty", "dir"),
+        ],
+        "workdir": "/work",
+        "limits": ResourceLimits(wall_seconds=5, cpu_seconds=7, memory_bytes=1 << 28),
+    }
+    fields.update(changes)
+    return SandboxPlan(**fields)  # type: ignore[arg-type]
+
+
+def test_command_line(fake_tools: Path) -> None:
+    cmd = bwrap_command(plan_of())
+    prlimit = [str(fake_tools / "prlimit"), "--core=0", "--cpu=7", "--as=268435456"]
+    assert cmd[: len(prlimit) + 2] == [*prlimit, "--nofile=1024", "--"]
+    bwrap_at = cmd.index(str(fake_tools / "bwrap"))
+    bwrap = cmd[bwrap_at:]
+    for flag in (
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--unshare-net",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ):
+        assert flag in bwrap, flag
+    assert bwrap[bwrap.index("--proc") + 1] == "/proc"
+    assert bwrap[bwrap.index("--dev") + 1] == "/dev"
+    assert bwrap[bwrap.index("--hostname") + 1] == "enclave"
+    assert bwrap[-6:] == ["--chdir", "/work", "--", "/bin/sh", "-c", "true"]
+    joined = " ".join(bwrap)
+    assert "--setenv A 1" in joined
+    assert bwrap[bwrap.index("B") + 1] == "two words"  # one argument, not split
+
+
+def test_parents_are_mounted_before_children(fake_tools: Path) -> None:
+    cmd = bwrap_command(plan_of())
+    spans = [
+        ("--ro-bind", "/usr", "/usr"),
+        ("--ro-bind", "/usr/lib/x", "/usr/lib/x"),
+        ("--tmpfs", "/work"),
+        ("--bind", "/srv/io", "/work/io"),
+        ("--dir", "/empty"),
+    ]
+    positions = {}
+    for span in spans:
+        for i in range(len(cmd)):
+            if tuple(cmd[i : i + len(span)]) == span:
+                positions[span] = i
+        assert span in positions, span
+    assert positions[spans[0]] < positions[spans[1]]
+    assert positions[spans[2]] < positions[spans[3]]
+
+
+def test_network_is_shared_only_when_planned(fake_tools: Path) -> None:
+    assert "--unshare-net" not in bwrap_command(plan_of(network=True))
+
+
+def test_unlimited_resources_are_not_passed(fake_tools: Path) -> None:
+    cmd = bwrap_command(plan_of(limits=ResourceLimits(open_files=None)))
+    head = cmd[: cmd.index("--")]
+    assert head == [str(fake_tools / "prlimit"), "--core=0"]
+
+
+@pytest.mark.parametrize("key", ["", "A=B", "NUL\0"])
+def test_invalid_environment_names_are_refused(fake_tools: Path, key: str) -> None:
+    with pytest.raises(RunnerError, match="invalid environment variable"):
+        bwrap_command(plan_of(env={key: "x"}))
+
+
+def test_nul_in_an_environment_value_is_refused(fake_tools: Path) -> None:
+    with pytest.raises(RunnerError, match="invalid environment variable"):
+        bwrap_command(plan_of(env={"A": "x\0y"}))
+
+
+def test_empty_argv_is_refused(fake_tools: Path) -> None:
+    with pytest.raises(RunnerError, match="no argv"):
+        bwrap_command(plan_of(argv=[]))
+
+
+def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RunnerError, match="bubblewrap"):
+        bwrap_command(plan_of())
+    (tmp_path / "bwrap").write_text("#!/bin/sh\n")
+    (tmp_path / "bwrap").chmod(0o755)
+    with pytest.raises(RunnerError, match="prlimit"):
+        bwrap_command(plan_of())
+
+
+@pytest.mark.parametrize(
+    ("target", "kind", "source"),
+    [
+        ("relative", "tmpfs", None),
+        ("/nul\0", "tmpfs", None),
+        ("/x", "ro", None),
+        ("/x", "rw", None),
+        ("/x", "tmpfs", Path("/tmp")),
+        ("/x", "dir", Path("/tmp")),
+    ],
+)
+def test_invalid_mounts_are_refused(target: str, kind: str, source: Path | None) -> None:
+    with pytest.raises(RunnerError):
+        Mount(target, kind, source)  # type: ignore[arg-type]
+
+
+def test_results_describe_how_a_run_ended() -> None:
+    assert SandboxResult(0, None, False, 0.1).ok
+    assert SandboxResult(3, None, False, 0.1).describe() == "exit 3"
+    killed = SandboxResult(None, signal.SIGKILL, False, 0.1)
+    assert not killed.ok
+    assert killed.describe() == "killed by signal SIGKILL"
+    timed_out = SandboxResult(None, signal.SIGKILL, True, 5.04)
+    assert not timed_out.ok
+    assert timed_out.describe() == "killed: timeout after 5.0 s"
+    assert not SandboxResult(0, None, True, 5.0).ok
+
