@@ -18,10 +18,9 @@ import argparse
 import sys
 from typing import Any
 
-from golem_graphene._commands.seal import open_input
 from golem_graphene.errors import UsageError
 from golem_graphene.sealing._internal.atomic import AtomicOutput
-from golem_graphene.sealing._internal.terminal import ProgressMeter, human_bytes
+from golem_graphene.sealing._internal.cli_support import ProgressMeter, human_bytes, open_input
 from golem_graphene.sealing.age import decrypt_stream
 from golem_graphene.sealing.keys import X25519Identity, load_identities
 

@@ -10,15 +10,12 @@ Progress (bytes, rate) is shown on stderr when it is a terminal.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import stat
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 from golem_graphene.errors import UsageError
 from golem_graphene.sealing._internal.atomic import AtomicOutput
-from golem_graphene.sealing._internal.terminal import ProgressMeter, human_bytes
+from golem_graphene.sealing._internal.cli_support import ProgressMeter, human_bytes, open_input
 from golem_graphene.sealing.age import encrypt_stream
 from golem_graphene.sealing.keys import X25519Recipient, load_recipients
 
@@ -52,18 +49,6 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     p.set_defaults(func=run)
-
-
-def open_input(path: str | None) -> tuple[contextlib.AbstractContextManager[BinaryIO], int | None]:
-    """The input stream (a file, or stdin for None/``-``) and its size when it is a regular file."""
-    if path is None or path == "-":
-        return contextlib.nullcontext(sys.stdin.buffer), None
-    try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - returned as a context manager
-    except OSError as exc:
-        raise UsageError(f"cannot open input {path!r}: {exc.strerror or exc}") from exc
-    st = os.fstat(f.fileno())
-    return f, st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -274,6 +275,15 @@ async def _stream_to_file(
             "the upload sent nothing for too long",
             status=408,
             expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)",
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise LimitError(
+            "insufficient_storage",
+            f"the provider has no disk space left for {name!r}",
+            status=507,
+            found=f"{written} bytes received",
         ) from None
     finally:
         partial.unlink(missing_ok=True)

@@ -186,7 +186,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json({"type": "object"}),
-                        **_errors(400, 401, 403, 404, 408, 409, 413),
+                        **_errors(400, 401, 403, 404, 408, 409, 413, 507),
                     },
                 },
             },
@@ -205,7 +205,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json({"type": "object"}),
-                        **_errors(400, 401, 403, 404, 408, 409, 413),
+                        **_errors(400, 401, 403, 404, 408, 409, 413, 507),
                     },
                 },
             },

@@ -273,7 +273,7 @@ class SimRunner:
             limits=limits,
         )
 
-    def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[Path]) -> list[Mount]:
+    def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[str]) -> list[Mount]:
         """Mounts of ``image`` launched in ``launch_dir``, computed once per image.
 
         Launch folders differ only in where they are: their ``image`` link points at the same

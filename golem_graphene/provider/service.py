@@ -389,7 +389,9 @@ class TaskEngine:
     async def close(self) -> None:
         """Cancel every running task (the enclaves die with their sessions)."""
         for task_id, running in list(self._running.items()):
-            running.driver.cancel()
+            task = self.store.get(task_id)
+            if task is None or not task.terminal:  # an ended task is only reclaiming
+                running.driver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.driver
             self._running.pop(task_id, None)

@@ -1,7 +1,7 @@
-"""Sealing: age v1 files to X25519 recipients (streaming, bounded memory, byte-compatible with age).
+"""Sealing: age v1 files to X25519 recipients, input manifests and signed receipts.
 
-Files sealed here open with ``age -d -i``; files made by ``age -r`` open here. See
-:mod:`golem_graphene.sealing.age` for the guarantees of each function.
+age files sealed here open with ``age -d -i`` and files made by ``age -r`` open here (streaming,
+bounded memory); see :mod:`golem_graphene.sealing.age` for the guarantees of each function.
 """
 
 from golem_graphene.sealing.age import (

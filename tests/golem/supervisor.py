@@ -78,6 +78,10 @@ def f_str(number: int, value: str) -> bytes:
     return f_bytes(number, value.encode()) if value else b""
 
 
+def f_double(number: int, value: float) -> bytes:
+    return tag(number, FIXED64) + struct.pack("<d", value) if value else b""
+
+
 def f_msg(number: int, body: bytes) -> bytes:
     """A sub-message field (present even when empty, as a set oneof member is)."""
     return f_bytes(number, body)
@@ -240,7 +244,7 @@ def parse_response(raw: bytes) -> Response:
     return Response(bool(_one(f, 1, 0)), _one(f, 2, 0), _KINDS[number], body, raw)
 
 
-# --- the runtime process in blocking mode ----------------------------------------------------------
+# --- the runtime process in blocking mode --------------------------------------------------------
 
 
 class RuntimeServerProcess:
@@ -451,9 +455,9 @@ class ExeUnitSimulator:
         assert self.deploy_result is not None
         best: Volume | None = None
         for vol in self.deploy_result.vols:
-            if container_path == vol.path or container_path.startswith(vol.path + "/"):
-                if best is None or len(vol.path) > len(best.path):
-                    best = vol
+            matches = container_path == vol.path or container_path.startswith(vol.path + "/")
+            if matches and (best is None or len(vol.path) > len(best.path)):
+                best = vol
         if best is None:
             raise FileNotFoundError(f"path not found in container: {container_path}")
         base = self.workdir / best.name

@@ -73,8 +73,11 @@ async def test_direct_requestor_over_the_golem_channel(
             assert b"the first input" not in path.read_bytes(), path
     # The runtime reported the task's states and the enclave-seconds counter.
     assert activity.server is not None
-    states = [json.loads(e.body["value"])["state"] for e in activity.server.events("rt_status")
-              if "state" in e.body]
+    states = [
+        json.loads(e.body["value"])["state"]
+        for e in activity.server.events("rt_status")
+        if "state" in e.body
+    ]
     assert states[:4] == ["attested", "inputs_received", "running", "done"]
     counters = [
         e.body["value"]

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +210,9 @@ class ThreadProvider:
             policy=self.template.policy(),
         )
 
+
+StartProvider = Callable[..., contextlib.AbstractContextManager[ThreadProvider]]
+"""``with start_provider({"max_concurrent_tasks": 4}) as provider:`` (see ``conftest.py``)."""
 
 _LISTENING = re.compile(rb"provider listening on (http://[0-9.]+:[0-9]+)")
 
@@ -448,3 +454,85 @@ def open_fd_count() -> Iterator[list[int]]:
     counts: list[int] = [len(os.listdir("/proc/self/fd"))]
     yield counts
     counts.append(len(os.listdir("/proc/self/fd")))
+
+
+def raw_request(
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str, bytes]:
+    """One request with ``path`` sent exactly as given (no client-side normalisation)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for key, value in (headers or {}).items():
+            conn.putheader(key, value)
+        conn.putheader("Content-Length", str(len(body or b"")))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_response(data: bytes) -> RawResponse:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", len(body)))
+    return RawResponse(int(lines[0].split()[1]), headers, body[:length])
+
+
+def send_until_answered(
+    url: str, head: bytes, chunks: Iterator[bytes], *, pause: float = 0.0, timeout: float = 30
+) -> tuple[RawResponse, int]:
+    """Send ``head`` then ``chunks`` (sleeping ``pause`` between them) until the server
+    answers; returns its response and how many body bytes were sent before it did."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head)
+        answered = False
+        for chunk in chunks:
+            if select.select([sock], [], [], pause)[0]:
+                answered = True
+                break
+            try:
+                sock.sendall(chunk)
+            except OSError:  # the server answered and closed while we were sending
+                answered = True
+                break
+            sent += len(chunk)
+        if not answered:
+            select.select([sock], [], [], timeout)
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                part = sock.recv(65536)
+            except OSError:
+                break
+            if not part:
+                break
+            data += part
+            if b"\r\n\r\n" in data:
+                response = parse_response(data)
+                if len(response.body) >= int(response.headers.get("content-length", 0)):
+                    return response, sent
+    return parse_response(data), sent

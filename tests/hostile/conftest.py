@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from _hostile_support import (
     ProcessProvider,
+    StartProvider,
     Template,
     ThreadProvider,
     bwrap_problem,
@@ -26,8 +28,6 @@ from _hostile_support import (
 )
 
 DEFAULT_LIMITS: dict[str, Any] = {"upload_idle_seconds": 1.0, "max_queued_tasks": 1000}
-
-StartProvider = Callable[..., contextlib.AbstractContextManager[ThreadProvider]]
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +71,14 @@ def start_provider(start_module_provider: StartProvider) -> StartProvider:
 
 
 @pytest.fixture
-def process_provider(tmp_path: Path, template: Template) -> Iterator[Callable[..., ProcessProvider]]:
+def process_provider(
+    tmp_path: Path, template: Template
+) -> Iterator[Callable[..., ProcessProvider]]:
     """``process_provider(limits)``: a provider child process (started); killed at the end."""
     started: list[ProcessProvider] = []
 
     def make(limits: dict[str, Any] | None = None) -> ProcessProvider:
-        data = template.copy_to(tmp_path / f"data{len(started)}")
+        data = template.copy_to(tmp_path / f"data-{secrets.token_hex(6)}")
         running = ProcessProvider(
             template, data, tmp_path / f"work{len(started)}", {**DEFAULT_LIMITS, **(limits or {})}
         )

@@ -8,11 +8,13 @@ workload outside any enclave, :func:`golem_graphene_cli` runs the CLI in a child
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,8 @@ WORKLOAD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 """The environment the agent gives every workload (``enclave/agent.py``, ``_run_workload``)."""
 
 SHELL = "shell"
-"""Generic shell spec (the requestor's ``args`` are the script): 60 s, 1 GiB of outputs."""
-SHELL_TIGHT = "shell-tight"
-"""Shell spec with small limits: 2 s of wall clock, 64 KiB of outputs."""
+"""Shell spec (the requestor's ``args`` are the script) with small limits: 3 s of wall clock
+for the workload, 64 KiB of outputs."""
 SHELL_DEBUG = "shell-debug"
 """Shell spec whose enclave is a debug enclave (``debug = true``)."""
 
@@ -78,8 +79,8 @@ output_size = "{output_size}"
 def shell_spec_text(
     name: str,
     *,
-    wall: float = 60,
-    output_size: str = "1G",
+    wall: float = 3,
+    output_size: str = "64K",
     debug: bool = False,
     max_input: str = "2G",
 ) -> str:
@@ -99,11 +100,7 @@ def write_test_specs(root: Path) -> None:
     """Offer the repository's specs (linked: same bytes, same digests) and the shell specs."""
     for spec_dir in real_spec_dirs():
         (root / spec_dir.name).symlink_to(spec_dir)
-    for name, options in (
-        (SHELL, {}),
-        (SHELL_TIGHT, {"wall": 2, "output_size": "64K"}),
-        (SHELL_DEBUG, {"debug": True}),
-    ):
+    for name, options in ((SHELL, {}), (SHELL_DEBUG, {"debug": True})):
         (root / name).mkdir()
         (root / name / "task.toml").write_text(shell_spec_text(name, **options))
 
@@ -253,10 +250,27 @@ class Provider:
     async def settled_leftovers(self, timeout: float = 15.0) -> list[Path]:
         """:meth:`leftovers` once the provider finished reclaiming (it does so right after it
         announces a task's end), or what is still there after ``timeout`` seconds."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (found := self.leftovers()) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        return found
+        await wait_until(lambda: not self.leftovers(), timeout)
+        return self.leftovers()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll ``condition`` (state outside this process: files, processes) until it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+StartProvider = Callable[..., contextlib.AbstractAsyncContextManager[Provider]]
+"""The ``start_provider`` fixture: ``async with start_provider(**options) as provider``."""
+
+
+def staging_leftovers(out_dir: Path) -> list[Path]:
+    """Temporary folders the requestor may have left beside ``out_dir`` (``.<name>.*``)."""
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.*"))
 
 
 # --- reference runs and the CLI -----------------------------------------------------------------
@@ -326,8 +340,3 @@ def processes_mentioning(marker: str) -> list[int]:
         if needle in cmdline and "\nState:\tZ" not in status:
             found.append(int(entry.name))
     return found
-
-
-def staging_leftovers(out_dir: Path) -> list[Path]:
-    """Temporary folders the requestor may have left beside ``out_dir`` (``.<name>.*``)."""
-    return sorted(out_dir.parent.glob(f".{out_dir.name}.*"))

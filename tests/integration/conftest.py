@@ -16,7 +16,7 @@ Helpers live in ``_e2e_support.py``, which the tests import.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from _e2e_support import (
     Identity,
     ImageCache,
     Provider,
+    StartProvider,
     bwrap_problem,
     write_identity,
     write_test_specs,
@@ -35,8 +36,6 @@ from _e2e_support import (
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.runners import SimRunner
 from golem_graphene.provider.server import ProviderServer
-
-StartProvider = Callable[..., contextlib.AbstractAsyncContextManager[Provider]]
 
 
 @pytest.fixture(scope="session")

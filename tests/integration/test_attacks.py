@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -208,9 +209,7 @@ async def test_wrong_measurement_is_refused(
     provider: Provider, identity: Identity, tmp_path: Path, shell_inputs: dict[str, Path]
 ) -> None:
     spec_dir = provider.spec(SHELL)
-    async with provider.requestor(
-        identity, spec_dir, expected_mrenclave=("00" * 32,)
-    ) as requestor:
+    async with provider.requestor(identity, spec_dir, expected_mrenclave=("00" * 32,)) as requestor:
         err = await expect_refusal(requestor, spec_dir, tmp_path / "out", shell_inputs)
     assert (err.step, err.code) == ("attest", "policy_mrenclave")
     assert provider.images.measurement(spec_dir) in str(err)
@@ -455,9 +454,10 @@ async def test_tampered_outputs_and_receipts_are_refused(
         result = await requestor.fetch(task, tmp_path / "honest")
         expected = shell_inputs["x"].read_bytes() + shell_inputs["y"].read_bytes()
         assert result.outputs["both"].read_bytes() == expected
-        assert hashlib.sha256(expected).digest() == result.receipt.receipt.output(
-            "both"
-        ).plaintext_sha256
+        assert (
+            hashlib.sha256(expected).digest()
+            == result.receipt.receipt.output("both").plaintext_sha256
+        )
         await requestor.channel.delete(task.ref)
 
 
@@ -472,7 +472,7 @@ async def test_output_swapped_on_the_provider_disk_is_refused(
         await requestor.start(task)
         await requestor.wait(task)
         outputs = provider.task_dir(task.ref.task_id) / "outputs"
-        os.replace(outputs / "stderr.age", outputs / "both.age")
+        shutil.copyfile(outputs / "stderr.age", outputs / "both.age")
         out = tmp_path / "out"
         with pytest.raises(TaskStepError) as caught:
             await requestor.fetch(task, out)

@@ -109,7 +109,8 @@ async def test_spec_end_to_end(
     assert [p.name for p in sealed] == sorted(f"{n}.age" for n in expected)
     if AGE is not None:
         for path in sealed:
-            opened = subprocess.run(
+            opened = await asyncio.to_thread(
+                subprocess.run,
                 [AGE, "-d", "-i", str(identity.path), str(path)],
                 capture_output=True,
                 check=False,
@@ -145,16 +146,15 @@ async def test_prestaged_input_sealed_with_the_age_cli(
     spec_dir = provider.spec("gzip-compress")
     sample = spec_dir / "sample" / "data.txt"
     staged = tmp_path / "data.txt.age"
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [AGE, "-r", identity.key.recipient().to_string(), "-o", str(staged), str(sample)],
         check=True,
     )
     before = staged.read_bytes()
     expected = run_plaintext(spec_dir, {"data.txt": sample}, tmp_path / "plain")
     async with provider.requestor(identity, spec_dir) as requestor:
-        result = await requestor.run(
-            spec_dir, {}, tmp_path / "out", prestaged={"data.txt": staged}
-        )
+        result = await requestor.run(spec_dir, {}, tmp_path / "out", prestaged={"data.txt": staged})
     assert result.outputs["data.txt.gz"].read_bytes() == expected["data.txt.gz"]
     assert staged.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".retarget")) == []

@@ -45,9 +45,26 @@ from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
 from golem_graphene.provider.sandbox import bwrap_available
 from golem_graphene.sealing.keys import X25519Identity
 
+
+def _sandbox_problem() -> str | None:
+    """Why bubblewrap sandboxes cannot run here (not installed, no user namespaces), or None."""
+    bwrap = bwrap_available()
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed"
+    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-user", "--unshare-pid", "--unshare-net"]
+    try:
+        done = subprocess.run([*cmd, "--", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap cannot run: {exc}"
+    if done.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {done.stderr.decode().strip()}"
+    return None
+
+
+SANDBOX_PROBLEM = _sandbox_problem()
 pytestmark = [
     pytest.mark.sandbox,
-    pytest.mark.skipif(bwrap_available() is None, reason="bubblewrap (bwrap) is not installed"),
+    pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=str(SANDBOX_PROBLEM)),
     pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap needs Linux"),
 ]
 
@@ -140,8 +157,15 @@ class Images:
 
 
 @pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> rsa.RSAPrivateKey:
-    return load_or_create_signing_key(tmp_path_factory.mktemp("key") / "key.pem")
+def key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("key") / "key.pem"
+    load_or_create_signing_key(path)  # RSA-3072 generation is slow: once per module
+    return path
+
+
+@pytest.fixture(scope="module")
+def signing_key(key_path: Path) -> rsa.RSAPrivateKey:
+    return load_or_create_signing_key(key_path)
 
 
 @pytest.fixture
@@ -251,7 +275,7 @@ async def test_encrypted_mounts_are_refused_by_the_sim_runner(images: Images) ->
         [*SH, "-c", "true"],
         SH,
         mounts=(
-            '  { path = "/secret", uri = "file:io/secret", type = "encrypted", key_name = "mine" },',
+            '{ path = "/secret", uri = "file:io/secret", type = "encrypted", key_name = "mine" },',
         ),
     )
     assert [m.key_name for m in image.manifest.fs.mounts if m.type == "encrypted"] == ["mine"]
@@ -316,10 +340,10 @@ async def attest_with_the_agent(image: EnclaveImage, root: Path) -> tuple[Transc
 
 
 @pytest.fixture(scope="module")
-def agent_quote(tmp_path_factory: pytest.TempPathFactory) -> AgentQuote:
+def agent_quote(tmp_path_factory: pytest.TempPathFactory, key_path: Path) -> AgentQuote:
     root = tmp_path_factory.mktemp("agent")
     code, out = run_cli(
-        ["build", str(SPEC), "-o", str(root / "image"), "--key", str(root / "key.pem"), "--json"]
+        ["build", str(SPEC), "-o", str(root / "image"), "--key", str(key_path), "--json"]
     )
     assert code == 0
     build = json.loads(out)

@@ -36,9 +36,26 @@ from golem_graphene.provider.manifest_template import expand_trusted_files
 from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
 from golem_graphene.provider.sandbox import bwrap_available, run_sandbox
 
+
+def _sandbox_problem() -> str | None:
+    """Why bubblewrap sandboxes cannot run here (not installed, no user namespaces), or None."""
+    bwrap = bwrap_available()
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed"
+    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-user", "--unshare-pid", "--unshare-net"]
+    try:
+        done = subprocess.run([*cmd, "--", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap cannot run: {exc}"
+    if done.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {done.stderr.decode().strip()}"
+    return None
+
+
+SANDBOX_PROBLEM = _sandbox_problem()
 pytestmark = [
     pytest.mark.sandbox,
-    pytest.mark.skipif(bwrap_available() is None, reason="bubblewrap (bwrap) is not installed"),
+    pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=str(SANDBOX_PROBLEM)),
     pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap needs Linux"),
 ]
 

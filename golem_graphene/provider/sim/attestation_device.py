@@ -10,9 +10,10 @@ The sandbox sees a directory bind-mounted at ``/dev/attestation``:
 - ``keys/<name>``: files that accept the 16-byte keys of encrypted mounts.
 
 A thread serves the FIFOs: it drains report-data writes as they arrive and, when a reader has
-opened ``quote`` (detected by a non-blocking open for writing), writes one quote and closes. The
-program closed ``user_report_data`` before it opened ``quote``, so its report data is always in
-the pipe by then and is drained first: a quote never covers stale report data.
+opened ``quote`` (detected by a non-blocking open for writing), moves a fresh FIFO to the path
+(the reader keeps its own), writes one quote and closes. The program closed
+``user_report_data`` before it opened ``quote``, so its report data is always in the pipe by
+then and is drained first: a quote never covers stale report data.
 """
 
 from __future__ import annotations
@@ -50,9 +51,6 @@ class AttestationDevice:
         self._make_quote = make_quote
         self._key_names = tuple(key_names)
         self._report_data = bytes(REPORT_DATA_SIZE)
-        # True from serving a quote until its reader is gone (or new report data arrives): a
-        # reader slower than the poll still has the FIFO open and must not get a second quote.
-        self._served = False
         self._stop_r, self._stop_w = -1, -1
         self._thread: threading.Thread | None = None
         self.quotes_served = 0
@@ -137,7 +135,6 @@ class AttestationDevice:
                 return
             # One read is one write of the program (single small writes are atomic in a pipe).
             self._report_data = chunk[:REPORT_DATA_SIZE].ljust(REPORT_DATA_SIZE, b"\0")
-            self._served = False
 
     def _serve_quote_if_wanted(self, urd_fd: int) -> None:
         assert self._make_quote is not None
@@ -145,15 +142,16 @@ class AttestationDevice:
             fd = os.open(self.directory / "quote", os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # nobody is reading the quote
-                self._served = False
                 return
             raise
-        if self._served:
-            # The reader we served has not reached end of file yet; closing this probe at once
-            # leaves its data alone (and lets a reader waiting at the end see EOF).
-            os.close(fd)
-            return
         try:
+            # This reader keeps this FIFO; the path gets a fresh one, so a later open is a new
+            # reader (one quote per open, as in Gramine) and a slow reader still holding this
+            # FIFO is never probed, nor served, again.
+            fresh = self.directory / ".quote.next"
+            fresh.unlink(missing_ok=True)
+            os.mkfifo(fresh, 0o666)
+            os.replace(fresh, self.directory / "quote")
             self._drain(urd_fd)
             quote = self._make_quote(self._report_data)
             os.set_blocking(fd, True)
@@ -162,7 +160,6 @@ class AttestationDevice:
                 written = os.write(fd, view)
                 view = view[written:]
             self.quotes_served += 1
-            self._served = True
         except BrokenPipeError:
             log.warning("the program closed /dev/attestation/quote before reading it")
         finally:

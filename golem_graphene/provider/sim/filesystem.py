@@ -35,11 +35,13 @@ class TrustedFileCache:
 
     Any change to a file's content changes its ctime, so a cached digest is reused only for the
     very file state it was computed from; the second launch of an image then costs a ``stat``
-    per file instead of a full read.
+    per file instead of a full read. Entries are keyed by the file (device, inode), not by the
+    path: every launch reaches the image's files through its own launch folder, and one entry
+    per file keeps the cache from growing with the number of tasks.
     """
 
     def __init__(self) -> None:
-        self._digests: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+        self._digests: dict[tuple[int, int], tuple[tuple[int, int, int, int, int], str]] = {}
         self._lock = threading.Lock()
 
     def sha256(self, path: str | Path) -> str:
@@ -49,7 +51,7 @@ class TrustedFileCache:
         if not stat.S_ISREG(st.st_mode):
             raise IsADirectoryError(f"{name} is not a regular file")
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        hit = self._digests.get(name)
+        hit = self._digests.get(key[:2])
         if hit is not None and hit[0] == key:
             return hit[1]
         digest = hashlib.sha256()
@@ -58,7 +60,7 @@ class TrustedFileCache:
                 digest.update(chunk)
         value = digest.hexdigest()
         with self._lock:
-            self._digests[name] = (key, value)
+            self._digests[key[:2]] = (key, value)
         return value
 
 
@@ -69,14 +71,15 @@ def _host_path(uri: str, base: Path) -> Path:
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
-def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache) -> list[Path]:
+def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache) -> list[str]:
     """Hash every trusted file and compare with the manifest, before anything starts.
 
-    Returns the host paths. Raises :class:`RunnerError` naming the first file that is missing
+    Returns the host paths (strings: thousands of ``Path`` objects per launch cost more than
+    the cached check itself). Raises :class:`RunnerError` naming the first file that is missing
     or whose content changed since the image was built.
     """
     base_text = os.fspath(base)
-    paths: list[Path] = []
+    paths: list[str] = []
     for tf in manifest.sgx.trusted_files:
         if tf.sha256 is None or tf.is_directory:
             raise RunnerError(
@@ -97,7 +100,7 @@ def verify_trusted_files(manifest: Manifest, base: Path, cache: TrustedFileCache
                 expected=tf.sha256,
                 found=digest,
             )
-        paths.append(Path(host))
+        paths.append(host)
     return paths
 
 
@@ -139,14 +142,14 @@ def _enclave_path(host: str, maps: list[_MountMap]) -> str | None:
     return None
 
 
-def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[Path]) -> list[Mount]:
+def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[str]) -> list[Mount]:
     """The bubblewrap mounts that show exactly the manifest's files at their enclave paths."""
     maps = _mount_maps(manifest, base)
     mounts: dict[str, Mount] = {}
     if manifest.sgx.file_check_policy == "allow_all_but_log":
         for mm in maps:
             mounts[mm.enclave] = Mount(mm.enclave, "ro", Path(mm.host))
-    for host, target in _collapse([str(p) for p in trusted], maps):
+    for host, target in _collapse(trusted, maps):
         mounts.setdefault(target, Mount(target, "ro", Path(host)))
     for uri in manifest.sgx.allowed_files:
         host_path = _host_path(uri, base)

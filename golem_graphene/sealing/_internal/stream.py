@@ -8,11 +8,13 @@ from another file never open.
 
 Both classes here work on *blocks*: runs of whole chunks in caller-owned buffers, so a file
 streams through a few reused buffers with ``encrypt_into``/``decrypt_into`` and no per-chunk
-allocation. Whether a block is the last one is the caller's knowledge (it read ahead to EOF).
+allocation (with cryptography < 47, which lacks them, each chunk is copied once more). Whether
+a block is the last one is the caller's knowledge (it read ahead to EOF).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -31,6 +33,24 @@ _LAST: Final = b"\x01"
 _NOT_LAST: Final = b"\x00"
 
 
+_IntoFn = Callable[[bytes, memoryview, None, memoryview], int]
+
+
+def _into(aead: ChaCha20Poly1305, name: str) -> _IntoFn:
+    """``aead.encrypt_into``/``decrypt_into`` (cryptography >= 47), else a copying stand-in."""
+    fast: _IntoFn | None = getattr(aead, f"{name}_into", None)
+    if fast is not None:
+        return fast
+    slow = getattr(aead, name)
+
+    def copy_into(nonce: bytes, data: memoryview, aad: None, out: memoryview) -> int:
+        result: bytes = slow(nonce, bytes(data), aad)
+        out[: len(result)] = result
+        return len(result)
+
+    return copy_into
+
+
 def payload_key(file_key: bytes, nonce: bytes) -> bytes:
     """The STREAM key for a file: HKDF-SHA-256(file key, salt=nonce, info="payload")."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=nonce, info=b"payload").derive(file_key)
@@ -46,7 +66,7 @@ class StreamSealer:
     """Seals consecutive plaintext blocks of one payload, counting chunks across calls."""
 
     def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(key)
+        self._encrypt_into = _into(ChaCha20Poly1305(key), "encrypt")
         self._counter = 0
 
     def seal(self, plain: memoryview, out: memoryview, *, final: bool) -> int:
@@ -62,7 +82,7 @@ class StreamSealer:
         if final and size == 0 and self._counter:
             raise ValueError("the final block of a non-empty payload cannot be empty")
         counter = self._counter
-        encrypt_into = self._aead.encrypt_into
+        encrypt_into = self._encrypt_into
         pos = 0
         written = 0
         while True:
@@ -86,7 +106,7 @@ class StreamOpener:
     """Opens consecutive ciphertext blocks of one payload, counting chunks across calls."""
 
     def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(key)
+        self._decrypt_into = _into(ChaCha20Poly1305(key), "decrypt")
         self._counter = 0
         self.verified = 0
         """Bytes of the last :meth:`open` output that authenticated (also after a failure)."""
@@ -116,7 +136,7 @@ class StreamOpener:
                 0,
             )
         counter = self._counter
-        decrypt_into = self._aead.decrypt_into
+        decrypt_into = self._decrypt_into
         pos = 0
         released = 0
         while pos < size:

@@ -46,7 +46,9 @@ def main(tool: str, sgx: bool) -> None:
     mode = cfg["mode"]
     if mode in RECORDED["modes"]:
         fail_as_recorded(mode)
-    sys.stderr.write("Gramine is starting. Parsing TOML manifest file, this may take some time...\n")
+    sys.stderr.write(
+        "Gramine is starting. Parsing TOML manifest file, this may take some time...\n"
+    )
     sys.stderr.flush()
     if mode == "hang":
         child = subprocess.Popen(["sleep", str(cfg.get("sleep", 3600))])

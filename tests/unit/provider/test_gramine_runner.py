@@ -19,6 +19,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +254,6 @@ def test_make_runner_names(tmp_path: Path) -> None:
 
 
 async def test_no_collateral_without_a_pcs(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
     assert await GramineSgxRunner().collateral_for(b"", datetime.now(UTC)) is None
 
 

@@ -203,7 +203,7 @@ def test_a_changed_trusted_file_is_refused_by_name(
     plan_for(image, tmp_path)  # the control: unchanged, it plans
     with open(image.directory / "app" / "data.txt", "a") as f:
         f.write("changed\n")
-    with pytest.raises(RunnerError, match="trusted file file:image/app/data.txt was modified"):
+    with pytest.raises(RunnerError, match=r"trusted file file:image/app/data\.txt was modified"):
         plan_for(image, tmp_path)
 
 
@@ -212,7 +212,7 @@ def test_a_missing_trusted_file_is_refused_by_name(
 ) -> None:
     image = make_image()
     (image.directory / "lib" / "pkg" / "b.py").unlink()
-    with pytest.raises(RunnerError, match="trusted file file:image/lib/pkg/b.py cannot be read"):
+    with pytest.raises(RunnerError, match=r"trusted file file:image/lib/pkg/b\.py cannot be read"):
         plan_for(image, tmp_path)
 
 
@@ -411,4 +411,3 @@ def test_results_describe_how_a_run_ended() -> None:
     assert not timed_out.ok
     assert timed_out.describe() == "killed: timeout after 5.0 s"
     assert not SandboxResult(0, None, True, 5.0).ok
-

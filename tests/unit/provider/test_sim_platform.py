@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -287,6 +288,35 @@ def test_every_open_of_quote_gets_a_fresh_quote(
     second = read_quote(device.directory)
     assert first == second == b"QUOTE:" + b"again".ljust(64, b"\0")
     assert len(served) == 2
+
+
+def test_a_slow_reader_gets_exactly_one_quote(
+    device: AttestationDevice, served: list[bytes]
+) -> None:
+    # A reader pausing longer than the device's poll between reads still has the FIFO open;
+    # it must neither get a second quote appended nor starve the next reader.
+    write_report_data(device.directory, b"slow")
+
+    def read_slowly() -> bytes:
+        fd = os.open(device.directory / "quote", os.O_RDONLY)
+        data = b""
+        try:
+            while chunk := os.read(fd, 16):
+                data += chunk
+                time.sleep(0.01)
+        finally:
+            os.close(fd)
+        return data
+
+    assert _with_timeout(read_slowly) == b"QUOTE:" + b"slow".ljust(64, b"\0")
+    assert read_quote(device.directory) == b"QUOTE:" + b"slow".ljust(64, b"\0")
+    assert len(served) == 2
+    assert sorted(p.name for p in device.directory.iterdir()) == [
+        "attestation_type",
+        "keys",
+        "quote",
+        "user_report_data",
+    ]
 
 
 def test_without_remote_attestation_there_is_no_quote(tmp_path: Path) -> None:

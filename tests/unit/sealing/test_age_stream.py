@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from golem_graphene.errors import AgePayloadError
+from golem_graphene.sealing._internal import stream as stream_module
 from golem_graphene.sealing._internal.stream import (
     CHUNK_SIZE,
     SEALED_CHUNK_SIZE,
@@ -69,8 +71,6 @@ def test_nonce_is_bound_to_the_key() -> None:
 
 def test_empty_final_chunk_after_a_full_chunk_is_refused() -> None:
     # Hand-build: one full non-final chunk, then an empty final chunk (the spec forbids it).
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
     aead = ChaCha20Poly1305(KEY)
     full = aead.encrypt(bytes(11) + b"\x00", b"a" * CHUNK_SIZE, None)
     empty = aead.encrypt((1).to_bytes(11, "big") + b"\x01", b"", None)
@@ -103,3 +103,23 @@ def test_misuse_is_a_programming_error() -> None:
         StreamSealer(KEY).seal(memoryview(b"x"), memoryview(bytearray(17)), final=False)
     with pytest.raises(ValueError, match="whole sealed chunks"):
         StreamOpener(KEY).open(memoryview(b"x" * 17), memoryview(bytearray(1)), final=False)
+
+
+def test_without_the_into_methods_of_older_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cryptography < 47 has no encrypt_into/decrypt_into: the copying fallback must agree.
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    fast = seal_blocks([data])
+
+    class Old:
+        def __init__(self, key: bytes) -> None:
+            self._aead = ChaCha20Poly1305(key)
+            self.encrypt = self._aead.encrypt
+            self.decrypt = self._aead.decrypt
+
+    monkeypatch.setattr(stream_module, "ChaCha20Poly1305", Old)
+    assert seal_blocks([data]) == fast
+    assert open_all(fast) == data
+    tampered = bytearray(fast)
+    tampered[-1] ^= 1
+    with pytest.raises(AgePayloadError):
+        open_all(bytes(tampered))

@@ -14,7 +14,7 @@ import pytest
 
 from golem_graphene import _cli
 from golem_graphene.sealing import X25519Identity, load_identities
-from golem_graphene.sealing._internal.terminal import ProgressMeter, human_bytes
+from golem_graphene.sealing._internal.cli_support import ProgressMeter, human_bytes
 
 MY_COMMANDS = (
     "golem_graphene._commands.keygen",

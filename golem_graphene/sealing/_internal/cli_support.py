@@ -1,13 +1,20 @@
-"""Progress display for the ``seal``/``open`` commands: bytes and rate on a terminal only.
+"""Helpers of the ``keygen``/``seal``/``open`` commands: opening the input, showing progress.
 
-Piped or redirected stderr stays quiet (no carriage returns in logs); on a terminal the line is
-redrawn at most ten times a second, so the display costs nothing next to the crypto.
+Progress (bytes and rate) is drawn only on a terminal: piped or redirected stderr stays quiet
+(no carriage returns in logs); on a terminal the line is redrawn at most ten times a second, so
+the display costs nothing next to the crypto.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import sys
 import time
-from typing import TextIO
+from typing import BinaryIO, TextIO
+
+from golem_graphene.errors import UsageError
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _INTERVAL_S = 0.1
@@ -65,3 +72,18 @@ class ProgressMeter:
             self._draw(time.monotonic())
             self._stream.write("\n")
             self._stream.flush()
+
+
+def open_input(path: str | None) -> tuple[contextlib.AbstractContextManager[BinaryIO], int | None]:
+    """The input (a file, or stdin for None/``-``) and its size when it is a regular file.
+
+    Raises UsageError if the file cannot be opened.
+    """
+    if path is None or path == "-":
+        return contextlib.nullcontext(sys.stdin.buffer), None
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - returned as a context manager
+    except OSError as exc:
+        raise UsageError(f"cannot open input {path!r}: {exc.strerror or exc}") from exc
+    st = os.fstat(f.fileno())
+    return f, st.st_size if stat.S_ISREG(st.st_mode) else None
