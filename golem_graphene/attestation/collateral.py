@@ -132,6 +132,10 @@ def _string(obj: dict[str, Any], key: str) -> str:
         raise CollateralFormatError(
             f"collateral key {key!r} must be a string", found=type(value).__name__
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\\ud800"
+        raise CollateralFormatError(f"collateral key {key!r} is not valid Unicode") from exc
     return value
 
 

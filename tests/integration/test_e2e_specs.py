@@ -125,18 +125,6 @@ async def test_spec_end_to_end(
     assert processes_mentioning(str(provider.tasks_dir)) == []
 
 
-async def test_receipt_verification_refuses_another_measurement(
-    provider: Provider, identity: Identity, tmp_path: Path
-) -> None:
-    """verify-receipt is no rubber stamp: the same bundle under another MRENCLAVE fails."""
-    spec_dir = provider.spec("csv-stats")
-    async with provider.requestor(identity, spec_dir) as requestor:
-        result = await requestor.run(spec_dir, sample_inputs(spec_dir), tmp_path / "out")
-    checked = verify_receipt(provider, result, identity, "00" * 32)
-    assert checked.returncode == 1
-    assert json.loads(checked.stdout)["error"]["code"] == "policy_mrenclave"
-
-
 async def test_prestaged_input_sealed_with_the_age_cli(
     provider: Provider, identity: Identity, tmp_path: Path
 ) -> None:
@@ -214,3 +202,20 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     assert summary["simulated"] is True
     assert (out / "summary.json").read_bytes() == expected["summary.json"]
     assert "SIMULATED root trusted" in stderr.decode()
+
+    # verify-receipt is no rubber stamp: the same bundle under another measurement fails.
+    checked = golem_graphene_cli(
+        "verify-receipt",
+        out / "receipt.json",
+        "--outputs",
+        out / ".sealed",
+        "--root",
+        provider.runner.platform.root_path,
+        "--trust-simulated-root",
+        provider.root_fingerprint,
+        "--mrenclave",
+        "00" * 32,
+        "--json",
+    )
+    assert checked.returncode == 1
+    assert json.loads(checked.stdout)["error"]["code"] == "policy_mrenclave"

@@ -43,7 +43,33 @@ def load_pem_chain(pem: str | bytes, what: str, count: int) -> list[x509.Certifi
         raise CertificateChainError(
             f"{what} has the wrong number of certificates", expected=count, found=len(certs)
         )
+    for index, cert in enumerate(certs):
+        parse_certificate_fields(cert, f"{what} (certificate {index + 1})")
     return certs
+
+
+_LAZY_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    CryptographyDeprecationWarning,
+)
+
+
+def parse_certificate_fields(cert: x509.Certificate, what: str) -> None:
+    """Parse every field the verifier reads, now, so that a malformed one is a typed error.
+
+    ``cryptography`` parses names, keys and extensions lazily: a corrupt field would otherwise
+    surface as a ``ValueError`` (or ``UnsupportedAlgorithm``) deep inside a later check.
+    """
+    try:
+        _ = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        _ = cert.public_key(), cert.extensions, cert.serial_number
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_hash_algorithm
+    except _LAZY_ERRORS as exc:
+        raise CertificateChainError(f"{what} has a malformed field: {exc}") from exc
 
 
 def common_name(name: x509.Name) -> str:
@@ -112,10 +138,15 @@ def load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
     """Parse a DER CRL (PEM is accepted too)."""
     try:
         if der.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(der)
-        return x509.load_der_x509_crl(der)
-    except ValueError as exc:
+            crl = x509.load_pem_x509_crl(der)
+        else:
+            crl = x509.load_der_x509_crl(der)
+        # Parse the lazily decoded fields now (see parse_certificate_fields).
+        _ = crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc
+        _ = crl.extensions, crl.signature_hash_algorithm, [r.serial_number for r in crl]
+    except _LAZY_ERRORS as exc:
         raise CrlError(f"the {what} is not a readable CRL: {exc}") from exc
+    return crl
 
 
 def check_crl(

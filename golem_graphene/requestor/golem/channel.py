@@ -80,6 +80,7 @@ class GolemChannel:
         self._uploads: list[SendFile] = []
         self._failure: str | None = None
         self._receipt: Path | None = None
+        self._receipt_served = False
         self._fetched: dict[str, Path] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -230,6 +231,13 @@ class GolemChannel:
         if name == "receipt.json":
             if self._receipt is None:
                 raise ChannelError("the task has no receipt yet", code="invalid_state")
+            if self._receipt_served:
+                # Fetched again: take everything afresh from the provider.
+                receipt = self._fresh("receipt.json")
+                remote = f"{self.volume}/outputs/receipt.json"
+                await self._execute("fetch", [DownloadFile(remote, receipt)])
+                self._fetched = {}
+            self._receipt_served = True
             source = self._receipt
         else:
             if name not in self._fetched:
@@ -281,6 +289,7 @@ class GolemChannel:
                 child.unlink(missing_ok=True)
         self._task = None
         self._evidence = self._receipt = self._failure = None
+        self._receipt_served = False
         self._uploads = []
         self._fetched = {}
         self._state = "new"

@@ -72,7 +72,7 @@ DOCUMENTS = {
 
 R = TypeVar("R")
 
-# KNOWN BUG (reported; reproduced by the strict-xfail tests at the end of this file):
+# FORMER BUG (fixed in pki.py by parsing eagerly; pinned by the tests at the end of this file):
 # ``cryptography`` parses a certificate's subject, issuer and public key and a CRL's fields
 # lazily, and pki.py / anchors.py touch them outside any ``try``, so a corrupted PEM chain in
 # the (unsigned) certification data or in the collateral, or a corrupted CRL, raises a bare
@@ -406,11 +406,6 @@ def _phala_collateral(**changes: str) -> QuoteCollateral:
     return QuoteCollateral.from_mapping({**PHALA_COLLATERAL, **changes})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, UnsupportedAlgorithm, x509.InvalidVersion),
-    reason="BUG: lazy X.509 parsing in pki.py / anchors.py",
-)
 @pytest.mark.parametrize(
     ("quote", "collateral"),
     [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -112,3 +114,30 @@ def test_looks_armored() -> None:
     assert looks_armored(b"-----begin")
     assert not looks_armored(b"age-encryption.org/v1\n")
     assert not looks_armored(b"")
+
+
+class TestBulkPath:
+    """Long runs of full lines are decoded in one call; errors must still name their line."""
+
+    @pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+    def test_large_file(self, eol: bytes) -> None:
+        data = os.urandom(48 * 5000 + 7)
+        text = armor(data).replace(b"\n", eol)
+        for piece in (1 << 20, 65_536, 1000):
+            assert dearmor(text, piece) == data
+
+    @pytest.mark.parametrize(
+        ("damage", "match"),
+        [
+            (lambda line: line[:10] + b"*" + line[11:], "armor line 51: invalid base64"),
+            (lambda line: line[:-1], "armor line 51: invalid base64"),
+            (lambda line: line + b"A", "armor line 51: data lines"),
+            (lambda line: line[:-2] + b"==", "armor line 5[12]"),
+            (lambda line: line[:30] + b"\r" + line[31:], "armor line 51: invalid base64"),
+        ],
+    )
+    def test_damage_deep_inside(self, damage: Callable[[bytes], bytes], match: str) -> None:
+        lines = armor(bytes(48 * 100)).split(b"\n")
+        lines[50] = damage(lines[50])
+        with pytest.raises(AgeArmorError, match=match):
+            dearmor(b"\n".join(lines))
