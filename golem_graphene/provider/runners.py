@@ -35,6 +35,7 @@ from golem_graphene.errors import RunnerError
 from golem_graphene.provider.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
 from golem_graphene.provider.sandbox import (
     Mount,
+    PidsLimit,
     ResourceLimits,
     SandboxPlan,
     bwrap_command,
@@ -312,15 +313,19 @@ class SimRunner:
         )
         plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
         device.start()
+        pids = PidsLimit.create(plan.limits.max_processes)
+        command = bwrap_command(plan)
         try:
             proc = await _start(
-                bwrap_command(plan),
+                pids.wrap(command) if pids else command,
                 launch_dir,
                 stderr_path,
                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             )
         except BaseException:
             device.stop()
+            if pids:
+                pids.stop()
             raise
         log.info(
             "enclave launched",
@@ -328,7 +333,8 @@ class SimRunner:
             pid=proc.pid,
             mrenclave=identity.mrenclave.hex()[:16],
         )
-        return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=[device])
+        cleanup: list[Any] = [device, pids] if pids else [device]
+        return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=cleanup)
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
         """Collateral of the simulated platform, valid at ``at``."""

@@ -66,6 +66,7 @@ class ResourceLimits:
     memory_bytes: int | None = None
     file_size_bytes: int | None = None
     open_files: int | None = 1024
+    max_processes: int | None = 512
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,25 @@ async def run_sandbox(
     ``stdin``/``stdout``/``stderr`` are passed to the process (files, pipes or ``None`` for
     ``/dev/null``). Cancelling the awaiting task kills the sandbox too.
     """
+    pids = PidsLimit.create(plan.limits.max_processes)
     cmd = bwrap_command(plan)
+    if pids is not None:
+        cmd = pids.wrap(cmd)
+    try:
+        return await _supervise(plan, cmd, stdin, stdout, stderr, on_start)
+    finally:
+        if pids is not None:
+            pids.stop()
+
+
+async def _supervise(
+    plan: SandboxPlan,
+    cmd: list[str],
+    stdin: IO[bytes] | int | None,
+    stdout: IO[bytes] | int | None,
+    stderr: IO[bytes] | int | None,
+    on_start: asyncio.Future[int] | None,
+) -> SandboxResult:
     started = time.monotonic()
     devnull = asyncio.subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
@@ -230,3 +249,79 @@ def kill_session(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
+
+
+_PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+class PidsLimit:
+    """A pids cgroup that caps how many processes one sandbox may have (fork bombs).
+
+    ``RLIMIT_NPROC`` does not bind root, and a provider often runs as root, so the cap comes
+    from the kernel's pids controller (cgroup v1 ``pids`` hierarchy or cgroup v2). Where no
+    writable pids controller exists the limit is skipped with a warning, and the wall-clock kill
+    of the whole tree remains the backstop.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, limit: int | None) -> PidsLimit | None:
+        if limit is None:
+            return None
+        for root in _PIDS_ROOTS:
+            if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
+                continue
+            if root == Path("/sys/fs/cgroup") and "pids" not in _read_text(
+                root / "cgroup.controllers"
+            ):
+                continue
+            path = root / f"golem-graphene-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            return cls(path)
+        log.warning("no writable pids cgroup: the sandbox has no process-count limit")
+        return None
+
+    @staticmethod
+    def reclaim_stale() -> int:
+        """Remove empty pids cgroups left by provider processes that died; returns how many."""
+        removed = 0
+        for root in _PIDS_ROOTS:
+            for path in root.glob("golem-graphene-*-*"):
+                owner = path.name.split("-")[2]
+                if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
+                        removed += 1
+        return removed
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """``cmd`` started inside the cgroup (the shell moves itself in, then execs)."""
+        procs = self.path / "cgroup.procs"
+        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *cmd]
+
+    def stop(self) -> None:
+        """Remove the cgroup once its processes are gone; idempotent."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+        log.warning("pids cgroup still busy", path=str(self.path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

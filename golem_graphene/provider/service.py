@@ -32,7 +32,7 @@ from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.image import EnclaveImage, build_image
 from golem_graphene.provider.lifecycle import Task, TaskState, TaskStore, TransitionError
 from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner, make_runner
-from golem_graphene.provider.sandbox import kill_session
+from golem_graphene.provider.sandbox import PidsLimit, kill_session
 from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = ["LimitError", "NotFoundError", "TaskEngine"]
@@ -246,6 +246,12 @@ class TaskEngine:
         events = process.events()
         first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
         if first is None or first.get("event") != "attested":
+            if first is None:  # no word from the agent: Gramine's own error explains more
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 5)
+                reason = process.failure_reason()
+                if reason:
+                    raise RunnerError(f"the enclave did not start: {reason}")
             raise _agent_error(first, "the enclave exited before it attested")
         await self._publish_evidence(task, io)
         await self.store.transition(task, TaskState.ATTESTED)
@@ -363,6 +369,9 @@ class TaskEngine:
     async def recover(self) -> dict[str, int]:
         """Account for every task a previous provider process accepted."""
         counts = {"resumed": 0, "failed": 0, "kept": 0}
+        # Enclaves the crash left running (one launched as the provider died misses its
+        # parent-death signal, and its pid may not be recorded): found by their launch folders.
+        _kill_leftovers(self.store.root)
         for task in self.store.load():
             if task.terminal:
                 self._reclaim(task)
@@ -381,8 +390,15 @@ class TaskEngine:
             )
             self._reclaim(task)
             counts["failed"] += 1
+        PidsLimit.reclaim_stale()
         for stray in self.store.root.glob("*/launch/io/inputs/*.part"):
             stray.unlink(missing_ok=True)
+        for stray in self.store.root.glob("*/.state.*.tmp"):  # a crash inside a state write
+            stray.unlink(missing_ok=True)
+        for folder in self.store.root.iterdir():
+            if folder.is_dir() and not (folder / "state.json").exists():
+                # Made by a create that never recorded its task, so never answered 201.
+                shutil.rmtree(folder, ignore_errors=True)
         log.info("recovered tasks", **counts)
         return counts
 
@@ -434,6 +450,26 @@ def _read_regular(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise RunnerError(f"the enclave's {path.name} is too large", expected=f"<= {limit} bytes")
     return data
+
+
+def _kill_leftovers(tasks_root: Path) -> None:
+    """Kill every enclave process whose command line or working folder is a task's launch
+    folder under ``tasks_root`` (none is legitimately running before recovery)."""
+    marker = str(tasks_root.resolve()) + "/"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd") + "/"
+        except OSError:
+            continue
+        if not (b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline):
+            continue
+        if re.search(re.escape(marker.encode()) + rb"[0-9a-f]{32}/launch/", cmdline) or (
+            cwd.startswith(marker) and "/launch/" in cwd[len(marker) :]
+        ):
+            kill_session(int(entry.name))
 
 
 def _kill_leftover(pid: int | None) -> None:

@@ -36,6 +36,17 @@ class ChannelError(ProtocolError):
         super().__init__(message)
 
 
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body (``content.read(n)`` returns only what has arrived so far), or None as
+    soon as it exceeds ``limit`` bytes."""
+    data = bytearray()
+    async for chunk in response.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class TaskRef:
     """A task on a provider: its id and capability token."""
@@ -118,10 +129,10 @@ class HttpChannel:
                 method, self._url(path), json=payload, headers=self._headers(task)
             ) as response:
                 await self._check(response)
-                data = await response.content.read(MAX_JSON_RESPONSE + 1)
+                data = await _read_bounded(response, MAX_JSON_RESPONSE)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"cannot reach the provider at {self.base_url}: {exc}") from exc
-        if len(data) > MAX_JSON_RESPONSE:
+        if data is None:
             raise ChannelError("the provider's answer is too large")
         try:
             return json.loads(data) if data else None
@@ -140,10 +151,10 @@ class HttpChannel:
                 self._url(f"/tasks/{task.task_id}/evidence"), headers=self._headers(task)
             ) as response:
                 await self._check(response)
-                data = await response.content.read(MAX_JSON_RESPONSE + 1)
+                data = await _read_bounded(response, MAX_JSON_RESPONSE)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"cannot fetch the evidence: {exc}") from exc
-        if len(data) > MAX_JSON_RESPONSE:
+        if data is None:
             raise ChannelError("the evidence is too large")
         return data
 

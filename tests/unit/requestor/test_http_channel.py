@@ -7,6 +7,7 @@ with the provider's code, and never hold more than its bounds in memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -119,6 +120,26 @@ async def test_create_refuses_bad_answers(serve: Any, body: bytes, message: str)
     channel = await serve({("POST", "/v1/tasks"): handler})
     with pytest.raises(ChannelError, match=message):
         await channel.create({"spec_name": "x"})
+
+
+async def test_answers_arriving_in_pieces_are_read_whole(serve: Any) -> None:
+    """A JSON answer (here the evidence) split across writes is read to its end."""
+    body = json.dumps({"quote": "q" * 100_000, "enclave_key": "e"}).encode()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 30_000):
+            await response.write(body[start : start + 30_000])
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
+
+    channel = await serve(
+        {("GET", f"{TASK_PATH}/evidence"): handler, ("POST", "/v1/tasks"): handler}
+    )
+    assert await channel.evidence(TASK) == body
+    assert (await channel.create({}))["enclave_key"] == "e"
 
 
 async def test_malformed_output_list_is_refused(serve: Any) -> None:

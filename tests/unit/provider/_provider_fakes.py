@@ -1,0 +1,129 @@
+"""A fake enclave runner for the provider's unit tests (no sandbox, no image build).
+
+:class:`FakeRunner` launches :class:`FakeEnclave` objects that behave like the agent on its
+control pipe: in ``attest`` mode they publish evidence (a placeholder quote) and report
+``attested``, then relay whatever the test pushes with :meth:`FakeEnclave.push`; in ``hang``
+mode they never attest; in ``fail`` mode the launch itself fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from golem_graphene.errors import RunnerError
+from golem_graphene.protocol.spec import spec_digest
+from golem_graphene.provider.config import ProviderConfig
+from golem_graphene.provider.image import EnclaveImage
+from golem_graphene.provider.service import TaskEngine
+
+SPEC = """\
+name = "echo"
+
+[enclave]
+runtime = "native"
+entrypoint = "/bin/sh"
+
+[[inputs]]
+name = "x"
+max_size = "1K"
+
+[outputs]
+files = ["out"]
+"""
+
+
+class FakeEnclave:
+    """What the engine sees of a launched enclave."""
+
+    def __init__(self, io: Path, mode: str) -> None:
+        self.io = io
+        self.mode = mode
+        self.pid = None
+        self.sent: list[dict[str, Any]] = []
+        self.killed = False
+        self.timed_out = False
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._exited = asyncio.Event()
+
+    def push(self, event: dict[str, Any] | None) -> None:
+        """Make the agent report ``event`` (None: it closes the control pipe)."""
+        self._queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if self.mode == "attest":
+            evidence = {
+                "quote": secrets.token_bytes(64).hex(),
+                "enclave_key": secrets.token_bytes(32).hex(),
+                "signing_key": secrets.token_bytes(32).hex(),
+                "runner": "sim",
+                "simulated": True,
+            }
+            (self.io / "evidence.json").write_text(json.dumps(evidence))
+            yield {"event": "attested", "runner": "sim"}
+        while (event := await self._queue.get()) is not None:
+            yield event
+        self._exited.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        return -9 if self.killed else 0
+
+    def kill(self) -> None:
+        self.killed = True
+        self.push(None)
+        self._exited.set()
+
+
+class FakeRunner:
+    """Launches :class:`FakeEnclave` objects; ``mode`` is ``attest``, ``hang`` or ``fail``."""
+
+    name = "sim"
+    simulated = True
+
+    def __init__(self, mode: str = "attest") -> None:
+        self.mode = mode
+        self.launched: dict[str, FakeEnclave] = {}
+
+    async def launch(self, image: Any, launch_dir: Path, *, stderr_path: Path) -> FakeEnclave:
+        if self.mode == "fail":
+            raise RunnerError("the fake enclave cannot start")
+        enclave = FakeEnclave(launch_dir / "io", self.mode)
+        self.launched[launch_dir.parent.name] = enclave
+        return enclave
+
+    async def collateral_for(self, quote: bytes, at: datetime) -> None:
+        return None
+
+
+def write_spec(specs_dir: Path, text: str = SPEC) -> Path:
+    spec = specs_dir / "echo"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "task.toml").write_text(text)
+    return spec
+
+
+def make_engine(
+    tmp_path: Path, runner: FakeRunner, *, limits: dict[str, Any] | None = None, **config: Any
+) -> TaskEngine:
+    """A task engine over ``tmp_path`` with the ``echo`` spec and its image marked as built."""
+    spec = write_spec(tmp_path / "specs")
+    options: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "specs_dir": str(tmp_path / "specs"),
+        "auth": {"open": True},
+        "limits": limits or {},
+    }
+    options.update(config)
+    engine = TaskEngine(ProviderConfig.model_validate(options), runner)  # type: ignore[arg-type]
+    # The driver asks for the image first; the fake runner never looks at it.
+    engine._images[f"echo-{spec_digest(spec)[:16]}"] = cast(EnclaveImage, object())
+    return engine
