@@ -69,16 +69,23 @@ class PckExtension:
         value = ext.value
         if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - cryptography
             raise CertificateChainError("the SGX extension could not be read")
+        return cls.from_der(value.value)
+
+    @classmethod
+    def from_der(cls, der: bytes) -> PckExtension:
+        """Decode the extension value (``SEQUENCE OF SEQUENCE {OID, value}``).
+
+        Raises :class:`CertificateChainError` (with the DER problem as its cause) when malformed.
+        """
         try:
-            return cls.from_der(value.value)
+            return cls._decode(der)
         except DerError as exc:
             raise CertificateChainError(
                 f"the PCK certificate's SGX extension is malformed: {exc}"
             ) from exc
 
     @classmethod
-    def from_der(cls, der: bytes) -> PckExtension:
-        """Decode the extension value (``SEQUENCE OF SEQUENCE {OID, value}``); raises DerError."""
+    def _decode(cls, der: bytes) -> PckExtension:
         fields = _oid_map(parse_exact(der))
         tcb = _oid_map(_require(fields, _TCB, "TCB"))
         components = tuple(

@@ -154,6 +154,9 @@ class AllowedTcbStatus:
                 statuses.update(s for s in TcbStatus if s is not TcbStatus.REVOKED)
             else:
                 statuses.add(TcbStatus(item))
+        if TcbStatus.REVOKED in statuses:
+            # Intel's QVL treats a revoked TCB as terminal: no policy may accept it.
+            raise ValueError("a Revoked TCB is never acceptable")
         if not statuses:
             raise ValueError("AllowedTcbStatus needs at least one status")
         object.__setattr__(self, "accepted", frozenset(statuses))

@@ -160,14 +160,22 @@ def _limits(workload: Workload) -> Any:
     def apply() -> None:
         # One byte over the limit: an output that reaches it is refused by name, never sealed
         # silently truncated at exactly the limit.
-        fsize = workload.output_size + 1
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_AS, (workload.memory, workload.memory))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _cap(resource.RLIMIT_FSIZE, workload.output_size + 1)
+        _cap(resource.RLIMIT_AS, workload.memory)
+        _cap(resource.RLIMIT_CORE, 0)
         if workload.cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (workload.cpu_seconds, workload.cpu_seconds))
+            _cap(resource.RLIMIT_CPU, workload.cpu_seconds)
 
     return apply
+
+
+def _cap(which: int, value: int) -> None:
+    """Set a limit, never above the enclave's own (raising a hard limit fails, and a spec's
+    ``memory`` may exceed the enclave size, which already bounds the workload)."""
+    hard = resource.getrlimit(which)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
 
 
 def _run_workload(
@@ -396,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     except Error as exc:
         control.emit("failed", code=exc.code, message=exc.describe())
         return 1
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
         err = RunnerError(f"the agent failed: {type(exc).__name__}: {exc}")
         control.emit("failed", code=err.code, message=err.describe())
         return 1

@@ -122,7 +122,7 @@ def _task(request: web.Request) -> Task:
     if task is None or not hmac.compare_digest(task.owner, owner):
         raise NotFoundError("no such task", found=task_id[:64])
     token = request.headers.get("X-Task-Token", "")
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
     if not hmac.compare_digest(digest, task.capability_sha256):
         raise AuthError("forbidden", "the task token (X-Task-Token) is missing or wrong", 403)
     return task

@@ -70,7 +70,8 @@ class AuthConfig(_Model):
             return "open"
         if token is None:
             return None
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        # Header values arrive surrogate-escaped where they are not UTF-8: hash the bytes sent.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
         import hmac
 
         for known in self.tokens:

@@ -60,6 +60,8 @@ __all__ = [
 IMAGE_FORMAT = 1
 SIM_MRENCLAVE_TAG = b"golem-graphene/sim/mrenclave/v1\0"
 MANIFEST_NAME = "agent.manifest"
+PYCACHE_DIR = "pycache"
+"""The agent's bytecode in the image, found through ``PYTHONPYCACHEPREFIX=/image/pycache``."""
 AGENT_MODULE = "golem_graphene.enclave.agent"
 _STDLIB_SKIP = frozenset(
     {
@@ -269,7 +271,9 @@ def build_image(
         _copy_app(spec, spec_file.parent, image)
         shutil.copyfile(spec_file, image / "task.toml")
         _write_workload(spec, image)
-        agent_files = _copy_agent_lib(image / "lib")
+        imported: list[Path] = []
+        agent_files = _copy_agent_lib(image / "lib", imported)
+        _compile_bytecode(image, imported, work)
         manifest = _render(spec, image, agent_files, log_level, work)
         (image / MANIFEST_NAME).write_text(manifest.to_toml())
         mrenclave = sim_mrenclave(manifest)
@@ -348,8 +352,12 @@ def sys_python() -> str:
     return str(Path(sys.executable).resolve())
 
 
-def _copy_agent_lib(lib: Path) -> list[str]:
-    """Copy the agent and exactly the third-party packages it imports into ``lib``."""
+def _copy_agent_lib(lib: Path, imported: list[Path] | None = None) -> list[str]:
+    """Copy the agent and exactly the third-party packages it imports into ``lib``.
+
+    The Python sources it imports (their copies in ``lib``, and the standard library's) are
+    appended to ``imported`` when given.
+    """
     package_root = Path(golem_graphene.__file__).resolve().parent.parent
     probe = (
         "import json, sys\n"
@@ -385,13 +393,17 @@ def _copy_agent_lib(lib: Path) -> list[str]:
         ) from exc
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     copied: set[Path] = set()
+    sources = imported if imported is not None else []
     lib.mkdir()
     for name in json.loads(out):
         path = Path(name).resolve()
+        source = path.suffix == ".py"
         if path.is_relative_to(package_root / "golem_graphene"):
             dst = lib / path.relative_to(package_root)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dst)
+            if source:
+                sources.append(dst)
             continue
         top = _site_top_level(path, site)
         if top is None:
@@ -399,7 +411,11 @@ def _copy_agent_lib(lib: Path) -> list[str]:
                 raise RunnerError(
                     "the agent imports a module from an unexpected place", found=str(path)
                 )
+            if source:
+                sources.append(path)
             continue
+        if source:
+            sources.append(lib / path.relative_to(top.parent))
         if top in copied:
             continue
         copied.add(top)
@@ -410,6 +426,61 @@ def _copy_agent_lib(lib: Path) -> list[str]:
         else:
             shutil.copyfile(top, lib / top.name)
     return sorted(str(p) for p in copied)
+
+
+# Run by the enclave's own interpreter: pycache paths exactly as the enclave computes them with
+# PYTHONPYCACHEPREFIX=/image/pycache (the manifest's loader.env), mapped into the image folder.
+_COMPILE = """\
+import importlib.util, json, py_compile, sys
+sys.pycache_prefix = "/image/" + sys.argv[2]
+with open(sys.argv[1]) as f:
+    jobs = json.load(f)
+for source, shown in jobs:
+    target = sys.argv[3] + importlib.util.cache_from_source(shown)[len("/image"):]
+    py_compile.compile(source, cfile=target, dfile=shown, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+"""
+
+
+def _compile_bytecode(image: Path, sources: list[Path], work: Path) -> None:
+    """Compile the agent's modules (``sources``: in the image or the standard library) into
+    ``image/pycache``, reproducibly.
+
+    Inside the enclave nothing trusted is writable across runs, so without this every start
+    compiles the agent and everything it imports (most of its start-up time). The bytecode is
+    part of the measured image, so builds must be byte-identical: hash-checked pycs (no source
+    mtimes), the code's file names as the enclave sees them, and a fresh interpreter with a
+    fixed hash seed compiling in a fixed order (marshal's output depends on the interpreter's
+    state, so never compile in the calling process).
+    """
+    jobs = sorted(
+        (str(p), f"/image/{p.relative_to(image).as_posix()}" if p.is_relative_to(image) else str(p))
+        for p in set(sources)
+    )
+    job_file = work / "bytecode-jobs.json"
+    job_file.write_text(json.dumps(jobs))
+    try:
+        subprocess.run(
+            [
+                sys_python(),
+                "-S",
+                "-s",
+                "-B",
+                "-c",
+                _COMPILE,
+                str(job_file),
+                PYCACHE_DIR,
+                str(image),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"},
+            timeout=300,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise RunnerError(f"cannot compile the agent's modules: {detail[-2000:]}") from exc
 
 
 def _site_top_level(path: Path, site: set[str]) -> Path | None:

@@ -10,7 +10,12 @@ from functools import cache
 from typing import Any
 
 from golem_graphene import __version__
-from golem_graphene.protocol.messages import CreateTaskRequest, CreateTaskResponse, ErrorBody
+from golem_graphene.protocol.messages import (
+    CreateTaskRequest,
+    CreateTaskResponse,
+    ErrorBody,
+    TaskEvent,
+)
 
 __all__ = ["openapi_document"]
 
@@ -83,11 +88,27 @@ _TASK_STATUS: dict[str, Any] = {
 }
 
 
+# One Server-Sent Event as its fields (each event; keep-alive comments carry none).
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": ["task"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/TaskEvent"},
+        },
+    },
+}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document as a JSON-ready dict."""
     schemas: dict[str, Any] = {}
-    for model in (CreateTaskRequest, CreateTaskResponse, ErrorBody):
+    for model in (CreateTaskRequest, CreateTaskResponse, ErrorBody, TaskEvent):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -233,7 +254,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "Server-Sent Events, one JSON event each",
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                         },
                         **_errors(400, 401, 403, 404),
                     },

@@ -21,6 +21,8 @@ entry point         what happens
 ``abort``           kill the enclave and forget the task
 ==================  ====================================================================
 
+One task runs at a time; ``attest`` during a task replaces it (the old enclave is killed).
+
 Each step answers with one JSON object (``{"ok": true, "step": ..., ...}`` or ``{"ok": false,
 "code": ..., "message": ...}``) on stdout, which is also kept in ``/golem/io/status.json`` for
 ExeUnits that do not forward a runtime's output. Nothing here holds a key that opens an input
@@ -260,7 +262,7 @@ class ActivitySession:
     # -- attest -----------------------------------------------------------------------------------
 
     async def _attest(self, args: list[str]) -> dict[str, Any]:
-        self._require("deployed", "done", "failed", "aborted")
+        # Any state: a new task replaces one in progress (its enclave is killed first).
         if len(args) != 4:
             raise StepError(
                 "bad_arguments",

@@ -7,7 +7,8 @@
 - ``sim_root`` (session): the simulation root's fingerprint, as the runtime's ``test`` prints it;
 - ``shell_policy`` (session): a requestor policy that trusts that root and pins the measurement
   of the requestor's *own* build of the spec;
-- ``activity``: an :class:`ExeUnitSimulator` after ``deploy`` and ``start`` (shut down after).
+- ``activity``: an :class:`ExeUnitSimulator` after ``deploy`` and ``start``, one per module
+  (modules using it run their tests on the module's event loop).
 """
 
 from __future__ import annotations
@@ -15,53 +16,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from golem_support import SHELL_SPEC, TOOLS
 from supervisor import RUNTIME_BINARY, ExeUnitSimulator
 
 from golem_graphene.requestor.client import RequestorPolicy
 from golem_graphene.requestor.golem.package import TaskPackage, build_task_package
 from golem_graphene.requestor.measure import measure_locally
 from golem_graphene.sealing.keys import X25519Identity
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CSV_STATS = REPO_ROOT / "task_specs" / "csv-stats"
-GOLDEN = Path(__file__).resolve().parent / "golden"
-
-_TOOLS = ("cat", "head", "sleep", "true")
-
-SHELL_SPEC = """\
-name = "golem-shell"
-description = "A shell for the Golem tests: the requestor's args are the script (sh -c ...)"
-
-[enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = [{tools}]
-args = ["-c", "true"]
-enclave_size = "256M"
-max_threads = 4
-
-[[inputs]]
-name = "x"
-max_size = "16M"
-required = false
-
-[[inputs]]
-name = "y"
-max_size = "16M"
-required = false
-
-[outputs]
-files = ["*"]
-
-[limits]
-wall_seconds = 60
-memory = "256M"
-output_size = "64M"
-"""
 
 
 def _bwrap_problem() -> str | None:
@@ -94,7 +60,7 @@ def runtime_flags(runtime_data: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def shell_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shell-spec")
-    tools = ", ".join(f'"/usr/bin/{t}"' for t in _TOOLS if Path(f"/usr/bin/{t}").exists())
+    tools = ", ".join(f'"/usr/bin/{t}"' for t in TOOLS if Path(f"/usr/bin/{t}").exists())
     (root / "task.toml").write_text(SHELL_SPEC.format(tools=tools))
     return root
 
@@ -133,15 +99,27 @@ def identity() -> X25519Identity:
     return X25519Identity.generate()
 
 
-@pytest.fixture
-async def activity(
-    tmp_path: Path, shell_package: TaskPackage, runtime_flags: list[str], sandbox_ok: None
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_exeunit(
+    tmp_path_factory: pytest.TempPathFactory,
+    shell_package: TaskPackage,
+    runtime_flags: list[str],
+    sandbox_ok: None,
 ) -> AsyncIterator[ExeUnitSimulator]:
-    """An activity running the shell package, deployed and started in blocking mode."""
-    exeunit = ExeUnitSimulator(tmp_path / "activity", shell_package.path, list(runtime_flags))
+    """One activity per test module, as one requestor runs task after task on it."""
+    workdir = tmp_path_factory.mktemp("activity") / "work"
+    exeunit = ExeUnitSimulator(workdir, shell_package.path, list(runtime_flags))
     await exeunit.deploy()
     await exeunit.start()
     try:
         yield exeunit
     finally:
         await exeunit.close()
+
+
+@pytest.fixture
+def activity(shared_exeunit: ExeUnitSimulator) -> Iterator[ExeUnitSimulator]:
+    """The module's activity (deployed, started in blocking mode), with no hook left over."""
+    shared_exeunit.on_download = None
+    yield shared_exeunit
+    shared_exeunit.on_download = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHELL_SPEC
+from golem_support import CSV_STATS
 from supervisor import ExeUnitSimulator
 
 from golem_graphene.protocol.spec import spec_digest
@@ -38,7 +38,7 @@ from golem_graphene.requestor.golem import (
 from golem_graphene.sealing.age import encrypt_stream
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.asyncio(loop_scope="module")]
 
 CONCAT = ["-c", "cat inputs/x inputs/y > outputs/both"]
 Batch = Callable[[Sequence[Command]], Awaitable[list[CommandResult]]]
@@ -197,11 +197,7 @@ async def test_evidence_of_another_enclave_image_is_refused(
 ) -> None:
     """The provider runs a different image that binds the requestor's very task, nonce and R
     honestly: everything checks out but the measurement, so the policy refuses it."""
-    other_spec = tmp_path / "other"
-    other_spec.mkdir()
-    text = SHELL_SPEC.format(tools='"/usr/bin/cat"').replace("A shell for", "Another shell for")
-    (other_spec / "task.toml").write_text(text)
-    package = build_task_package(other_spec, tmp_path / "other.tar")
+    package = build_task_package(CSV_STATS, tmp_path / "other.tar")
     other = ExeUnitSimulator(tmp_path / "other-activity", package.path, list(runtime_flags))
     await other.deploy()
     await other.start()
@@ -210,7 +206,7 @@ async def test_evidence_of_another_enclave_image_is_refused(
         async def run_other_image(commands: Sequence[Command]) -> list[CommandResult]:
             attest = commands[0]
             if isinstance(attest, Run) and attest.entrypoint == "attest":
-                args = (attest.args[0], spec_digest(other_spec), *attest.args[2:])
+                args = (attest.args[0], spec_digest(CSV_STATS), *attest.args[2:])
                 results = await other.execute([Run("attest", args)])
                 assert results[0].ok, results[0]
                 evidence = (other.workdir / "io" / "evidence.json").read_bytes()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import GOLDEN, REPO_ROOT, SHELL_SPEC
+from golem_support import GOLDEN, REPO_ROOT, SHELL_SPEC
 from supervisor import RUNTIME_BINARY, ExeUnitSimulator, parse_deploy_result, run_cli
 
 import golem_graphene

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CSV_STATS
+from golem_support import CSV_STATS
 from supervisor import CommandModeExeUnit, ExeUnitSimulator
 
 from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskStepError
@@ -32,7 +32,7 @@ from golem_graphene.requestor.measure import measure_locally
 from golem_graphene.runtime.settings import COUNTER_ENCLAVE_SECONDS
 from golem_graphene.sealing.keys import X25519Identity
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.asyncio(loop_scope="module")]
 
 CONCAT = ["-c", "cat inputs/x inputs/y > outputs/both; echo done"]
 
@@ -52,8 +52,11 @@ async def test_direct_requestor_over_the_golem_channel(
     shell_inputs: dict[str, Path],
     tmp_path: Path,
 ) -> None:
+    assert activity.server is not None
+    seen = len(activity.server.responses)
     async with Requestor(GolemChannel(activity), identity=identity, policy=shell_policy) as r:
         result = await r.run(shell_spec, shell_inputs, tmp_path / "out", args=CONCAT)
+    events = [e for e in activity.server.responses[seen:] if e.event and e.kind == "rt_status"]
     expected = shell_inputs["x"].read_bytes() + shell_inputs["y"].read_bytes()
     assert result.outputs["both"].read_bytes() == expected
     assert result.outputs["stdout"].read_bytes() == b"done\n"
@@ -71,22 +74,14 @@ async def test_direct_requestor_over_the_golem_channel(
     for path in volume.rglob("*"):
         if path.is_file():
             assert b"the first input" not in path.read_bytes(), path
-    # The runtime reported the task's states and the enclave-seconds counter.
-    assert activity.server is not None
-    states = [
-        json.loads(e.body["value"])["state"]
-        for e in activity.server.events("rt_status")
-        if "state" in e.body
-    ]
-    assert states[:4] == ["attested", "inputs_received", "running", "done"]
-    counters = [
-        e.body["value"]
-        for e in activity.server.events("rt_status")
-        if e.body.get("counter") == COUNTER_ENCLAVE_SECONDS
-    ]
+    # The runtime reported the task's states and the enclave-seconds counter as it went.
+    states = [json.loads(e.body["value"]) for e in events if "state" in e.body]
+    states = [s for s in states if s["state"] != "deployed"]  # the previous task, replaced
+    assert [s["state"] for s in states] == ["attested", "inputs_received", "running", "done"]
+    assert {s["task_id"] for s in states} == {result.task_id}
+    counters = [e.body["value"] for e in events if e.body.get("counter") == COUNTER_ENCLAVE_SECONDS]
     assert counters and counters[-1] > 0
     assert counters == sorted(counters)
-    assert await activity.shutdown() == 0
 
 
 async def test_two_tasks_in_one_activity(
@@ -201,26 +196,46 @@ async def test_worker_sees_a_clear_error_when_the_provider_refuses(
 # --- a Python spec, and the process-per-command mode ----------------------------------------
 
 
-async def test_csv_stats_in_process_per_command_mode(
-    tmp_path: Path,
-    identity: X25519Identity,
-    runtime_flags: list[str],
-    sim_root: str,
+async def test_csv_stats_spec(
+    tmp_path: Path, identity: X25519Identity, runtime_flags: list[str], sim_root: str
 ) -> None:
-    """The repository's csv-stats spec, each ExeScript ``run`` a separate runtime process
-    (``run --entrypoint E``) served by the session host."""
+    """The repository's csv-stats spec (a Python workload), from its task package."""
     package: TaskPackage = build_task_package(CSV_STATS, tmp_path / "csv-stats.tar")
-    exeunit = CommandModeExeUnit(tmp_path / "activity", package.path, list(runtime_flags))
+    exeunit = ExeUnitSimulator(tmp_path / "activity", package.path, list(runtime_flags))
     await exeunit.deploy()
+    await exeunit.start()
     policy = RequestorPolicy(
         trusted_simulation_roots=(sim_root,),
         expected_mrenclave=(measure_locally(CSV_STATS / "task.toml", "sim"),),
     )
     inputs = {"data.csv": CSV_STATS / "sample" / "data.csv"}
-    async with Requestor(GolemChannel(exeunit), identity=identity, policy=policy) as r:
-        result = await r.run(CSV_STATS, inputs, tmp_path / "out")
+    try:
+        async with Requestor(GolemChannel(exeunit), identity=identity, policy=policy) as r:
+            result = await r.run(CSV_STATS, inputs, tmp_path / "out")
+        assert await exeunit.shutdown() == 0
+    finally:
+        await exeunit.close()
     summary = json.loads(result.outputs["summary.json"].read_text())
     assert summary["rows"] == 500
     assert set(summary["columns"]) == {"temperature", "humidity", "wind_kmh"}
+
+
+async def test_process_per_command_mode(
+    tmp_path: Path,
+    identity: X25519Identity,
+    shell_spec: Path,
+    shell_package: TaskPackage,
+    shell_policy: RequestorPolicy,
+    shell_inputs: dict[str, Path],
+    runtime_flags: list[str],
+) -> None:
+    """Each ExeScript ``run`` a separate runtime process (``run --entrypoint E``), the enclave
+    held by the session host in between."""
+    exeunit = CommandModeExeUnit(tmp_path / "activity", shell_package.path, list(runtime_flags))
+    await exeunit.deploy()
+    async with Requestor(GolemChannel(exeunit), identity=identity, policy=shell_policy) as r:
+        result = await r.run(shell_spec, shell_inputs, tmp_path / "out", args=CONCAT)
+    expected = shell_inputs["x"].read_bytes() + shell_inputs["y"].read_bytes()
+    assert result.outputs["both"].read_bytes() == expected
     # The host is gone with the task: nothing is left listening.
     assert not (tmp_path / "activity" / ".gramine-sgx" / "session.sock").exists()

@@ -40,7 +40,6 @@ from golem_graphene.sealing.keys import X25519Identity
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("sandbox_ok")]
 
 SEED = int(os.environ.get("HOSTILE_CRASH_SEED", "7"))
-ROUNDS = 3
 BATCH = 3
 
 
@@ -62,17 +61,25 @@ def _requestor(provider: ProcessProvider, identity: X25519Identity) -> Requestor
 
 
 async def _flow(
-    requestor: Requestor, spec: Path, data: Path, tracked: list[Tracked], out: Path
+    requestor: Requestor,
+    spec: Path,
+    data: Path,
+    tracked: list[Tracked],
+    out: Path,
+    accepted: asyncio.Event,
+    finished: asyncio.Event,
 ) -> None:
     created = await requestor.create(spec)
     task = Tracked(created, data)
     tracked.append(task)  # accepted: the provider answered 201
+    accepted.set()
     task.attested = await requestor.attest(created)
     await requestor.send_inputs(task.attested, {"data.txt": data})
     await requestor.start(task.attested)
     await requestor.wait(task.attested)
     await requestor.fetch(task.attested, out)
     task.fetched = True
+    finished.set()
 
 
 def _still_alive(processes: list[str], timeout: float = 10.0) -> list[str]:
@@ -116,24 +123,33 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
     spec = provider.template.specs_dir / "shell"
     identity = X25519Identity.generate()
     tracked: list[Tracked] = []
-    kills = []
+    kills: list[float | str] = []
     survivors: list[str] = []
-    for round_number in range(ROUNDS):
+    # A random moment; the moment the first task of a batch is done (the others are in
+    # flight); the instant a task is accepted: it is still "created" on disk, the resumable
+    # case (last, or the next round's kill would catch it relaunched).
+    points: list[float | str] = [rng.uniform(0.2, 7.0), "on-done", "on-accept"]
+    for round_number, point in enumerate(points):
         if round_number:
             provider.start()
             # Whatever the crash left running is reclaimed by the restarted provider.
             assert await asyncio.to_thread(_still_alive, survivors) == [], where
         async with _requestor(provider, identity) as requestor:
             flows = []
+            accepted, finished = asyncio.Event(), asyncio.Event()
             for n in range(BATCH):
                 data = tmp_path / f"in-{round_number}-{n}.bin"
                 data.write_bytes(secrets.token_bytes(rng.choice([10, 50_000, 2 << 20])))
                 out = tmp_path / f"out-{round_number}-{n}"
-                flows.append(asyncio.create_task(_flow(requestor, spec, data, tracked, out)))
-            kill_at = rng.uniform(0.2, 7.0)
-            kills.append(round(kill_at, 2))
-            await asyncio.sleep(kill_at)
-            await asyncio.to_thread(provider.kill)
+                flow = _flow(requestor, spec, data, tracked, out, accepted, finished)
+                flows.append(asyncio.create_task(flow))
+            if isinstance(point, float):
+                kills.append(round(point, 2))
+                await asyncio.sleep(point)
+            else:
+                kills.append(point)
+                await (accepted if point == "on-accept" else finished).wait()
+            provider.kill()
             for flow in flows:
                 flow.cancel()
             results = await asyncio.gather(*flows, return_exceptions=True)
@@ -176,8 +192,10 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
                 outcomes["resumed"] += 1
             else:
                 pytest.fail(f"a task left in state {state!r}: {what}")
-    print(f"{where}: kills at {kills} s, outcomes {outcomes}")
+    print(f"{where}: kills at {kills}, outcomes {outcomes}")
     assert sum(outcomes.values()) == len(tracked)
+    assert outcomes["resumed"] >= 1, f"{where}: the on-accept kill left no resumable task"
+    assert outcomes["done"] >= 1, f"{where}: the on-done kill left no done task"
     # Tasks whose 201 never reached us are accounted for too: terminal, or relaunched.
     for task_dir in (provider.data_dir / "tasks").iterdir():
         assert (task_dir / "state.json").is_file(), f"{where}: {task_dir.name} has no record"

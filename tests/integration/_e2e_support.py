@@ -71,7 +71,7 @@ files = ["*"]
 
 [limits]
 wall_seconds = {wall}
-memory = "256M"
+memory = "{memory}"
 output_size = "{output_size}"
 """
 
@@ -83,6 +83,7 @@ def shell_spec_text(
     output_size: str = "64K",
     debug: bool = False,
     max_input: str = "2G",
+    memory: str = "256M",
 ) -> str:
     """The TOML of a native ``/bin/sh`` spec with coreutils trusted and two optional inputs."""
     tools = ", ".join(f'"/usr/bin/{t}"' for t in _SHELL_TOOLS if Path(f"/usr/bin/{t}").exists())
@@ -93,6 +94,7 @@ def shell_spec_text(
         wall=wall,
         output_size=output_size,
         max_input=max_input,
+        memory=memory,
     )
 
 
@@ -100,7 +102,9 @@ def write_test_specs(root: Path) -> None:
     """Offer the repository's specs (linked: same bytes, same digests) and the shell specs."""
     for spec_dir in real_spec_dirs():
         (root / spec_dir.name).symlink_to(spec_dir)
-    for name, options in ((SHELL, {}), (SHELL_DEBUG, {"debug": True})):
+    # The debug spec also gives the workload more memory than the enclave has (1G > 256M):
+    # the agent must cap the workload's limit at the enclave's, not fail to start it.
+    for name, options in ((SHELL, {}), (SHELL_DEBUG, {"debug": True, "memory": "1G"})):
         (root / name).mkdir()
         (root / name / "task.toml").write_text(shell_spec_text(name, **options))
 

@@ -65,7 +65,7 @@ def parse_certificate_fields(cert: x509.Certificate, what: str) -> None:
     surface as a ``ValueError`` (or ``UnsupportedAlgorithm``) deep inside a later check.
     """
     try:
-        _ = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        _ = cert.subject, cert.issuer
         _ = cert.public_key(), cert.extensions, cert.serial_number
         _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_hash_algorithm
     except _LAZY_ERRORS as exc:

@@ -118,9 +118,11 @@ class GolemChannel:
     # -- the Channel protocol ---------------------------------------------------------------------
 
     async def create(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Launch and attest the enclave for a new task; the evidence comes back with it."""
-        if self._state not in ("new", "done", "failed", "cancelled"):
-            raise ChannelError("a task is already running on this activity", code="busy")
+        """Launch and attest the enclave for a new task; the evidence comes back with it.
+
+        An activity runs one task at a time: a task still in progress here is replaced (the
+        runtime kills its enclave).
+        """
         task_id = format_task_id(new_task_id())
         try:
             args = (

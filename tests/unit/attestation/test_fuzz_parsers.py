@@ -1,7 +1,7 @@
 """Fuzzing the quote and collateral parsers and the full verifier (hypothesis).
 
 Malformed input may only ever raise ``golem_graphene.errors.Error`` subclasses (the internal
-DER reader raises its documented ``DerError``); any other exception fails the test. Inputs are
+DER decoding raises ``CertificateChainError``); any other exception fails the test. Inputs are
 random bytes, every truncation, and single- and multi-byte mutations of real quotes, collateral
 bundles, signed TCB info / QE identity documents and PCK certificate extensions.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import traceback
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from typing import Any, TypeVar
 import pytest
 from _sgx_test_pki import T0, SgxCase, SgxTestPki
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,12 +29,11 @@ from golem_graphene.attestation import (
     QuoteVerifier,
     TcbInfo,
     TrustAnchor,
-    VerifiedQuote,
     VerifyOptions,
 )
-from golem_graphene.attestation._internal.der import DerError
 from golem_graphene.attestation.pck import SGX_EXTENSION_OID, PckExtension
 from golem_graphene.errors import (
+    CertificateChainError,
     CollateralError,
     Error,
     QuoteFormatError,
@@ -72,46 +69,12 @@ DOCUMENTS = {
 
 R = TypeVar("R")
 
-# FORMER BUG (fixed in pki.py by parsing eagerly; pinned by the tests at the end of this file):
-# ``cryptography`` parses a certificate's subject, issuer and public key and a CRL's fields
-# lazily, and pki.py / anchors.py touch them outside any ``try``, so a corrupted PEM chain in
-# the (unsigned) certification data or in the collateral, or a corrupted CRL, raises a bare
-# ``ValueError`` (or ``UnsupportedAlgorithm`` for a corrupted curve OID) from pki.py
-# (require_cn, require_anchor -> anchors.spki_sha256, check_crl); likewise pki.load_crl lets
-# ``x509.InvalidVersion`` (no ValueError) escape for a CRL with a bad version field.
-# While that bug is present -- probed once, here -- the fuzz tests tolerate exactly a plain
-# ValueError raised through those two modules; once it is fixed they are fully strict again.
-LAZY_PARSE_SITES = {"pki.py", "anchors.py"}
-
-
-def _is_lazy_parse_bug(exc: BaseException) -> bool:
-    if type(exc) not in (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
-        return False
-    frames = traceback.extract_tb(exc.__traceback__)
-    return any(Path(frame.filename).name in LAZY_PARSE_SITES for frame in frames)
-
 
 def _flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 1]) + data[offset + 1 :]
 
 
-def _lazy_parse_bug_present() -> bool:
-    # One byte inside the PCK leaf's subject, in the quote's PEM chain.
-    try:
-        QuoteVerifier(anchor=PHALA_VERIFIER.anchor).verify(
-            _flip(PHALA, 1362), QuoteCollateral.from_mapping(dict(PHALA_COLLATERAL)), PHALA_AT
-        )
-    except Error:
-        return False
-    except ValueError as exc:
-        return _is_lazy_parse_bug(exc)
-    return False
-
-
-LAZY_PARSE_BUG = _lazy_parse_bug_present()
-
-
-def typed(fn: Callable[..., R], *args: Any) -> R | Error | None:
+def typed(fn: Callable[..., R], *args: Any) -> R | Error:
     """Call ``fn``; return its result or the typed error it raised. Anything else propagates."""
     try:
         with warnings.catch_warnings():
@@ -121,10 +84,6 @@ def typed(fn: Callable[..., R], *args: Any) -> R | Error | None:
             return fn(*args)
     except Error as exc:
         return exc
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
-        if LAZY_PARSE_BUG and _is_lazy_parse_bug(exc):
-            return None
-        raise
 
 
 def _verify_phala(quote: bytes, collateral: QuoteCollateral) -> Any:
@@ -184,7 +143,7 @@ def test_single_byte_mutation_never_verifies_signed_evidence(offset: int, xor: i
     mutated = _mutate(PHALA, [(offset, xor)])
     collateral = QuoteCollateral.from_mapping(dict(PHALA_COLLATERAL))
     result = typed(_verify_phala, mutated, collateral)
-    if isinstance(result, VerifiedQuote):
+    if not isinstance(result, Error):
         # Only the certification data (the PEM chain, which no signature covers) is malleable
         # without failing a check, and then the evidence itself is unchanged.
         assert offset >= 1052, offset
@@ -203,7 +162,7 @@ def test_multi_byte_mutation_full_verify(edits: list[tuple[int, int]]) -> None:
 def test_insertions_into_quotes(offset: int, junk: bytes) -> None:
     mutated = PHALA[:offset] + junk + PHALA[offset:]
     collateral = QuoteCollateral.from_mapping(dict(PHALA_COLLATERAL))
-    assert not isinstance(typed(_verify_phala, mutated, collateral), VerifiedQuote)
+    assert isinstance(typed(_verify_phala, mutated, collateral), Error)
 
 
 # --- collateral bundles ---------------------------------------------------------------------------
@@ -370,7 +329,7 @@ EXTENSIONS = {name: _extension_der(QUOTES[name]) for name in ("phala_sgx", "oasi
 def test_mutated_pck_extension_der(name: str, edits: list[tuple[int, int]], cut: int) -> None:
     der = _mutate(EXTENSIONS[name], edits)
     for candidate in (der, der[:cut], EXTENSIONS[name][:cut]):
-        with contextlib.suppress(DerError):  # the documented error of the internal DER reader
+        with contextlib.suppress(CertificateChainError):  # its documented, typed error
             PckExtension.from_der(candidate)
 
 
@@ -395,7 +354,7 @@ def test_mutated_pck_extension_in_a_signed_leaf(pki: SgxTestPki, data: st.DataOb
         assert result.code in {"chain", "tcb_info_mismatch", "tcb_not_supported"}, result
 
 
-# --- known bugs, reproduced deterministically ---------------------------------------------------
+# --- regressions ---------------------------------------------------------------------------------
 
 
 def _replace_char(text: str, index: int) -> str:
@@ -406,13 +365,16 @@ def _phala_collateral(**changes: str) -> QuoteCollateral:
     return QuoteCollateral.from_mapping({**PHALA_COLLATERAL, **changes})
 
 
+# FORMER BUG, fixed in pki.py (d606498) by parsing certificate and CRL fields eagerly where they
+# are loaded: cryptography decodes names, keys and CRL fields lazily, and pki.py / anchors.py
+# used to touch them outside any ``try``, so these corrupted inputs raised a bare ValueError,
+# UnsupportedAlgorithm or x509.InvalidVersion instead of a typed error.
 @pytest.mark.parametrize(
-    ("quote", "collateral"),
+    ("quote", "collateral", "code", "words"),
     [
-        # PCK leaf subject corrupted in the quote's PEM chain: pki.require_cn -> cert.subject.
-        pytest.param(_flip(PHALA, 1362), {}, id="pck_leaf_subject"),
-        # Root public key corrupted in the TCB info issuer chain: pki.require_anchor ->
-        # anchors.spki_sha256 -> cert.public_key().
+        # PCK leaf subject corrupted in the quote's (unsigned) PEM chain.
+        pytest.param(_flip(PHALA, 1362), {}, "chain", "malformed field", id="pck_leaf_subject"),
+        # Root public key corrupted in the TCB info issuer chain.
         pytest.param(
             PHALA,
             {
@@ -420,24 +382,36 @@ def _phala_collateral(**changes: str) -> QuoteCollateral:
                     PHALA_COLLATERAL["tcb_info_issuer_chain"], 1401
                 )
             },
+            "chain",
+            "Invalid key",
             id="root_public_key",
         ),
-        # Curve OID of the root key in the quote's PEM chain corrupted: UnsupportedAlgorithm.
-        pytest.param(_flip(PHALA, 8693 % len(PHALA)), {}, id="root_curve_oid"),
-        # Root CA CRL corrupted: pki.check_crl -> crl.issuer.
+        # Curve OID of the root key in the quote's PEM chain corrupted.
+        pytest.param(
+            _flip(PHALA, 8693 % len(PHALA)), {}, "chain", "not supported", id="root_curve_oid"
+        ),
+        # Root CA CRL issuer name corrupted.
         pytest.param(
             PHALA,
             {"root_ca_crl": _flip(bytes.fromhex(PHALA_COLLATERAL["root_ca_crl"]), 33).hex()},
+            "crl",
+            "not a readable CRL",
             id="root_crl_issuer",
         ),
-        # PCK CRL version INTEGER 1 -> 0: pki.load_crl lets x509.InvalidVersion escape.
+        # PCK CRL version INTEGER 1 -> 0.
         pytest.param(
             PHALA,
             {"pck_crl": _flip(bytes.fromhex(PHALA_COLLATERAL["pck_crl"]), 9).hex()},
+            "crl",
+            "not a valid CRL version",
             id="pck_crl_version",
         ),
     ],
 )
-def test_lazy_parse_errors_are_typed(quote: bytes, collateral: dict[str, str]) -> None:
-    with pytest.raises(VerificationError):
+def test_corrupt_certificate_and_crl_fields_are_typed(
+    quote: bytes, collateral: dict[str, str], code: str, words: str
+) -> None:
+    with pytest.raises(VerificationError) as info:
         _verify_phala(quote, _phala_collateral(**collateral))
+    assert info.value.code == code
+    assert words in info.value.message

@@ -181,8 +181,9 @@ def test_minimal_valid_extension() -> None:
     ],
 )
 def test_malformed_extensions_raise_der_error(der: bytes, words: str) -> None:
-    with pytest.raises(DerError) as info:
+    with pytest.raises(CertificateChainError) as info:
         PckExtension.from_der(der)
+    assert isinstance(info.value.__cause__, DerError)
     assert words in str(info.value)
 
 

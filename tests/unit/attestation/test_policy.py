@@ -123,7 +123,9 @@ def test_allowed_tcb_status() -> None:
     assert lax.accepted == frozenset(TcbStatus) - {TcbStatus.REVOKED}
 
 
-@pytest.mark.parametrize("accepted", [[], ["NotAStatus"], ["uptodate"]])
+@pytest.mark.parametrize(
+    "accepted", [[], ["NotAStatus"], ["uptodate"], ["Revoked"], ["UpToDate", "Revoked"]]
+)
 def test_allowed_tcb_status_values(accepted: list[str]) -> None:
     with pytest.raises(ValueError):
         AllowedTcbStatus(accepted)

@@ -6,12 +6,14 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from _provider_fakes import FakeRunner, make_engine
+from _provider_fakes import FakeRunner, make_engine, write_spec
 
+from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.lifecycle import (
     TERMINAL,
     Task,
@@ -209,6 +211,7 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 
 async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
     created = new_task("1" * 32, S.CREATED)
+    created.spec_digest = spec_digest(write_spec(tmp_path / "specs"))
     running = new_task("2" * 32, S.RUNNING)
     done = new_task("3" * 32, S.DONE)
     failed = new_task("4" * 32, S.FAILED)
@@ -280,8 +283,6 @@ async def test_recover_is_idempotent(tmp_path: Path) -> None:
 async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
     runner = FakeRunner("attest")
     engine = make_engine(tmp_path, runner)
-    from golem_graphene.protocol.spec import spec_digest
-
     task, token = await engine.create(
         owner="o",
         spec_name="echo",
@@ -314,8 +315,6 @@ async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
 
 async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, FakeRunner("fail"))
-    from golem_graphene.protocol.spec import spec_digest
-
     task, _ = await engine.create(
         owner="o",
         spec_name="echo",
@@ -330,6 +329,6 @@ async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -
     await engine.close()
 
 
-async def _until(condition: object) -> None:
-    while not condition():  # type: ignore[operator]
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - the engine's state changes in its own tasks
         await asyncio.sleep(0.01)

@@ -1,0 +1,508 @@
+"""The whole confidential task flow under ``sim``, against its peers, in one run.
+
+    .venv/bin/python bench/e2e.py                    # 15 trivial tasks, then 1 GiB through
+    .venv/bin/python bench/e2e.py --runs 30 --size 256M
+    .venv/bin/python bench/e2e.py --skip-throughput --profile
+
+1. **Trivial task** (DESIGN.md section 7: at most 150 ms added per task). A spec whose workload
+   is ``/bin/sh -c true`` runs through the whole flow on a warm in-process provider (image
+   built, trusted-file hash cache warm, HTTP on loopback): create, launch and attest, verify
+   the quote, seal and send the (empty) input manifest, start, wait, fetch and verify the
+   receipt and outputs, delete. Its peer is the same command in bare ``bwrap``. The medians are
+   compared, and each flow is broken down into phases (server-side state changes and
+   client-side steps) to show where the time goes. The in-enclave agent's Python start-up is
+   also timed alone, as the sandbox sees it (no bytecode cache) and with one.
+2. **1 GiB through the HTTP channel** (target: at least 50% of sealing throughput). A
+   passthrough spec (``cp inputs/x outputs/x``) moves the input (on ``/dev/shm``) through the
+   flow; the upload (seal to ``E`` while streaming over HTTP), the enclave's part and the fetch
+   (download, verify, decrypt) are timed. The peer is :func:`golem_graphene.sealing.age.
+   encrypt_file` of the same file alone.
+
+Figures are printed (``--json`` for one object on stdout), never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from golem_graphene._logging import configure_logging
+from golem_graphene.protocol.spec import TaskSpec, parse_size, spec_digest
+from golem_graphene.provider.config import ProviderConfig
+from golem_graphene.provider.image import EnclaveImage, build_image
+from golem_graphene.provider.lifecycle import Task, TaskState
+from golem_graphene.provider.runners import SimRunner
+from golem_graphene.provider.server import ProviderServer
+from golem_graphene.requestor.client import Requestor, RequestorPolicy
+from golem_graphene.sealing.age import encrypt_file
+from golem_graphene.sealing.keys import X25519Identity
+
+TRIVIAL_TARGET_MS = 150.0
+THROUGHPUT_TARGET = 0.5
+MIB = 1 << 20
+
+TRIVIAL_SPEC = """\
+name = "bench-trivial"
+description = "The trivial task: /bin/sh -c true"
+
+[enclave]
+runtime = "native"
+entrypoint = "/bin/sh"
+args = ["-c", "true"]
+enclave_size = "256M"
+max_threads = 4
+
+[outputs]
+files = ["out"]
+
+[limits]
+wall_seconds = 60
+"""
+
+PASSTHROUGH_SPEC = """\
+name = "bench-passthrough"
+description = "Copy the input to the output, inside the enclave"
+
+[enclave]
+runtime = "native"
+entrypoint = "/bin/sh"
+trusted_files = ["/usr/bin/cp"]
+args = ["-c", "cp inputs/x outputs/x"]
+enclave_size = "1G"
+max_threads = 4
+
+[[inputs]]
+name = "x"
+max_size = "{size}"
+
+[outputs]
+files = ["x"]
+
+[limits]
+wall_seconds = 3600
+memory = "256M"
+output_size = "{size}"
+"""
+
+
+# --- set-up ---------------------------------------------------------------------------------------
+
+
+def write_spec(root: Path, name: str, text: str) -> Path:
+    spec = root / name
+    spec.mkdir(parents=True)
+    (spec / "task.toml").write_text(text)
+    return spec
+
+
+def install(image: EnclaveImage, data_dir: Path, spec: Path) -> None:
+    """Link a built image where the provider looks for it (as ``TaskEngine.image_for``)."""
+    link = data_dir / "images" / f"{TaskSpec.from_path(spec).name}-{spec_digest(spec)[:16]}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(image.directory.resolve())
+
+
+class Marks:
+    """Server-side state changes of each task, with their times."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def attach(self, server: ProviderServer) -> None:
+        store = server.engine.store
+        transition = store.transition
+
+        async def timed(task: Task, state: TaskState, **kw: Any) -> None:
+            self.times[task.task_id][state.value] = time.perf_counter()
+            await transition(task, state, **kw)
+
+        store.transition = timed  # type: ignore[method-assign]
+
+
+@contextlib.asynccontextmanager
+async def provider(work: Path, runner: SimRunner, specs: Path) -> AsyncIterator[ProviderServer]:
+    config = ProviderConfig.model_validate(
+        {
+            "bind": "127.0.0.1",
+            "port": 0,
+            "data_dir": str(work / "provider"),
+            "specs_dir": str(specs),
+            "auth": {"open": True},
+            "limits": {"max_input_bytes_per_task": 64 << 30},
+        }
+    )
+    async with ProviderServer(config, runner) as server:
+        yield server
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median_ms": statistics.median(values) * 1000,
+        "mean_ms": statistics.fmean(values) * 1000,
+        "p90_ms": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))] * 1000,
+        "min_ms": ordered[0] * 1000,
+    }
+
+
+def say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# --- 1. the trivial task ------------------------------------------------------------------------
+
+
+async def one_trivial(requestor: Requestor, spec: Path, out: Path) -> dict[str, float]:
+    """One whole flow; returns the client-side step boundaries (perf_counter)."""
+    t: dict[str, float] = {"begin": time.perf_counter()}
+    created = await requestor.create(spec)
+    t["created"] = time.perf_counter()
+    task = await requestor.attest(created)
+    t["attested"] = time.perf_counter()
+    await requestor.send_inputs(task, {})
+    t["inputs_sent"] = time.perf_counter()
+    await requestor.start(task)
+    t["started"] = time.perf_counter()
+    await requestor.wait(task)
+    t["waited"] = time.perf_counter()
+    await requestor.fetch(task, out)
+    t["fetched"] = time.perf_counter()
+    await requestor.channel.delete(task.ref)
+    t["end"] = time.perf_counter()
+    t["task_id"] = created.ref.task_id  # type: ignore[assignment]
+    return t
+
+
+PHASES = [
+    ("create (HTTP)", "c:begin", "c:created"),
+    ("launch + agent start + quote", "s:launching", "s:attested"),
+    ("evidence fetch + quote verify", "s:attested", "c:attested"),
+    ("seal + send manifest", "c:attested", "c:inputs_sent"),
+    ("start -> agent checks inputs", "c:inputs_sent", "s:running"),
+    ("workload (sh -c true)", "s:running", "s:sealing"),
+    ("seal outputs + sign receipt", "s:sealing", "s:done"),
+    ("done -> requestor notified", "s:done", "c:waited"),
+    ("fetch: download + verify", "c:waited", "c:fetched"),
+    ("delete (HTTP)", "c:fetched", "c:end"),
+]
+
+
+def bare_command() -> list[str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SystemExit("bubblewrap (bwrap) is not installed")
+    cmd = [bwrap, "--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "lib", "lib64", "sbin"):
+        path = Path("/" + top)
+        if path.is_symlink():
+            cmd += ["--symlink", os.readlink(path), f"/{top}"]
+        elif path.is_dir():
+            cmd += ["--ro-bind", str(path), f"/{top}"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--unshare-all", "--die-with-parent"]
+    return [*cmd, "--", "/bin/sh", "-c", "true"]
+
+
+async def bare(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    if await proc.wait() != 0:
+        raise SystemExit(f"bare bwrap failed: {' '.join(cmd)}")
+    return time.perf_counter() - start
+
+
+def agent_startup(image: EnclaveImage, work: Path, runs: int = 5) -> dict[str, float]:
+    """Median seconds to import the agent: as in the sandbox (no bytecode), and with bytecode."""
+    assert image.manifest.loader.argv is not None
+    python = image.manifest.loader.argv[0]
+    code = "import golem_graphene.enclave.agent"
+    lib = str(image.directory / "lib")
+    out: dict[str, float] = {}
+    cached = work / "pycache"
+    subprocess.run(
+        [python, "-S", "-s", "-c", code],
+        env={"PYTHONPATH": lib, "PYTHONPYCACHEPREFIX": str(cached)},
+        check=True,
+    )
+    for label, prefix in (
+        ("no bytecode (as in the sandbox)", work / "empty"),
+        ("bytecode", cached),
+    ):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(
+                [python, "-S", "-s", "-B", "-c", code],
+                env={"PYTHONPATH": lib, "PYTHONPYCACHEPREFIX": str(prefix)},
+                check=True,
+            )
+            times.append(time.perf_counter() - start)
+        out[label] = statistics.median(times)
+    return out
+
+
+async def trivial(args: argparse.Namespace, work: Path, runner: SimRunner) -> dict[str, Any]:
+    specs = work / "specs"
+    spec = write_spec(specs, "bench-trivial", TRIVIAL_SPEC)
+    say("building the trivial image ...")
+    image = build_image(spec, work / "images" / "trivial", key_path=work / "key.pem")
+    measurement = image.measurement("sim")
+    assert measurement is not None
+    marks = Marks()
+    identity = X25519Identity.generate()
+    flows: list[float] = []
+    phases: dict[str, list[float]] = defaultdict(list)
+    bare_times: list[float] = []
+    cmd = bare_command()
+    profiler = cProfile.Profile() if args.profile else None
+    async with provider(work / "trivial", runner, specs) as server:
+        install(image, server.config.data_dir, spec)
+        marks.attach(server)
+        policy = RequestorPolicy(
+            trusted_simulation_roots=(runner.platform.root_fingerprint,),
+            expected_mrenclave=(measurement.hex(),),
+        )
+        async with Requestor(server.url, identity=identity, policy=policy) as requestor:
+            for i in range(args.warmup + args.runs):
+                await bare(cmd)  # interleaved with the flows: same machine state
+                if profiler is not None and i >= args.warmup:
+                    profiler.enable()
+                t = await one_trivial(requestor, spec, work / "trivial-out" / str(i))
+                if profiler is not None:
+                    profiler.disable()
+                b = await bare(cmd)
+                if i < args.warmup:
+                    continue
+                bare_times.append(b)
+                flows.append(t["end"] - t["begin"])
+                points = {f"c:{k}": v for k, v in t.items() if k != "task_id"}
+                points.update({f"s:{k}": v for k, v in marks.times[str(t["task_id"])].items()})
+                for label, a, z in PHASES:
+                    if a in points and z in points:
+                        phases[label].append(points[z] - points[a])
+    flow = ms(flows)
+    peer = ms(bare_times)
+    added = flow["median_ms"] - peer["median_ms"]
+    result: dict[str, Any] = {
+        "runs": args.runs,
+        "flow": flow,
+        "bare_bwrap": peer,
+        "added_ms": added,
+        "target_ms": TRIVIAL_TARGET_MS,
+        "met": added <= TRIVIAL_TARGET_MS,
+        "phases_median_ms": {k: statistics.median(v) * 1000 for k, v in phases.items()},
+        "agent_import_s": agent_startup(image, work),
+    }
+    if profiler is not None:
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(25)
+        result["profile"] = stream.getvalue()
+    return result
+
+
+# --- 2. 1 GiB through the HTTP channel ----------------------------------------------------------
+
+
+def make_input(path: Path, size: int) -> None:
+    block = os.urandom(4 * MIB)
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            n = min(len(block), size - written)
+            f.write(block[:n])
+            written += n
+
+
+async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) -> dict[str, Any]:
+    size = parse_size(args.size)
+    specs = work / "specs"
+    spec = write_spec(specs, "bench-passthrough", PASSTHROUGH_SPEC.format(size=size))
+    say("building the passthrough image ...")
+    image = build_image(spec, work / "images" / "passthrough", key_path=work / "key.pem")
+    measurement = image.measurement("sim")
+    assert measurement is not None
+    source = work / "input.bin"
+    say(f"writing {size / MIB:.0f} MiB of random input to {source} ...")
+    make_input(source, size)
+    identity = X25519Identity.generate()
+
+    # The peer: sealing alone, same file, same file system.
+    start = time.perf_counter()
+    encrypt_file(source, work / "sealed-alone.age", [identity.recipient()])
+    seal_alone = time.perf_counter() - start
+    (work / "sealed-alone.age").unlink()
+
+    marks = Marks()
+    async with provider(work / "throughput", runner, specs) as server:
+        install(image, server.config.data_dir, spec)
+        marks.attach(server)
+        policy = RequestorPolicy(
+            trusted_simulation_roots=(runner.platform.root_fingerprint,),
+            expected_mrenclave=(measurement.hex(),),
+        )
+        async with Requestor(server.url, identity=identity, policy=policy) as requestor:
+            task = await requestor.attest(await requestor.create(spec))
+            t0 = time.perf_counter()
+            await requestor.send_inputs(task, {"x": source})
+            t1 = time.perf_counter()
+            await requestor.start(task)
+            await requestor.wait(task, timeout=3600)
+            t2 = time.perf_counter()
+            result = await requestor.fetch(task, work / "throughput-out")
+            t3 = time.perf_counter()
+            await requestor.channel.delete(task.ref)
+            server_marks = marks.times[task.ref.task_id]
+    same = _same_file(result.outputs["x"], source)
+    shutil.rmtree(work / "throughput-out", ignore_errors=True)
+    upload, enclave, fetch, whole = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+    rate = {
+        "seal_alone": size / seal_alone / MIB,
+        "upload (seal + HTTP)": size / upload / MIB,
+        "fetch (HTTP + verify + open)": size / fetch / MIB,
+        "input and output through the channel": 2 * size / (upload + fetch) / MIB,
+        "whole task (incl. the enclave's part)": size / whole / MIB,
+    }
+    enclave_phases = {
+        "agent opens input + cp": server_marks.get("sealing", t2) - server_marks.get("running", t1),
+        "agent seals output + receipt": server_marks.get("done", t2)
+        - server_marks.get("sealing", t2),
+    }
+    channel_ratio = rate["input and output through the channel"] / rate["seal_alone"]
+    return {
+        "size_bytes": size,
+        "output_matches_input": same,
+        "seconds": {
+            "seal_alone": seal_alone,
+            "upload": upload,
+            "enclave": enclave,
+            "fetch": fetch,
+            "whole": whole,
+            **enclave_phases,
+        },
+        "mib_per_s": rate,
+        "ratio_upload_to_sealing": rate["upload (seal + HTTP)"] / rate["seal_alone"],
+        "ratio_channel_to_sealing": channel_ratio,
+        "target_ratio": THROUGHPUT_TARGET,
+        "met": channel_ratio >= THROUGHPUT_TARGET,
+    }
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(4 * MIB), fb.read(4 * MIB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def report(result: dict[str, Any]) -> None:
+    if "trivial" in result:
+        r = result["trivial"]
+        say("")
+        say(f"== trivial task, {r['runs']} runs (median; p90 in brackets)")
+        say(f"   whole flow        {r['flow']['median_ms']:8.1f} ms  [{r['flow']['p90_ms']:.1f}]")
+        say(
+            f"   bare bwrap        {r['bare_bwrap']['median_ms']:8.1f} ms  "
+            f"[{r['bare_bwrap']['p90_ms']:.1f}]"
+        )
+        verdict = "met" if r["met"] else "MISSED"
+        say(
+            f"   added per task    {r['added_ms']:8.1f} ms  "
+            f"(target <= {r['target_ms']:.0f} ms: {verdict})"
+        )
+        say("   where the flow's time goes (median per phase):")
+        for label, value in r["phases_median_ms"].items():
+            say(f"     {label:<34} {value:8.1f} ms")
+        say("   in-enclave agent import alone (python, median):")
+        for label, value in r["agent_import_s"].items():
+            say(f"     {label:<34} {value * 1000:8.1f} ms")
+        if "profile" in r:
+            say("   cProfile of the in-process side (requestor + provider), by own time:")
+            say(r["profile"])
+    if "throughput" in result:
+        r = result["throughput"]
+        say("")
+        say(f"== {r['size_bytes'] / MIB:.0f} MiB through the HTTP channel")
+        for label, value in r["mib_per_s"].items():
+            say(f"   {label:<40} {value:8.1f} MiB/s")
+        for label, value in r["seconds"].items():
+            say(f"   {label:<40} {value:8.2f} s")
+        verdict = "met" if r["met"] else "MISSED"
+        say(
+            f"   channel / sealing alone: {r['ratio_channel_to_sealing']:.2f} "
+            f"(upload alone {r['ratio_upload_to_sealing']:.2f}; target >= "
+            f"{r['target_ratio']:.2f}: {verdict}); output == input: {r['output_matches_input']}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    base = Path(args.workdir) if args.workdir else None
+    work = Path(tempfile.mkdtemp(prefix="golem-graphene-bench-e2e-", dir=base))
+    try:
+        runner = SimRunner(work / "runner")
+        result: dict[str, Any] = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
+        if not args.skip_trivial:
+            result["trivial"] = await trivial(args, work, runner)
+        if not args.skip_throughput:
+            result["throughput"] = await throughput(args, work, runner)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="trivial tasks timed (default 15)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed trivial tasks first")
+    parser.add_argument("--size", default="1G", help="bytes through the channel (default 1G)")
+    parser.add_argument(
+        "--workdir",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        help="where the provider, inputs and outputs live (default /dev/shm, a tmpfs)",
+    )
+    parser.add_argument("--skip-trivial", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile the trivial flows")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    args = parser.parse_args()
+    configure_logging(level="WARNING")
+    result = asyncio.run(main_async(args))
+    report(result)
+    if args.json:
+        result.get("trivial", {}).pop("profile", None)
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
