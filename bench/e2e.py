@@ -14,7 +14,8 @@
    also timed alone, as the sandbox sees it (no bytecode cache) and with one.
 2. **1 GiB through the HTTP channel** (target: at least 50% of sealing throughput). A
    passthrough spec (``cp inputs/x outputs/x``) moves the input (on ``/dev/shm``) through the
-   flow; the upload (seal to ``E`` while streaming over HTTP), the enclave's part and the fetch
+   flow, to a provider in its own process (``golem-graphene provider serve``, as deployed);
+   the upload (seal to ``E`` while streaming over HTTP), the enclave's part and the fetch
    (download, verify, decrypt) are timed. The peer is :func:`golem_graphene.sealing.age.
    encrypt_file` of the same file alone.
 
@@ -338,6 +339,47 @@ def make_input(path: Path, size: int) -> None:
             written += n
 
 
+@contextlib.asynccontextmanager
+async def provider_process(work: Path, specs: Path) -> AsyncIterator[tuple[str, str]]:
+    """``golem-graphene provider serve`` in its own process (as deployed: requestor and
+    provider do not share a CPU's event loop); yields its URL and simulation root."""
+    work.mkdir(parents=True)
+    config = work / "provider.toml"
+    config.write_text(
+        f'bind = "127.0.0.1"\nport = 0\ndata_dir = "{work / "provider"}"\n'
+        f'specs_dir = "{specs}"\n[auth]\nopen = true\n'
+        f"[limits]\nmax_input_bytes_per_task = {64 << 30}\n"
+    )
+    log = open(work / "provider.log", "wb")  # noqa: SIM115 - closed below
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "golem_graphene",
+        "provider",
+        "serve",
+        "--config",
+        str(config),
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        url = ""
+        for _ in range(600):
+            text = (work / "provider.log").read_text(errors="replace")
+            if "listening on " in text:
+                url = text.split("listening on ", 1)[1].split()[0]
+                break
+            if proc.returncode is not None:
+                raise SystemExit(f"the provider exited: {text[-2000:]}")
+            await asyncio.sleep(0.1)
+        root = text.split("trust this simulation root by name:", 1)[1].split()[0]
+        yield url, root
+    finally:
+        proc.terminate()
+        await proc.wait()
+        log.close()
+
+
 async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) -> dict[str, Any]:
     size = parse_size(args.size)
     specs = work / "specs"
@@ -357,26 +399,27 @@ async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) ->
     seal_alone = time.perf_counter() - start
     (work / "sealed-alone.age").unlink()
 
-    marks = Marks()
-    async with provider(work / "throughput", runner, specs) as server:
-        install(image, server.config.data_dir, spec)
-        marks.attach(server)
+    seen: dict[str, float] = {}
+
+    def note(event: dict[str, Any]) -> None:
+        seen.setdefault(str(event.get("state")), time.perf_counter())
+
+    async with provider_process(work / "throughput", specs) as (url, root):
+        install(image, work / "throughput" / "provider", spec)
         policy = RequestorPolicy(
-            trusted_simulation_roots=(runner.platform.root_fingerprint,),
-            expected_mrenclave=(measurement.hex(),),
+            trusted_simulation_roots=(root,), expected_mrenclave=(measurement.hex(),)
         )
-        async with Requestor(server.url, identity=identity, policy=policy) as requestor:
+        async with Requestor(url, identity=identity, policy=policy) as requestor:
             task = await requestor.attest(await requestor.create(spec))
             t0 = time.perf_counter()
             await requestor.send_inputs(task, {"x": source})
             t1 = time.perf_counter()
             await requestor.start(task)
-            await requestor.wait(task, timeout=3600)
+            await requestor.wait(task, timeout=3600, on_event=note)
             t2 = time.perf_counter()
             result = await requestor.fetch(task, work / "throughput-out")
             t3 = time.perf_counter()
             await requestor.channel.delete(task.ref)
-            server_marks = marks.times[task.ref.task_id]
     same = _same_file(result.outputs["x"], source)
     shutil.rmtree(work / "throughput-out", ignore_errors=True)
     upload, enclave, fetch, whole = t1 - t0, t2 - t1, t3 - t2, t3 - t0
@@ -387,11 +430,7 @@ async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) ->
         "input and output through the channel": 2 * size / (upload + fetch) / MIB,
         "whole task (incl. the enclave's part)": size / whole / MIB,
     }
-    enclave_phases = {
-        "agent opens input + cp": server_marks.get("sealing", t2) - server_marks.get("running", t1),
-        "agent seals output + receipt": server_marks.get("done", t2)
-        - server_marks.get("sealing", t2),
-    }
+    running, sealing = seen.get("running", t1), seen.get("sealing", t2)
     channel_ratio = rate["input and output through the channel"] / rate["seal_alone"]
     return {
         "size_bytes": size,
@@ -400,9 +439,11 @@ async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) ->
             "seal_alone": seal_alone,
             "upload": upload,
             "enclave": enclave,
+            "enclave: start -> running (open input)": running - t1,
+            "enclave: running -> sealing (cp)": sealing - running,
+            "enclave: sealing -> done (seal output)": seen.get("done", t2) - sealing,
             "fetch": fetch,
             "whole": whole,
-            **enclave_phases,
         },
         "mib_per_s": rate,
         "ratio_upload_to_sealing": rate["upload (seal + HTTP)"] / rate["seal_alone"],

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -439,7 +439,8 @@ class Requestor:
 
         async def write(data: bytes) -> None:
             nonlocal counted
-            digest.update(data)
+            # Off the event loop (hashlib releases the GIL): the loop keeps sending meanwhile.
+            await asyncio.to_thread(digest.update, data)
             counted += len(data)
             await queue.put(bytes(data))
 
@@ -450,8 +451,7 @@ class Requestor:
         async def produce() -> int:
             try:
                 with open(path, "rb") as f:
-                    reader = _FileReader(f)
-                    return await encrypt_async(reader, write, [task.enclave_recipient])
+                    return await encrypt_async(_pieces(f), write, [task.enclave_recipient])
             finally:
                 await queue.put(None)
 
@@ -597,16 +597,11 @@ class Requestor:
         )
 
 
-@dataclass
-class _FileReader:
-    """An async ``read(n)`` over a file; reads run in a worker thread."""
-
-    f: Any
-    size: int = field(default=1 << 20)
-
-    async def read(self, n: int = -1) -> bytes:
-        data: bytes = await asyncio.to_thread(self.f.read, n if n > 0 else self.size)
-        return data
+async def _pieces(f: Any, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    """A file as 1 MiB pieces read on a worker thread (an object with ``read(n)`` would be
+    asked for 64 KiB at a time: 16 times the thread hops)."""
+    while data := await asyncio.to_thread(f.read, size):
+        yield data
 
 
 def _sha256_file(path: Path) -> tuple[bytes, int]:

@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("install", help="install the descriptor into ya-provider's plugins")
     p.add_argument("--plugins-dir", type=Path, required=True)
     p.add_argument("--supervisor-path", default="exe-unit")
-    sub.add_parser("session-host", help=argparse.SUPPRESS)
+    sub.add_parser("session-host")  # internal: the process-per-command mode's host
 
 
 def _settings(args: argparse.Namespace) -> RuntimeSettings:
