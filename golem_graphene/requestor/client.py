@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import hmac
 import os
 import shutil
 import tempfile
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import structlog
 
@@ -55,7 +57,7 @@ from golem_graphene.protocol.binding import Transcript, check_report_data, new_n
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor.channel import Channel, HttpChannel, TaskRef
-from golem_graphene.sealing.age import decrypt_file, encrypt_async, retarget_header
+from golem_graphene.sealing.age import decrypt_stream, encrypt_async, retarget_header
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.manifest import (
     InputEntry,
@@ -63,7 +65,13 @@ from golem_graphene.sealing.manifest import (
     ciphertext_name,
     seal_manifest,
 )
-from golem_graphene.sealing.receipt import ReceiptBundle, VerifiedReceipt, check_receipt
+from golem_graphene.sealing.receipt import (
+    OutputEntry,
+    ReceiptBundle,
+    ReceiptOutputError,
+    VerifiedReceipt,
+    check_receipt,
+)
 
 __all__ = ["AttestedTask", "Requestor", "RequestorPolicy", "TaskResult", "TaskStepError"]
 
@@ -561,21 +569,35 @@ class Requestor:
             await self.channel.download(
                 task.ref, ciphertext_name(name), sealed / ciphertext_name(name), limit
             )
+        # Binding, signature, measurement and ciphertexts here; each plaintext is checked below
+        # while it is decrypted into place, so an output is decrypted once rather than twice.
         receipt = await asyncio.to_thread(
             check_receipt,
             bundle,
             task.verified,
             outputs_dir=sealed,
-            identity=self.identity,
             expected_task_id=task.transcript.task_id,
             expected_nonce=task.nonce,
         )
+        mine = self.identity.recipient().to_string()
+        if bundle.receipt.requestor_key != mine:
+            raise ReceiptOutputError(
+                "identity",
+                "this identity is not the receipt's requestor key (outputs are sealed to it)",
+                expected=bundle.receipt.requestor_key,
+                found=mine,
+            )
         plain = staging / "outputs"
         plain.mkdir()
-        for name in names:
+        for entry in bundle.receipt.outputs:
             await asyncio.to_thread(
-                decrypt_file, sealed / ciphertext_name(name), plain / name, [self.identity]
+                _open_output,
+                sealed / ciphertext_name(entry.name),
+                plain / entry.name,
+                entry,
+                self.identity,
             )
+        receipt = dataclasses.replace(receipt, plaintexts_checked=True)
         # All verified: move into place together (all or nothing for a fresh out_dir).
         if out.exists():
             if any(out.iterdir()):
@@ -594,6 +616,59 @@ class Requestor:
             receipt=receipt,
             exit_status=bundle.receipt.exit_status,
             verified=task.verified,
+        )
+
+
+class _HashingFile:
+    """Writes to a file while hashing and counting what it is given."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        written: int = self.f.write(data)
+        return written
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _open_output(source: Path, dest: Path, entry: OutputEntry, identity: X25519Identity) -> None:
+    """Decrypt one output into ``dest``, checking its plaintext against the receipt on the way.
+
+    The same checks, with the same codes, as :func:`check_receipt` given an identity
+    (``receipt_output_decrypt``, ``receipt_plaintext_size``, ``receipt_plaintext_sha256``).
+    """
+    with open(source, "rb") as src, open(dest, "xb") as dst:
+        sink = _HashingFile(dst)
+        try:
+            decrypt_stream(src, cast(BinaryIO, sink), [identity])
+        except Error as exc:
+            raise ReceiptOutputError(
+                "output_decrypt",
+                f"{entry.name}: the ciphertext does not decrypt: {exc.describe()}",
+                output=entry.name,
+            ) from exc
+    if sink.size != entry.size:
+        raise ReceiptOutputError(
+            "plaintext_size",
+            f"{entry.name}: the plaintext size differs",
+            output=entry.name,
+            expected=entry.size,
+            found=sink.size,
+        )
+    found = sink.hash.digest()
+    if not hmac.compare_digest(found, entry.plaintext_sha256):
+        raise ReceiptOutputError(
+            "plaintext_sha256",
+            f"{entry.name}: the plaintext SHA-256 differs",
+            output=entry.name,
+            expected=entry.plaintext_sha256.hex(),
+            found=found.hex(),
         )
 
 

@@ -24,29 +24,50 @@ from golem_graphene.sealing.keys import (
     parse_identities,
     parse_recipients,
 )
-from golem_graphene.sealing.manifest import (
-    InputEntry,
-    InputFileError,
-    InputManifest,
-    InputManifestAuthError,
-    InputManifestFormatError,
-    check_inputs,
-    ciphertext_name,
-    open_manifest,
-    seal_manifest,
-)
-from golem_graphene.sealing.receipt import (
-    Receipt,
-    ReceiptBundle,
-    ReceiptCheckError,
-    ReceiptFormatError,
-    SignedReceipt,
-    VerifiedReceipt,
-    check_receipt,
-    sign_receipt,
-    verify_receipt_bundle,
-    verify_receipt_signature,
-)
+
+# Manifests and receipts pull in pydantic and the verifier; import them on first use so that
+# ``seal``/``open`` (and the enclave agent's age code) start quickly.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "InputEntry",
+            "InputFileError",
+            "InputManifest",
+            "InputManifestAuthError",
+            "InputManifestFormatError",
+            "check_inputs",
+            "ciphertext_name",
+            "open_manifest",
+            "seal_manifest",
+        ),
+        "golem_graphene.sealing.manifest",
+    ),
+    **dict.fromkeys(
+        (
+            "Receipt",
+            "ReceiptBundle",
+            "ReceiptCheckError",
+            "ReceiptFormatError",
+            "SignedReceipt",
+            "VerifiedReceipt",
+            "check_receipt",
+            "sign_receipt",
+            "verify_receipt_bundle",
+            "verify_receipt_signature",
+        ),
+        "golem_graphene.sealing.receipt",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AsyncReadable",

@@ -197,11 +197,6 @@ class ThreadProvider:
         self._thread.join(60)
         assert not self._thread.is_alive(), "the provider thread did not stop"
 
-    def call(self, coro: Any, timeout: float = 60.0) -> Any:
-        """Run ``coro`` on the provider's loop (to read its state consistently)."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
     def requestor(self, token: str = TOKEN_A) -> Requestor:
         return Requestor(
             self.url,
@@ -446,14 +441,6 @@ def stray_files(data_dir: Path) -> list[str]:
 def tree(root: Path) -> set[str]:
     """Every path under ``root`` (relative), symlinks not followed."""
     return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
-
-
-@contextlib.contextmanager
-def open_fd_count() -> Iterator[list[int]]:
-    """Yields a list that, after the block, holds (fds before, fds after) of this process."""
-    counts: list[int] = [len(os.listdir("/proc/self/fd"))]
-    yield counts
-    counts.append(len(os.listdir("/proc/self/fd")))
 
 
 def raw_request(

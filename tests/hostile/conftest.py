@@ -4,7 +4,8 @@
   provider's temporary data directory starts as a copy.
 - ``provider`` (module): a :class:`ProviderServer` on ``127.0.0.1:0`` in its own thread, token
   auth with two requestor tokens (``TOKEN_A``, ``TOKEN_B``), small upload idle timeout.
-- ``start_provider``: the same with the limits a test asks for.
+- ``start_module_provider`` (module): ``with start_module_provider({...limits}) as provider:``
+  starts another such provider with the limits a module asks for.
 - ``process_provider``: ``golem-graphene provider serve`` as a child process (RSS, SIGKILL).
 """
 
@@ -65,12 +66,6 @@ def provider(start_module_provider: StartProvider) -> Iterator[ThreadProvider]:
 
 
 @pytest.fixture
-def start_provider(start_module_provider: StartProvider) -> StartProvider:
-    """``with start_provider({"max_concurrent_tasks": 4}) as provider:``."""
-    return start_module_provider
-
-
-@pytest.fixture
 def process_provider(
     tmp_path: Path, template: Template
 ) -> Iterator[Callable[..., ProcessProvider]]:
@@ -87,5 +82,5 @@ def process_provider(
         return running
 
     yield make
-    for running in started:
-        running.kill()
+    for running in started:  # an orderly stop also ends the enclaves of a failed test
+        running.stop()

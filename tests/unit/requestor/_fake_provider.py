@@ -84,6 +84,8 @@ class FakeProvider:
         """When set, ``start`` ends the task ``failed`` with this message instead of running."""
         self.tamper: dict[str, Callable[[bytes], bytes]] = {}
         """Per file name (``receipt.json``, ``<output>.age``): rewrite it on download."""
+        self.misreport: dict[str, dict[str, Any]] = {}
+        """Per output name: fields the enclave itself gets wrong in the receipt it signs."""
 
     def _task(self, ref: TaskRef) -> _Task:
         task = self.tasks.get(ref.task_id)
@@ -168,15 +170,14 @@ class FakeProvider:
             sink = io.BytesIO()
             encrypt_stream(io.BytesIO(outputs[name]), sink, [t.recipient])
             t.files[ciphertext_name(name)] = sink.getvalue()
-            entries.append(
-                OutputEntry(
-                    name=name,
-                    size=len(outputs[name]),
-                    plaintext_sha256=hashlib.sha256(outputs[name]).digest(),
-                    ciphertext_size=len(sink.getvalue()),
-                    ciphertext_sha256=hashlib.sha256(sink.getvalue()).digest(),
-                )
+            entry = OutputEntry(
+                name=name,
+                size=len(outputs[name]),
+                plaintext_sha256=hashlib.sha256(outputs[name]).digest(),
+                ciphertext_size=len(sink.getvalue()),
+                ciphertext_sha256=hashlib.sha256(sink.getvalue()).digest(),
             )
+            entries.append(entry.model_copy(update=self.misreport.get(name, {})))
         receipt = Receipt(
             task_id=t.transcript.task_id,
             nonce=t.transcript.nonce,

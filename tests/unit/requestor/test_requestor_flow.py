@@ -410,6 +410,36 @@ async def test_fetch_is_all_or_nothing(
     assert result.outputs["out"].exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("plaintext_sha256", bytes(32), "receipt_plaintext_sha256"),
+        ("size", 3, "receipt_plaintext_size"),
+    ],
+)
+async def test_fetch_checks_each_plaintext_against_the_signed_receipt(
+    platform: SimPlatform,
+    spec: Path,
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    field: str,
+    value: object,
+    code: str,
+) -> None:
+    """An enclave whose signed receipt misstates a plaintext: the ciphertext checks pass, the
+    plaintext check while decrypting refuses it, and nothing lands."""
+    fake = FakeProvider(platform)
+    fake.misreport["out"] = {field: value}
+    out = tmp_path / "out"
+    async with requestor(fake) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.run(spec, inputs, out)
+    assert (caught.value.step, caught.value.code) == ("fetch", code)
+    assert "out" in str(caught.value)
+    assert not out.exists()
+    assert leftovers(out) == []
+
+
 async def test_fetch_refuses_a_receipt_of_another_task(
     platform: SimPlatform, spec: Path, inputs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -666,7 +666,7 @@ def test_receipt_canonical_form_round_trips(
         outputs=[*std, *extra],
         timings=Timings(
             started_at=started,
-            finished_at=started + timedelta(seconds=seconds),
+            finished_at=started.astimezone(UTC) + timedelta(seconds=seconds),
             duration_ms=seconds * 1000,
         ),
         requestor_key=_RECIPIENT,
