@@ -10,6 +10,7 @@ identity. Nothing of the task may stay on the provider after the requestor delet
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -189,8 +190,6 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
         str(identity.path),
         "--trust-simulated-root",
         provider.root_fingerprint,
-        "--mrenclave",
-        provider.images.measurement(spec_dir),
         "--json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -202,6 +201,11 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     assert summary["simulated"] is True
     assert (out / "summary.json").read_bytes() == expected["summary.json"]
     assert "SIMULATED root trusted" in stderr.decode()
+    # No --mrenclave: the CLI built the spec itself, in another process than the provider's
+    # image, and must have found the same measurement (builds are reproducible).
+    assert f"from a local build of the spec: {provider.images.measurement(spec_dir)}" in (
+        stderr.decode()
+    )
 
     # verify-receipt is no rubber stamp: the same bundle under another measurement fails.
     checked = golem_graphene_cli(
@@ -219,3 +223,33 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     )
     assert checked.returncode == 1
     assert json.loads(checked.stdout)["error"]["code"] == "policy_mrenclave"
+
+
+def test_images_carry_the_agents_bytecode(provider: Provider) -> None:
+    """The agent starts from hash-checked bytecode in the image, valid for its sources.
+
+    The enclave has no trusted writable cache: without these files every start compiles the
+    agent and what it imports. Each must be where the enclave looks (PYTHONPYCACHEPREFIX), and
+    match its source, or Python silently falls back to compiling.
+    """
+    image = provider.images.get(provider.spec(SHELL))
+    pycache = image.directory / "pycache"
+    agent = pycache / "image" / "lib" / "golem_graphene" / "enclave"
+    assert (agent / f"agent.{sys.implementation.cache_tag}.pyc").is_file()
+    checked = 0
+    for pyc in pycache.rglob("*.pyc"):
+        relative = pyc.relative_to(pycache).with_suffix("").with_suffix(".py")
+        source = (
+            image.directory / relative.relative_to("image")
+            if relative.parts[0] == "image"
+            else Path("/") / relative
+        )
+        data = pyc.read_bytes()
+        assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(data[4:8], "little") == 0b11, f"{pyc} is not hash-checked"
+        assert data[8:16] == importlib.util.source_hash(source.read_bytes()), pyc
+        checked += 1
+    assert checked > 100
+    assert (
+        'PYTHONPYCACHEPREFIX = "/image/pycache"' in (image.directory / "agent.manifest").read_text()
+    )
