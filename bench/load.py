@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 
+from golem_graphene._logging import configure_logging
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.requestor.client import Requestor, RequestorPolicy
 from golem_graphene.requestor.measure import measure_locally
@@ -335,6 +336,7 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 on a missed target")
     args = parser.parse_args()
     args.limit = args.limit or args.tasks
+    configure_logging("console", "WARNING")  # the requestors' log lines go to stderr
     work = Path(tempfile.mkdtemp(prefix="golem-graphene-load-"))
     try:
         result = asyncio.run(bench(args, work))

@@ -138,16 +138,29 @@ async def _json_body(request: web.Request) -> bytes:
             expected=f"<= {limit} bytes (limits.max_body_bytes)",
             found=request.content_length,
         )
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
+    # read(n) returns what has arrived, not n bytes: read to the end (or past the limit), with
+    # the upload idle timeout, so a body sent in pieces is whole and a stalled one ends.
+    idle = _engine(request).config.limits.upload_idle_seconds
+    data = bytearray()
+    try:
+        while chunk := await asyncio.wait_for(request.content.read(limit + 1 - len(data)), idle):
+            data += chunk
+            if len(data) > limit:
+                raise LimitError(
+                    "body_too_large",
+                    "the request body is too large",
+                    status=413,
+                    expected=f"<= {limit} bytes (limits.max_body_bytes)",
+                    found=f"> {limit}",
+                )
+    except TimeoutError:
         raise LimitError(
-            "body_too_large",
-            "the request body is too large",
-            status=413,
-            expected=f"<= {limit} bytes (limits.max_body_bytes)",
-            found=f"> {limit}",
-        )
-    return data
+            "upload_stalled",
+            "the request body stopped arriving",
+            status=408,
+            expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)",
+        ) from None
+    return bytes(data)
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -322,7 +335,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     while True:
-        items = await engine.store.events_since(task.task_id, max(seq, 0), timeout=15.0)
+        # A finished task gets no new event: end at once rather than after a keep-alive.
+        wait = 0.0 if task.terminal else 15.0
+        items = await engine.store.events_since(task.task_id, max(seq, 0), timeout=wait)
         if not items:
             await response.write(b": keep-alive\n\n")
             if task.terminal:

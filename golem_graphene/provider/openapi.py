@@ -167,7 +167,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": _json("CreateTaskResponse", "created"),
-                        **_errors(400, 401, 404, 413, 429),
+                        **_errors(400, 401, 404, 408, 413, 429),
                     },
                 }
             },

@@ -486,6 +486,12 @@ def parse_response(data: bytes) -> RawResponse:
     return RawResponse(int(lines[0].split()[1]), headers, body[:length])
 
 
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()  # not select(): descriptor numbers may pass FD_SETSIZE
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def send_until_answered(
     url: str, head: bytes, chunks: Iterator[bytes], *, pause: float = 0.0, timeout: float = 30
 ) -> tuple[RawResponse, int]:
@@ -497,7 +503,7 @@ def send_until_answered(
         sock.sendall(head)
         answered = False
         for chunk in chunks:
-            if select.select([sock], [], [], pause)[0]:
+            if _readable(sock, pause):
                 answered = True
                 break
             try:
@@ -507,7 +513,7 @@ def send_until_answered(
                 break
             sent += len(chunk)
         if not answered:
-            select.select([sock], [], [], timeout)
+            _readable(sock, timeout)
         data = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,13 +1,15 @@
 """Crash consistency: SIGKILL the provider at random (seeded) points during batches of tasks.
 
 Each round starts (or restarts) ``golem-graphene provider serve`` on the same data folder, sets a
-batch of tasks going, and kills the provider with SIGKILL at a random moment. After the last
-round the provider restarts once more and every task it ever accepted (answered 201) must be
-done (with outputs that verify), failed with the reason ``provider_restarted``, or resumable:
-still ``created`` (or relaunched since), in which case it runs to completion now. No enclave
-process survives its provider, and no partial upload, temporary file or launch folder is left.
+batch of tasks going, and kills the provider with SIGKILL: at a random moment, the moment the
+first task of the batch is done, and the instant a task is accepted. After each restart, every
+process the crash left running is gone (the restarted provider reclaims sandboxes launched as it
+died); after the last, every task the provider ever accepted (answered 201) must be done (with
+outputs that verify), failed with the reason ``provider_restarted``, or resumable: still
+``created`` (or relaunched since), in which case it runs to completion now. At the end no
+sandbox, partial upload, temporary state file or launch folder is left.
 
-``HOSTILE_CRASH_SEED`` replays a given sequence of kill points.
+``HOSTILE_CRASH_SEED`` replays a given sequence of kill points and input sizes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from _hostile_support import (
     TOKEN_A,
     ProcessProvider,
     auth,
+    processes_marked,
     stray_files,
     wait_no_processes,
 )
@@ -82,6 +85,13 @@ async def _flow(
     finished.set()
 
 
+def _first_sandbox(marker: str, timeout: float = 60.0) -> None:
+    """Return as soon as a sandbox of this provider exists."""
+    deadline = time.monotonic() + timeout
+    while not processes_marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def _still_alive(processes: list[str], timeout: float = 10.0) -> list[str]:
     """Those of ``processes`` (``"pid: cmdline"`` lines) still running after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -125,10 +135,12 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
     tracked: list[Tracked] = []
     kills: list[float | str] = []
     survivors: list[str] = []
-    # A random moment; the moment the first task of a batch is done (the others are in
-    # flight); the instant a task is accepted: it is still "created" on disk, the resumable
-    # case (last, or the next round's kill would catch it relaunched).
-    points: list[float | str] = [rng.uniform(0.2, 7.0), "on-done", "on-accept"]
+    # The moment the first sandbox appears (enclaves being launched as the provider dies); a
+    # random moment; the moment the first task of a batch is done (the others in flight); the
+    # instant a task is accepted: it is still "created" on disk, the resumable case (last, or
+    # the next round's kill would catch it relaunched).
+    points: list[float | str] = ["on-launch", rng.uniform(0.2, 7.0), "on-done", "on-accept"]
+    left_by_crash = []
     for round_number, point in enumerate(points):
         if round_number:
             provider.start()
@@ -146,6 +158,9 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
             if isinstance(point, float):
                 kills.append(round(point, 2))
                 await asyncio.sleep(point)
+            elif point == "on-launch":
+                kills.append(point)
+                await asyncio.to_thread(_first_sandbox, marker)
             else:
                 kills.append(point)
                 await (accepted if point == "on-accept" else finished).wait()
@@ -161,6 +176,7 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
         # Enclaves die with their provider, except one launched in the very moment of the
         # crash (before bwrap armed its parent-death signal): the restart must reclaim those.
         survivors = await asyncio.to_thread(wait_no_processes, marker, 3.0)
+        left_by_crash.append(len(survivors))
 
     provider.start()
     assert await asyncio.to_thread(_still_alive, survivors) == [], where
@@ -192,7 +208,7 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
                 outcomes["resumed"] += 1
             else:
                 pytest.fail(f"a task left in state {state!r}: {what}")
-    print(f"{where}: kills at {kills}, outcomes {outcomes}")
+    print(f"{where}: kills at {kills}, processes left by each crash {left_by_crash}, {outcomes}")
     assert sum(outcomes.values()) == len(tracked)
     assert outcomes["resumed"] >= 1, f"{where}: the on-accept kill left no resumable task"
     assert outcomes["done"] >= 1, f"{where}: the on-done kill left no done task"
