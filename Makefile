@@ -32,7 +32,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp
 
 test: lint typecheck unit
 
