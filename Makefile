@@ -32,7 +32,10 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp --ignore=tests/hostile
+	# The hostile-client suite runs in its own process: it starts and kills many providers and
+	# sandboxes, and must not share process-wide state (logging, event-loop policy) with the rest.
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
 
 test: lint typecheck unit
 
