@@ -35,9 +35,9 @@ unit: setup
 	# Three processes: unit and conformance tests; the real-sandbox and real-HTTP integration
 	# tests; the hostile-client suite, which starts and kills many providers and sandboxes. Each
 	# keeps its process-wide state (event-loop policy, logging, caches) to itself.
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/unit tests/unit tests/conformance
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/integration tests/integration tests/golem
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/hostile tests/hostile
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
 
 test: lint typecheck unit
 
