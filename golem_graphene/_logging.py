@@ -14,6 +14,10 @@ import structlog
 LogFormat = Literal["console", "json"]
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(fmt: LogFormat = "console", level: str = "INFO") -> None:
     """Configure structlog (and stdlib logging) for the whole process; safe to call twice."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -30,7 +34,9 @@ def configure_logging(fmt: LogFormat = "console", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Look sys.stderr up for each logger, not once: a stream captured at configure time
+        # may be closed later (tests, daemonising), and logging must never raise.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(

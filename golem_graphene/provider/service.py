@@ -193,8 +193,8 @@ class TaskEngine:
         except Error as exc:
             await self._fail(task, exc.code, exc.describe())
         except Exception as exc:  # a bug: the task fails with a reason, the provider goes on
-            log.exception("task driver crashed", task_id=task.task_id)
             await self._fail(task, "internal", f"internal error: {type(exc).__name__}")
+            log.exception("task driver crashed", task_id=task.task_id)
         finally:
             running = self._running.get(task.task_id)
             try:
@@ -210,10 +210,12 @@ class TaskEngine:
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         if not task.terminal:
-            log.warning("task failed", task_id=task.task_id, code=code)
+            # Recorded before it is logged: a logger that fails (stderr on a full disk, a
+            # closed pipe) must not leave the task running forever with no driver.
             await self.store.transition(
                 task, TaskState.FAILED, failure={"code": code, "message": message[:2000]}
             )
+            log.warning("task failed", task_id=task.task_id, code=code)
 
     def launch_dir(self, task_id: str) -> Path:
         return self.store.directory(task_id) / "launch"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from _hostile_support import (
     ProcessProvider,
     StartProvider,
@@ -29,6 +30,16 @@ from _hostile_support import (
 )
 
 DEFAULT_LIMITS: dict[str, Any] = {"upload_idle_seconds": 1.0, "max_queued_tasks": 1000}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """structlog's defaults while these providers run: an earlier test that ran the CLI may
+    have configured it to print to a capture stream that is closed by now."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
