@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import io
 import json
-import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _sim_support import ldd, sandbox_problem
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene._cli import main as cli
@@ -42,26 +42,9 @@ from golem_graphene.provider.image import (
 from golem_graphene.provider.manifest import Manifest
 from golem_graphene.provider.manifest_template import expand_trusted_files
 from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
-from golem_graphene.provider.sandbox import bwrap_available
 from golem_graphene.sealing.keys import X25519Identity
 
-
-def _sandbox_problem() -> str | None:
-    """Why bubblewrap sandboxes cannot run here (not installed, no user namespaces), or None."""
-    bwrap = bwrap_available()
-    if bwrap is None:
-        return "bubblewrap (bwrap) is not installed"
-    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-user", "--unshare-pid", "--unshare-net"]
-    try:
-        done = subprocess.run([*cmd, "--", "true"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bubblewrap cannot run: {exc}"
-    if done.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {done.stderr.decode().strip()}"
-    return None
-
-
-SANDBOX_PROBLEM = _sandbox_problem()
+SANDBOX_PROBLEM = sandbox_problem()
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=str(SANDBOX_PROBLEM)),
@@ -73,19 +56,6 @@ SPEC = REPO / "task_specs" / "gzip-compress"
 
 
 # --- hand-built images (the same helper lives in test_sim_runner.py) -----------------------------
-
-
-def ldd(programs: list[str]) -> list[str]:
-    libs: set[str] = set()
-    for program in programs:
-        out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
-                libs.add(parts[2])
-            elif parts and parts[0].startswith("/"):
-                libs.add(parts[0])
-    return sorted(libs)
 
 
 @dataclass

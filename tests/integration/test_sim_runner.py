@@ -13,13 +13,13 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from _sim_support import ldd, sandbox_problem
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.errors import RunnerError
@@ -34,25 +34,9 @@ from golem_graphene.provider.image import (
 from golem_graphene.provider.manifest import Manifest
 from golem_graphene.provider.manifest_template import expand_trusted_files
 from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
-from golem_graphene.provider.sandbox import bwrap_available, run_sandbox
+from golem_graphene.provider.sandbox import run_sandbox
 
-
-def _sandbox_problem() -> str | None:
-    """Why bubblewrap sandboxes cannot run here (not installed, no user namespaces), or None."""
-    bwrap = bwrap_available()
-    if bwrap is None:
-        return "bubblewrap (bwrap) is not installed"
-    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-user", "--unshare-pid", "--unshare-net"]
-    try:
-        done = subprocess.run([*cmd, "--", "true"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bubblewrap cannot run: {exc}"
-    if done.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {done.stderr.decode().strip()}"
-    return None
-
-
-SANDBOX_PROBLEM = _sandbox_problem()
+SANDBOX_PROBLEM = sandbox_problem()
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=str(SANDBOX_PROBLEM)),
@@ -61,19 +45,6 @@ pytestmark = [
 
 
 # --- hand-built images (the same helper lives in test_sim_attestation.py) ------------------------
-
-
-def ldd(programs: list[str]) -> list[str]:
-    libs: set[str] = set()
-    for program in programs:
-        out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
-                libs.add(parts[2])
-            elif parts and parts[0].startswith("/"):
-                libs.add(parts[0])
-    return sorted(libs)
 
 
 @dataclass
