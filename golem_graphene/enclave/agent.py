@@ -1,7 +1,8 @@
 """The agent's task flow inside the enclave (DESIGN.md section 4, steps 2, 5 and 6).
 
-Everything from outside is untrusted: ``task.json`` (task id, nonce, requestor key) only enters
-the report data, where the requestor checks it; the input manifest is authenticated with a key
+Everything from outside is untrusted: the ``attest`` command (task id, nonce, requestor key),
+which may come long after the enclave started, only enters the report data, where the
+requestor checks it; the input manifest is authenticated with a key
 only the requestor and this enclave can derive; input ciphertexts are checked against it before
 anything is decrypted. Plaintext exists only in the enclave's private workspace (``/workspace``,
 a tmpfs inside the enclave); what leaves is sealed to the requestor's key ``R`` bound in the
@@ -46,7 +47,7 @@ ATTESTATION_DIR = Path("/dev/attestation")
 IMAGE_DIR = Path("/image")
 WORKSPACE = Path("/workspace")
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
-MAX_TASK_JSON = 64 * 1024
+MAX_COMMAND = 64 * 1024
 
 
 class AgentError(Error):
@@ -75,7 +76,7 @@ class Control:
         self._out.flush()
 
     def command(self) -> dict[str, Any]:
-        line = self._in.readline(MAX_TASK_JSON)
+        line = self._in.readline(MAX_COMMAND)
         if not line:
             raise AgentError("the provider closed the control pipe")
         try:
@@ -123,15 +124,17 @@ class Workload:
         return any(fnmatch.fnmatchcase(name, p) for p in self.outputs)
 
 
-def _read_task(io: Path) -> tuple[bytes, bytes, X25519Recipient]:
+def _parse_task(command: dict[str, Any]) -> tuple[bytes, bytes, X25519Recipient]:
+    """The ``attest`` command: which task this enclave serves (untrusted: it only enters the
+    report data, where the requestor checks it)."""
+    if command.get("cmd") != "attest":
+        raise AgentError("the provider aborted the enclave before giving it a task")
     try:
-        raw = (io / "task.json").read_bytes()[:MAX_TASK_JSON]
-        task = json.loads(raw)
-        task_id = parse_task_id(task["task_id"])
-        nonce = bytes.fromhex(task["nonce"])
-        recipient = X25519Recipient.from_string(task["requestor_key"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AgentError(f"task.json is unreadable or malformed: {exc}") from exc
+        task_id = parse_task_id(command["task_id"])
+        nonce = bytes.fromhex(command["nonce"])
+        recipient = X25519Recipient.from_string(command["requestor_key"])
+    except (Error, ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"the attest command is malformed: {exc}") from exc
     return task_id, nonce, recipient
 
 
@@ -288,7 +291,9 @@ def _seal(
 def run_agent(io: Path, control: Control) -> None:
     """The whole in-enclave flow; raises :class:`Error` subclasses on any refusal."""
     workload = Workload.load(IMAGE_DIR / "workload.json")
-    task_id, nonce, recipient = _read_task(io)
+    # Loaded: the enclave may wait here, pre-started, until a task takes it.
+    control.emit("ready")
+    task_id, nonce, recipient = _parse_task(control.command())
     enclave_identity = X25519Identity.generate()
     signing_key = Ed25519PrivateKey.generate()
     transcript = Transcript(

@@ -9,6 +9,7 @@ Example::
     runner = "sim"                      # "gramine-sgx" on SGX hosts
     allow_insecure = []                 # ["gramine-direct"] to allow that runner, by name
     pcs_url = "https://pccs.example:8081"   # gramine-sgx: where collateral comes from
+    warm_enclaves = 1                   # enclaves kept started per task spec in use (0: none)
 
     [auth]
     open = false                        # true: no requestor token (local use only)
@@ -104,6 +105,9 @@ class ProviderConfig(_Model):
     runner: Literal["sim", "gramine-sgx", "gramine-direct"] = "sim"
     allow_insecure: tuple[Literal["gramine-direct"], ...] = ()
     pcs_url: str | None = None
+    # Standby enclaves per image in use: a task takes a started one instead of waiting for a
+    # launch (golem_graphene/provider/warm_pool.py).
+    warm_enclaves: int = Field(default=1, ge=0, le=64)
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
 

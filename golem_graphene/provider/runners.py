@@ -10,7 +10,9 @@
 
 Every runner starts the enclave in a launch folder holding ``image`` (the image) and ``io`` (the
 task's untrusted folder), and talks to the in-enclave agent through its stdin/stdout (the
-control pipe, JSON lines).
+control pipe, JSON lines). The agent reports ``ready`` once loaded and attests only when told
+which task it serves, so an enclave can be started ahead of its task (a *standby* enclave, see
+:mod:`golem_graphene.provider.warm_pool`) and its launch folder moved into the task's.
 """
 
 from __future__ import annotations
@@ -78,14 +80,33 @@ class EnclaveProcess:
         wall_seconds: float,
         cleanup: list[Any] | None = None,
         stderr_path: Path | None = None,
+        *,
+        standby: bool = False,
     ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self._cleanup = cleanup or []
         self._stderr_path = stderr_path
-        self._deadline = asyncio.get_running_loop().time() + wall_seconds
+        self._wall_seconds = wall_seconds
         self._killed_for_timeout = False
-        self._watchdog = asyncio.ensure_future(self._watch(wall_seconds))
+        self._watchdog: asyncio.Future[None] | None = None
+        if not standby:
+            self.arm()
+
+    def arm(self) -> None:
+        """Start the wall-clock limit now (a standby enclave's clock starts with its task)."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch(self._wall_seconds))
+
+    def relocate(self, stderr_path: Path | None) -> None:
+        """The enclave's stderr log moved (a standby enclave taken by a task)."""
+        if self._stderr_path is not None:
+            self._stderr_path = stderr_path
+
+    @property
+    def running(self) -> bool:
+        """True until the enclave's process has exited."""
+        return self._proc.returncode is None
 
     async def _watch(self, seconds: float) -> None:
         try:
@@ -126,8 +147,9 @@ class EnclaveProcess:
     async def wait(self) -> int:
         """Wait for exit; returns the exit status (negative: killed by that signal)."""
         code = await self._proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._watchdog
+        if self._watchdog is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         for item in self._cleanup:
             item.stop() if hasattr(item, "stop") else None
         return code
@@ -166,8 +188,11 @@ class EnclaveRunner(Protocol):
     simulated: bool
 
     async def launch(
-        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
-    ) -> EnclaveProcess: ...
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path, standby: bool = False
+    ) -> EnclaveProcess:
+        """Start ``image``'s agent in ``launch_dir``; with ``standby`` its wall-clock limit
+        starts only when :meth:`EnclaveProcess.arm` is called (a pre-started enclave)."""
+        ...
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None: ...
 
@@ -179,7 +204,7 @@ def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
     if not link.is_symlink():
         link.symlink_to(image.directory.resolve())
     io = launch_dir / "io"
-    io.mkdir(exist_ok=True)
+    (io / "inputs").mkdir(parents=True, exist_ok=True)
     return io
 
 
@@ -296,7 +321,7 @@ class SimRunner:
         ]
 
     async def launch(
-        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path, standby: bool = False
     ) -> EnclaveProcess:
         """Start the image's agent in the sandbox; returns once the process runs."""
         identity = self.enclave_identity(image)
@@ -334,7 +359,7 @@ class SimRunner:
             mrenclave=identity.mrenclave.hex()[:16],
         )
         cleanup: list[Any] = [device, pids] if pids else [device]
-        return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=cleanup)
+        return EnclaveProcess(proc, plan.limits.wall_seconds, cleanup=cleanup, standby=standby)
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
         """Collateral of the simulated platform, valid at ``at``."""
@@ -472,7 +497,7 @@ class GramineSgxRunner:
         return [path, MANIFEST_NAME.removesuffix(".manifest")]
 
     async def launch(
-        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path
+        self, image: EnclaveImage, launch_dir: Path, *, stderr_path: Path, standby: bool = False
     ) -> EnclaveProcess:
         if self.tool == "gramine-sgx":
             check = check_sgx_host()
@@ -494,7 +519,7 @@ class GramineSgxRunner:
             {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )
         log.info("enclave launched", runner=self.name, pid=proc.pid)
-        return EnclaveProcess(proc, wall, stderr_path=stderr_path)
+        return EnclaveProcess(proc, wall, stderr_path=stderr_path, standby=standby)
 
     async def collateral_for(self, quote: bytes, at: datetime) -> QuoteCollateral | None:
         if self.pcs_url is None:

@@ -16,10 +16,11 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -33,9 +34,10 @@ from golem_graphene.provider.image import EnclaveImage, build_image
 from golem_graphene.provider.lifecycle import Task, TaskState, TaskStore, TransitionError
 from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner, make_runner
 from golem_graphene.provider.sandbox import PidsLimit, kill_session
+from golem_graphene.provider.warm_pool import StandbyEnclave, WarmPool
 from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
-__all__ = ["LimitError", "NotFoundError", "TaskEngine"]
+__all__ = ["LimitError", "NotFoundError", "TaskEngine", "image_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +82,7 @@ class TaskEngine:
             pcs_url=config.pcs_url,
         )
         self.store = TaskStore(self.data_dir / "tasks")
+        self.pool = WarmPool(self.runner, self.data_dir / "standby", config.warm_enclaves)
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
@@ -102,7 +105,7 @@ class TaskEngine:
 
     async def image_for(self, name: str, digest: str) -> EnclaveImage:
         """The built image of spec ``name`` (built once per spec digest)."""
-        key = f"{name}-{digest[:16]}"
+        key = image_key(name, digest)
         if key in self._images:
             return self._images[key]
         lock = self._image_locks.setdefault(key, asyncio.Lock())
@@ -232,29 +235,23 @@ class TaskEngine:
         image = await self.image_for(task.spec_name, task.spec_digest)
         launch = self.launch_dir(task.task_id)
         io = launch / "io"
-        io.mkdir(parents=True, exist_ok=True)
-        (io / "inputs").mkdir(exist_ok=True)
-        (io / "task.json").write_text(
-            json.dumps(
-                {"task_id": task.task_id, "nonce": task.nonce, "requestor_key": task.requestor_key}
-            )
-        )
-        process = await self.runner.launch(
-            image, launch, stderr_path=self.store.directory(task.task_id) / "enclave.log"
-        )
+        process, events = await self._enclave_for(task, image)
         running.process = process
         task.pid = process.pid
         self.store.save(task)
-        events = process.events()
+        # Step 2: the agent learns its task only now, and binds it and its fresh keys in the
+        # quote.
+        await process.send(
+            {
+                "cmd": "attest",
+                "task_id": task.task_id,
+                "nonce": task.nonce,
+                "requestor_key": task.requestor_key,
+            }
+        )
         first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
         if first is None or first.get("event") != "attested":
-            if first is None:  # no word from the agent: Gramine's own error explains more
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 5)
-                reason = process.failure_reason()
-                if reason:
-                    raise RunnerError(f"the enclave did not start: {reason}")
-            raise _agent_error(first, "the enclave exited before it attested")
+            await _explain_launch_failure(first, process, "the enclave exited before it attested")
         await self._publish_evidence(task, io)
         await self.store.transition(task, TaskState.ATTESTED)
         await running.start.wait()
@@ -299,6 +296,44 @@ class TaskEngine:
         task.exit_status = _int(done.get("exit_status"))
         task.termination = str(done.get("termination"))
         await self.store.transition(task, TaskState.DONE, message="outputs sealed")
+
+    async def _enclave_for(
+        self, task: Task, image: EnclaveImage
+    ) -> tuple[EnclaveProcess, AsyncIterator[dict[str, Any]]]:
+        """A started enclave for ``task`` in its launch folder, and its events after ``ready``:
+        a standby one when the pool has one, else one launched now."""
+        standby = await self.pool.take(image_key(task.spec_name, task.spec_digest), image)
+        if standby is not None:
+            try:
+                return self._adopt(task, standby), standby.events
+            except OSError as exc:
+                log.warning("standby enclave not adopted", task_id=task.task_id, error=str(exc))
+                await standby.discard()
+        launch = self.launch_dir(task.task_id)
+        (launch / "io" / "inputs").mkdir(parents=True, exist_ok=True)
+        process = await self.runner.launch(
+            image, launch, stderr_path=self.store.directory(task.task_id) / "enclave.log"
+        )
+        events = process.events()
+        try:
+            first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
+            if first is None or first.get("event") != "ready":
+                await _explain_launch_failure(first, process, "the enclave exited at its start")
+        except BaseException:
+            process.kill()
+            raise
+        return process, events
+
+    def _adopt(self, task: Task, standby: StandbyEnclave) -> EnclaveProcess:
+        """Move a standby enclave's folder and log into ``task``'s and start its clock."""
+        log_path = self.store.directory(task.task_id) / "enclave.log"
+        os.rename(standby.launch_dir, self.launch_dir(task.task_id))
+        os.rename(standby.log_path, log_path)
+        with contextlib.suppress(OSError):
+            standby.folder.rmdir()
+        standby.process.relocate(log_path)
+        standby.process.arm()
+        return standby.process
 
     async def _publish_evidence(self, task: Task, io: Path) -> None:
         try:
@@ -373,7 +408,9 @@ class TaskEngine:
         counts = {"resumed": 0, "failed": 0, "kept": 0}
         # Enclaves the crash left running (one launched as the provider died misses its
         # parent-death signal, and its pid may not be recorded): found by their launch folders.
-        _kill_leftovers(self.store.root)
+        _kill_leftovers(self.store.root, rb"[0-9a-f]{32}/launch/")
+        _kill_leftovers(self.pool.root, rb"[0-9a-f]{16}/launch/")
+        shutil.rmtree(self.pool.root, ignore_errors=True)
         for task in self.store.load():
             if task.terminal:
                 self._reclaim(task)
@@ -405,7 +442,8 @@ class TaskEngine:
         return counts
 
     async def close(self) -> None:
-        """Cancel every running task (the enclaves die with their sessions)."""
+        """Cancel every running task (the enclaves die with their sessions), stop the pool."""
+        await self.pool.close()
         for task_id, running in list(self._running.items()):
             task = self.store.get(task_id)
             if task is None or not task.terminal:  # an ended task is only reclaiming
@@ -413,6 +451,24 @@ class TaskEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.driver
             self._running.pop(task_id, None)
+
+
+async def _explain_launch_failure(
+    event: dict[str, Any] | None, process: EnclaveProcess, default: str
+) -> NoReturn:
+    """Raise the agent's refusal, or Gramine's own error when the agent said nothing."""
+    if event is None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 5)
+        reason = process.failure_reason()
+        if reason:
+            raise RunnerError(f"the enclave did not start: {reason}")
+    raise _agent_error(event, default)
+
+
+def image_key(spec_name: str, spec_digest: str) -> str:
+    """The name of a spec's image (its folder under ``images/``, its standby enclaves)."""
+    return f"{spec_name}-{spec_digest[:16]}"
 
 
 def _progress_message(event: dict[str, Any]) -> str:
@@ -454,10 +510,11 @@ def _read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-def _kill_leftovers(tasks_root: Path) -> None:
-    """Kill every enclave process whose command line or working folder is a task's launch
-    folder under ``tasks_root`` (none is legitimately running before recovery)."""
-    marker = str(tasks_root.resolve()) + "/"
+def _kill_leftovers(root: Path, launch_folder: bytes) -> None:
+    """Kill every enclave process whose command line or working folder is a launch folder
+    under ``root`` (``root/<launch_folder>``, a task's or a standby enclave's; none is
+    legitimately running before recovery)."""
+    marker = str(root.resolve()) + "/"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -468,7 +525,7 @@ def _kill_leftovers(tasks_root: Path) -> None:
             continue
         if not (b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline):
             continue
-        if re.search(re.escape(marker.encode()) + rb"[0-9a-f]{32}/launch/", cmdline) or (
+        if re.search(re.escape(marker.encode()) + launch_folder, cmdline) or (
             cwd.startswith(marker) and "/launch/" in cwd[len(marker) :]
         ):
             kill_session(int(entry.name))

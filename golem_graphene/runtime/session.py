@@ -292,12 +292,6 @@ class ActivitySession:
         self.task_id = task_id
         io = self.launch_dir / "io"
         (io / "inputs").mkdir(parents=True, exist_ok=True)
-        _write_atomic(
-            io / "task.json",
-            json.dumps(
-                {"task_id": task_id, "nonce": nonce.hex(), "requestor_key": recipient.to_string()}
-            ).encode(),
-        )
         self.state_dir.mkdir(exist_ok=True, mode=0o700)
         process = await self._runner_instance().launch(
             image, self.launch_dir, stderr_path=self.state_dir / "enclave.log"
@@ -305,6 +299,17 @@ class ActivitySession:
         self._process = process
         self._enclave_since = time.monotonic()
         self._events = process.events()
+        first = await asyncio.wait_for(anext(self._events, None), ATTEST_TIMEOUT_SECONDS)
+        if first is None or first.get("event") != "ready":
+            raise RunnerError(_agent_failure(first, "the enclave exited at its start"))
+        await process.send(
+            {
+                "cmd": "attest",
+                "task_id": task_id,
+                "nonce": nonce.hex(),
+                "requestor_key": recipient.to_string(),
+            }
+        )
         first = await asyncio.wait_for(anext(self._events, None), ATTEST_TIMEOUT_SECONDS)
         if first is None or first.get("event") != "attested":
             raise RunnerError(_agent_failure(first, "the enclave exited before it attested"))

@@ -76,17 +76,19 @@ def start_provider(
         data_dir: Path | None = None,
         limits: dict[str, Any] | None = None,
         tokens: tuple[str, ...] = (REQUESTOR_TOKEN, OTHER_TOKEN),
+        warm_enclaves: int | None = None,
     ) -> AsyncIterator[Provider]:
-        config = ProviderConfig.model_validate(
-            {
-                "bind": "127.0.0.1",
-                "port": 0,
-                "data_dir": str(data_dir or tmp_path / "provider"),
-                "specs_dir": str(test_specs),
-                "auth": {"tokens": list(tokens)},
-                "limits": limits or {},
-            }
-        )
+        options: dict[str, Any] = {
+            "bind": "127.0.0.1",
+            "port": 0,
+            "data_dir": str(data_dir or tmp_path / "provider"),
+            "specs_dir": str(test_specs),
+            "auth": {"tokens": list(tokens)},
+            "limits": limits or {},
+        }
+        if warm_enclaves is not None:
+            options["warm_enclaves"] = warm_enclaves
+        config = ProviderConfig.model_validate(options)
         async with ProviderServer(config, sim_runner) as server:
             yield Provider(server, sim_runner, image_cache, test_specs, REQUESTOR_TOKEN)
 

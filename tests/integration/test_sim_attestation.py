@@ -281,21 +281,23 @@ async def attest_with_the_agent(image: EnclaveImage, root: Path) -> tuple[Transc
     io_dir = prepare_launch_dir(image, launch)
     task_id, nonce = new_task_id(), new_nonce()
     requestor = X25519Identity.generate().recipient()
-    (io_dir / "task.json").write_text(
-        json.dumps(
+    process = await runner.launch(image, launch, stderr_path=root / "enclave.log")
+    try:
+        events = process.events()
+        ready = await asyncio.wait_for(anext(events), timeout=60)
+        await process.send(
             {
+                "cmd": "attest",
                 "task_id": format_task_id(task_id),
                 "nonce": nonce.hex(),
                 "requestor_key": requestor.to_string(),
             }
         )
-    )
-    process = await runner.launch(image, launch, stderr_path=root / "enclave.log")
-    try:
-        first = await asyncio.wait_for(anext(process.events()), timeout=60)
+        first = await asyncio.wait_for(anext(events), timeout=60)
     finally:
         process.kill()
         await process.wait()
+    assert ready == {"event": "ready"}, (root / "enclave.log").read_text()
     assert first == {"event": "attested", "runner": "sim"}, (root / "enclave.log").read_text()
     evidence = json.loads((io_dir / "evidence.json").read_text())
     transcript = Transcript(

@@ -18,6 +18,7 @@ then and is drained first: a quote never covers stale report data.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -52,6 +53,7 @@ class AttestationDevice:
         self._key_names = tuple(key_names)
         self._report_data = bytes(REPORT_DATA_SIZE)
         self._stop_r, self._stop_w = -1, -1
+        self._dir_fd = -1
         self._thread: threading.Thread | None = None
         self.quotes_served = 0
         self.error: BaseException | None = None
@@ -78,6 +80,9 @@ class AttestationDevice:
         if self.remote_attestation:
             os.mkfifo(self.directory / "quote", 0o444 | 0o222)
         self._stop_r, self._stop_w = os.pipe()
+        # The thread works relative to the folder itself, not its path: a pre-started enclave's
+        # launch folder is renamed into its task's folder when a task takes it.
+        self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         self._thread = threading.Thread(target=self._serve, name="sim-attestation", daemon=True)
         self._thread.start()
 
@@ -87,7 +92,7 @@ class AttestationDevice:
             return
         os.write(self._stop_w, b"x")
         self._thread.join(timeout=5)
-        for fd in (self._stop_r, self._stop_w):
+        for fd in (self._stop_r, self._stop_w, self._dir_fd):
             os.close(fd)
         self._thread = None
 
@@ -106,9 +111,10 @@ class AttestationDevice:
     # -- the serving thread -----------------------------------------------------------------
 
     def _serve(self) -> None:
-        urd = self.directory / "user_report_data"
-        read_fd = os.open(urd, os.O_RDONLY | os.O_NONBLOCK)
-        keep_open = os.open(urd, os.O_WRONLY | os.O_NONBLOCK)  # no EOF storms between writers
+        urd = "user_report_data"
+        read_fd = os.open(urd, os.O_RDONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
+        # No EOF storms between writers.
+        keep_open = os.open(urd, os.O_WRONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
         try:
             while True:
                 ready, _, _ = select.select([read_fd, self._stop_r], [], [], _POLL_SECONDS)
@@ -139,7 +145,7 @@ class AttestationDevice:
     def _serve_quote_if_wanted(self, urd_fd: int) -> None:
         assert self._make_quote is not None
         try:
-            fd = os.open(self.directory / "quote", os.O_WRONLY | os.O_NONBLOCK)
+            fd = os.open("quote", os.O_WRONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # nobody is reading the quote
                 return
@@ -148,10 +154,10 @@ class AttestationDevice:
             # This reader keeps this FIFO; the path gets a fresh one, so a later open is a new
             # reader (one quote per open, as in Gramine) and a slow reader still holding this
             # FIFO is never probed, nor served, again.
-            fresh = self.directory / ".quote.next"
-            fresh.unlink(missing_ok=True)
-            os.mkfifo(fresh, 0o666)
-            os.replace(fresh, self.directory / "quote")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(".quote.next", dir_fd=self._dir_fd)
+            os.mkfifo(".quote.next", 0o666, dir_fd=self._dir_fd)
+            os.replace(".quote.next", "quote", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
             self._drain(urd_fd)
             quote = self._make_quote(self._report_data)
             os.set_blocking(fd, True)

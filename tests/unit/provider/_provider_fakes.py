@@ -1,9 +1,10 @@
 """A fake enclave runner for the provider's unit tests (no sandbox, no image build).
 
 :class:`FakeRunner` launches :class:`FakeEnclave` objects that behave like the agent on its
-control pipe: in ``attest`` mode they publish evidence (a placeholder quote) and report
-``attested``, then relay whatever the test pushes with :meth:`FakeEnclave.push`; in ``hang``
-mode they never attest; in ``fail`` mode the launch itself fails.
+control pipe: they report ``ready``; in ``attest`` mode they then publish evidence (a
+placeholder quote) and report ``attested``, then relay whatever the test pushes with
+:meth:`FakeEnclave.push`; in ``hang`` mode they never attest; in ``fail`` mode the launch
+itself fails.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FakeEnclave:
         self._queue.put_nowait(event)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
+        yield {"event": "ready"}
         if self.mode == "attest":
             evidence = {
                 "quote": secrets.token_bytes(64).hex(),
@@ -93,7 +95,9 @@ class FakeRunner:
         self.mode = mode
         self.launched: dict[str, FakeEnclave] = {}
 
-    async def launch(self, image: Any, launch_dir: Path, *, stderr_path: Path) -> FakeEnclave:
+    async def launch(
+        self, image: Any, launch_dir: Path, *, stderr_path: Path, standby: bool = False
+    ) -> FakeEnclave:
         if self.mode == "fail":
             raise RunnerError("the fake enclave cannot start")
         enclave = FakeEnclave(launch_dir / "io", self.mode)
@@ -121,6 +125,7 @@ def make_engine(
         "specs_dir": str(tmp_path / "specs"),
         "auth": {"open": True},
         "limits": limits or {},
+        "warm_enclaves": 0,  # the fake runner keys its enclaves by task folder
     }
     options.update(config)
     engine = TaskEngine(ProviderConfig.model_validate(options), runner)  # type: ignore[arg-type]

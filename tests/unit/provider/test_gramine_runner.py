@@ -397,3 +397,24 @@ def test_fakes_are_executable_in_the_repository() -> None:
     for tool in ("gramine-sgx", "gramine-direct", "gramine-sgx-sign", "gramine-manifest"):
         mode = (FAKES / tool).stat().st_mode
         assert mode & stat.S_IXUSR, f"{tool} lost its executable bit"
+
+
+async def test_a_standby_enclaves_clock_starts_when_it_is_armed(
+    fake_gramine: FakeGramine, tmp_path: Path
+) -> None:
+    fake_gramine.set_mode("hang", sleep=3600)
+    cmd = GramineSgxRunner().command(tmp_path)
+    (tmp_path / "agent.manifest.sgx").touch()
+    env = {"PATH": os.environ["PATH"]}
+    proc = await runners._start(cmd, tmp_path, tmp_path / "enclave.log", env)
+    process = EnclaveProcess(
+        proc, wall_seconds=0.3, stderr_path=tmp_path / "enclave.log", standby=True
+    )
+    await anext(process.events())
+    await asyncio.sleep(1.0)  # waiting for a task does not count against its time limit
+    assert process.running and not process.timed_out
+    process.relocate(tmp_path / "moved.log")
+    process.arm()
+    code = await asyncio.wait_for(process.wait(), timeout=10)
+    assert process.timed_out
+    assert code == -9

@@ -300,7 +300,13 @@ async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
     await engine.begin(task)
     assert task.state is S.INPUTS_RECEIVED
     enclave = runner.launched[task.task_id]
-    await asyncio.wait_for(_until(lambda: enclave.sent == [{"cmd": "run"}]), 5)
+    attest = {
+        "cmd": "attest",
+        "task_id": task.task_id,
+        "nonce": "00" * 32,
+        "requestor_key": "age1" + "q" * 58,
+    }
+    await asyncio.wait_for(_until(lambda: enclave.sent == [attest, {"cmd": "run"}]), 5)
     enclave.push({"event": "running"})
     enclave.push({"event": "failed", "code": "input_sha256", "message": "x: the SHA-256 differs"})
     await asyncio.wait_for(_until(lambda: task.state is S.FAILED), 5)
