@@ -39,7 +39,13 @@ from golem_graphene.sealing.manifest import (
     hash_file,
     open_manifest,
 )
-from golem_graphene.sealing.receipt import Measurement, OutputEntry, Receipt, Timings, sign_receipt
+from golem_graphene.sealing.receipt_document import (
+    Measurement,
+    OutputEntry,
+    Receipt,
+    Timings,
+    sign_receipt,
+)
 
 __all__ = ["AgentError", "main"]
 

@@ -21,11 +21,13 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from golem_graphene.attestation.quote import EnclaveReportBody
 from golem_graphene.errors import ProtocolError, VerificationError
 from golem_graphene.protocol.version import PROTOCOL_NAME
+
+if TYPE_CHECKING:  # the in-enclave agent imports this module, and never a quote parser
+    from golem_graphene.attestation.quote import EnclaveReportBody
 
 __all__ = [
     "KEY_SIZE",

@@ -20,10 +20,9 @@ temporary file and moves it to the destination only after the final chunk verifi
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final, Protocol, TypeVar
 
 from golem_graphene import limits
 from golem_graphene.errors import AgePayloadError, SealingError, UsageError
@@ -55,6 +54,8 @@ ProgressCallback = Callable[[int], None]
 AsyncWrite = Callable[[bytes], Awaitable[None]]
 """An async sink, e.g. aiohttp's ``StreamResponse.write``."""
 
+_T = TypeVar("_T")
+
 
 class AsyncReadable(Protocol):
     """An async byte stream with ``read(n)``, e.g. ``asyncio.StreamReader``; ``b""`` means EOF."""
@@ -62,6 +63,14 @@ class AsyncReadable(Protocol):
     async def read(self, n: int = -1, /) -> bytes:
         """Up to ``n`` bytes; ``b""`` at end of stream."""
         ...
+
+
+async def _to_thread(func: Callable[..., _T], /, *args: object) -> _T:
+    # asyncio is imported on first async use: the in-enclave agent only seals files, and
+    # importing asyncio would add to every enclave's start.
+    import asyncio
+
+    return await asyncio.to_thread(func, *args)
 
 
 BLOCK_CHUNKS: Final = 16
@@ -354,7 +363,7 @@ async def encrypt_async(
     total = 0
     while True:
         block, final = await src.read_block(_PLAIN_BLOCK)
-        sealed = await asyncio.to_thread(_seal_bytes, sealer, block, final)
+        sealed = await _to_thread(_seal_bytes, sealer, block, final)
         await write(sealed)
         total += len(block)
         if progress is not None:
@@ -411,7 +420,7 @@ async def decrypt_async(
     total = 0
     while True:
         block, final = await src.read_block(_SEALED_BLOCK)
-        plain, error = await asyncio.to_thread(_open_bytes, opener, block, final)
+        plain, error = await _to_thread(_open_bytes, opener, block, final)
         if plain:
             await write(plain)
         total += len(plain)

@@ -63,7 +63,7 @@ from golem_graphene.limits import (
     MAX_TASK_FILES,
 )
 from golem_graphene.protocol.binding import KEY_SIZE, Transcript
-from golem_graphene.protocol.messages import FileName, Hex32, Message, TaskIdHex
+from golem_graphene.protocol.fields import FileName, Hex32, Message, TaskIdHex
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 from golem_graphene.sealing.canonical_json import CanonicalJsonError, canonical_json, parse_json
 from golem_graphene.sealing.keys import X25519Identity
