@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from golem_graphene.provider.api import build_app
 from golem_graphene.provider.config import ProviderConfig
@@ -35,6 +37,7 @@ class ProviderServer:
         return f"http://{host}:{self.port}"
 
     async def __aenter__(self) -> ProviderServer:
+        quiet_malformed_requests()
         await self.engine.recover()
         app = build_app(self.engine)
         self._runner = web.AppRunner(
@@ -67,6 +70,30 @@ class ProviderServer:
         await self.engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse as an error with a traceback that quotes the
+    offending bytes (the start of an oversized ``Authorization`` header is a token): log one
+    warning line naming the peer and the refusal instead, without the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "malformed HTTP request from %s refused with %s (%s); not logged"
+            record.args = (peer, exc.code, type(exc).__name__)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install :class:`_MalformedRequestFilter` on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(_MalformedRequestFilter())
 
 
 async def serve_forever(config: ProviderConfig, *, announce: bool = True) -> None:
