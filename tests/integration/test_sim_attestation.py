@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _sim_support import ldd, sandbox_problem
+from _sim_support import SimImages, sandbox_problem
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene._cli import main as cli
@@ -32,15 +32,10 @@ from golem_graphene.attestation.verifier import QuoteVerifier, VerifyOptions
 from golem_graphene.errors import RunnerError, UntrustedRootError
 from golem_graphene.protocol.binding import Transcript, format_task_id, new_nonce, new_task_id
 from golem_graphene.provider.image import (
-    IMAGE_FORMAT,
     EnclaveImage,
-    SimSignature,
     load_or_create_signing_key,
-    sim_mrenclave,
     sys_python,
 )
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.manifest_template import expand_trusted_files
 from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
 from golem_graphene.sealing.keys import X25519Identity
 
@@ -58,74 +53,6 @@ SPEC = REPO / "task_specs" / "gzip-compress"
 # --- hand-built images (the same helper lives in test_sim_runner.py) -----------------------------
 
 
-@dataclass
-class Images:
-    root: Path
-    key: rsa.RSAPrivateKey
-    runner: SimRunner
-    count: int = 0
-
-    def make(
-        self,
-        argv: list[str],
-        programs: list[str],
-        *,
-        trusted: tuple[str, ...] = (),
-        mounts: tuple[str, ...] = (),
-        remote_attestation: str = "dcap",
-    ) -> EnclaveImage:
-        """An image running ``argv`` with ``programs``, their libraries and ``trusted`` trusted."""
-        self.count += 1
-        img = self.root / f"image-{self.count}"
-        img.mkdir(parents=True)
-        files = [*programs, *ldd(programs), *trusted]
-        tops = sorted({"/" + Path(p).parts[1] for p in files})
-        text = "\n".join(
-            [
-                f"libos.entrypoint = {json.dumps(argv[0])}",
-                f"loader.argv = {json.dumps(argv)}",
-                'loader.env.PATH = "/usr/bin:/bin"',
-                "fs.mounts = [",
-                '  { path = "/image", uri = "file:image" },',
-                '  { path = "/untrusted", uri = "file:io" },',
-                '  { path = "/tmp", type = "tmpfs" },',
-                *(f'  {{ path = "{top}", uri = "file:{top}" }},' for top in tops),
-                *mounts,
-                "]",
-                f"sgx.remote_attestation = {json.dumps(remote_attestation)}",
-                f"sgx.trusted_files = {json.dumps([f'file:{p}' for p in files])}",
-                'sgx.allowed_files = ["file:io/"]',
-            ]
-        )
-        launch = self.root / f"build-launch-{self.count}"
-        launch.mkdir()
-        (launch / "image").symlink_to(img)
-        manifest = expand_trusted_files(
-            Manifest.from_toml(text), launch, hash_loader_entrypoint=False
-        )
-        (img / "agent.manifest").write_text(manifest.to_toml())
-        measured = sim_mrenclave(manifest)
-        signature = SimSignature.sign(self.key, measured, manifest)
-        (img / "sim.sig").write_text(signature.to_json())
-        (img / "task.toml").write_text(
-            f'name = "t{self.count}"\n[enclave]\nruntime = "native"\n'
-            f"entrypoint = {json.dumps(argv[0])}\n"
-            '[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = 30\n'
-        )
-        info = {
-            "format": IMAGE_FORMAT,
-            "mrenclave": {"sim": measured.hex(), "gramine-sgx": None},
-            "mrsigner": signature.mrsigner.hex(),
-        }
-        (img / "image.json").write_text(json.dumps(info))
-        return EnclaveImage.load(img)
-
-    async def run(self, image: EnclaveImage, name: str) -> tuple[int, Path]:
-        launch = self.root / name
-        process = await self.runner.launch(image, launch, stderr_path=self.root / f"{name}.err")
-        return await asyncio.wait_for(process.wait(), timeout=60), launch / "io"
-
-
 @pytest.fixture(scope="module")
 def key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("key") / "key.pem"
@@ -139,8 +66,8 @@ def signing_key(key_path: Path) -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
-def images(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> Images:
-    return Images(tmp_path, signing_key, SimRunner(tmp_path / "provider-data"))
+def images(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> SimImages:
+    return SimImages(tmp_path, signing_key, SimRunner(tmp_path / "provider-data"))
 
 
 def verify(runner: SimRunner, quote: bytes, *, trusted: bool = True) -> Any:
@@ -160,7 +87,7 @@ SH = ["/bin/sh"]
 
 
 async def test_a_shell_program_gets_a_verifiable_quote_with_its_report_data(
-    images: Images,
+    images: SimImages,
 ) -> None:
     script = (
         "printf 'my-report-data' > /dev/attestation/user_report_data; "
@@ -168,7 +95,7 @@ async def test_a_shell_program_gets_a_verifiable_quote_with_its_report_data(
         "cat /dev/attestation/attestation_type > /untrusted/type"
     )
     image = images.make([*SH, "-c", script], [*SH, "/usr/bin/cat"])
-    code, io_dir = await images.run(image, "launch")
+    code, io_dir, _ = await images.run(image, "launch")
     assert code == 0
     assert (io_dir / "type").read_text() == "dcap"
     verified = verify(images.runner, (io_dir / "quote.bin").read_bytes())
@@ -183,7 +110,7 @@ async def test_a_shell_program_gets_a_verifiable_quote_with_its_report_data(
 
 
 async def test_a_python_program_gets_a_verifiable_quote_with_its_report_data(
-    images: Images,
+    images: SimImages,
 ) -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     code = (
@@ -200,15 +127,15 @@ async def test_a_python_program_gets_a_verifiable_quote_with_its_report_data(
         [python],
         trusted=(f"{stdlib}/encodings/", f"{stdlib}/os.py", f"{stdlib}/lib-dynload/"),
     )
-    status, io_dir = await images.run(image, "launch")
-    assert status == 0, (images.root / "launch.err").read_text()
+    status, io_dir, stderr = await images.run(image, "launch")
+    assert status == 0, stderr
     assert (io_dir / "type").read_text() == "dcap"
     verified = verify(images.runner, (io_dir / "quote.bin").read_bytes())
     assert verified.report_body.report_data == bytes(range(64))
     assert verified.report_body.mrenclave == image.measurement("sim")
 
 
-async def test_report_data_and_measurement_differ_between_programs(images: Images) -> None:
+async def test_report_data_and_measurement_differ_between_programs(images: SimImages) -> None:
     # Two images, two report data: each quote names its own enclave and its own data.
     quotes = []
     for data in ("first", "second"):
@@ -217,7 +144,7 @@ async def test_report_data_and_measurement_differ_between_programs(images: Image
             "cat /dev/attestation/quote > /untrusted/quote.bin"
         )
         image = images.make([*SH, "-c", script], [*SH, "/usr/bin/cat"])
-        code, io_dir = await images.run(image, f"launch-{data}")
+        code, io_dir, _ = await images.run(image, f"launch-{data}")
         assert code == 0
         body = verify(images.runner, (io_dir / "quote.bin").read_bytes()).report_body
         assert body.mrenclave == image.measurement("sim")
@@ -226,21 +153,21 @@ async def test_report_data_and_measurement_differ_between_programs(images: Image
     assert quotes[0].mrenclave != quotes[1].mrenclave
 
 
-async def test_without_remote_attestation_there_is_no_quote(images: Images) -> None:
+async def test_without_remote_attestation_there_is_no_quote(images: SimImages) -> None:
     script = (
         "cat /dev/attestation/attestation_type > /untrusted/type; "
         "if test -e /dev/attestation/quote; then echo yes; else echo no; fi > /untrusted/quote; "
         "printf x > /dev/attestation/user_report_data; echo $? > /untrusted/write"
     )
     image = images.make([*SH, "-c", script], [*SH, "/usr/bin/cat"], remote_attestation="none")
-    code, io_dir = await images.run(image, "launch")
+    code, io_dir, _ = await images.run(image, "launch")
     assert code == 0
     assert (io_dir / "type").read_text() == "none"
     assert (io_dir / "quote").read_text().strip() == "no"
     assert (io_dir / "write").read_text().strip() == "0"
 
 
-async def test_encrypted_mounts_are_refused_by_the_sim_runner(images: Images) -> None:
+async def test_encrypted_mounts_are_refused_by_the_sim_runner(images: SimImages) -> None:
     image = images.make(
         [*SH, "-c", "true"],
         SH,

@@ -10,29 +10,22 @@ I/O folder), which the test reads afterwards.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from _sim_support import ldd, sandbox_problem
+from _sim_support import SimImages, sandbox_problem
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.provider import runners
 from golem_graphene.provider.image import (
-    IMAGE_FORMAT,
-    EnclaveImage,
-    SimSignature,
     load_or_create_signing_key,
-    sim_mrenclave,
 )
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.manifest_template import expand_trusted_files
 from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
 from golem_graphene.provider.sandbox import run_sandbox
 
@@ -47,94 +40,14 @@ pytestmark = [
 # --- hand-built images (the same helper lives in test_sim_attestation.py) ------------------------
 
 
-@dataclass
-class Images:
-    root: Path
-    key: rsa.RSAPrivateKey
-    runner: SimRunner
-    count: int = 0
-
-    def make(
-        self,
-        argv: list[str],
-        programs: list[str],
-        *,
-        app: dict[str, str] | None = None,
-        env: dict[str, str] | None = None,
-        network: bool = False,
-        wall_seconds: float = 30,
-    ) -> EnclaveImage:
-        """An image running ``argv`` with ``programs`` (and their libraries) trusted.
-
-        ``app`` files go into the image's ``app/`` folder and are trusted too.
-        """
-        self.count += 1
-        img = self.root / f"image-{self.count}"
-        (img / "app").mkdir(parents=True)
-        for name, text in (app or {}).items():
-            (img / "app" / name).write_text(text)
-        trusted = [*programs, *ldd(programs)]
-        tops = sorted({"/" + Path(p).parts[1] for p in trusted})
-        environment = {"PATH": "/usr/bin:/bin", **(env or {})}
-        text = "\n".join(
-            [
-                f"libos.entrypoint = {json.dumps(argv[0])}",
-                f"loader.argv = {json.dumps(argv)}",
-                *(f"loader.env.{k} = {json.dumps(v)}" for k, v in environment.items()),
-                "fs.mounts = [",
-                '  { path = "/image", uri = "file:image" },',
-                '  { path = "/untrusted", uri = "file:io" },',
-                '  { path = "/tmp", type = "tmpfs" },',
-                *(f'  {{ path = "{top}", uri = "file:{top}" }},' for top in tops),
-                "]",
-                'sgx.remote_attestation = "dcap"',
-                "sgx.trusted_files = "
-                + json.dumps(
-                    [f"file:{p}" for p in trusted] + [f"file:image/app/{n}" for n in app or {}]
-                ),
-                'sgx.allowed_files = ["file:io/"]',
-            ]
-        )
-        launch = self.root / f"build-launch-{self.count}"
-        launch.mkdir()
-        (launch / "image").symlink_to(img)
-        manifest = expand_trusted_files(
-            Manifest.from_toml(text), launch, hash_loader_entrypoint=False
-        )
-        (img / "agent.manifest").write_text(manifest.to_toml())
-        measured = sim_mrenclave(manifest)
-        signature = SimSignature.sign(self.key, measured, manifest)
-        (img / "sim.sig").write_text(signature.to_json())
-        (img / "task.toml").write_text(
-            f'name = "t{self.count}"\nnetwork = {str(network).lower()}\n'
-            f'[enclave]\nruntime = "native"\nentrypoint = {json.dumps(argv[0])}\n'
-            f'[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = {wall_seconds}\n'
-        )
-        info = {
-            "format": IMAGE_FORMAT,
-            "mrenclave": {"sim": measured.hex(), "gramine-sgx": None},
-            "mrsigner": signature.mrsigner.hex(),
-        }
-        (img / "image.json").write_text(json.dumps(info))
-        return EnclaveImage.load(img)
-
-    async def run(self, image: EnclaveImage, name: str) -> tuple[int, Path, str]:
-        """Launch ``image`` in a fresh launch folder; returns (status, io folder, stderr)."""
-        launch = self.root / name
-        stderr = self.root / f"{name}.stderr"
-        process = await self.runner.launch(image, launch, stderr_path=stderr)
-        code = await asyncio.wait_for(process.wait(), timeout=60)
-        return code, launch / "io", stderr.read_text()
-
-
 @pytest.fixture(scope="module")
 def signing_key(tmp_path_factory: pytest.TempPathFactory) -> rsa.RSAPrivateKey:
     return load_or_create_signing_key(tmp_path_factory.mktemp("key") / "key.pem")
 
 
 @pytest.fixture
-def images(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> Images:
-    return Images(tmp_path, signing_key, SimRunner(tmp_path / "provider-data"))
+def images(tmp_path: Path, signing_key: rsa.RSAPrivateKey) -> SimImages:
+    return SimImages(tmp_path, signing_key, SimRunner(tmp_path / "provider-data"))
 
 
 SH = ["/bin/sh"]
@@ -143,7 +56,7 @@ SH = ["/bin/sh"]
 # --- only the manifest's files exist -------------------------------------------------------------
 
 
-async def test_files_outside_the_manifest_do_not_exist(images: Images) -> None:
+async def test_files_outside_the_manifest_do_not_exist(images: SimImages) -> None:
     script = (
         "for f in /etc/passwd /etc/hostname /usr/bin/id /image/image.json /image/sim.sig "
         "/usr/bin/cat; do cat $f > /dev/null 2>&1; echo $f=$?; done > /untrusted/seen; "
@@ -166,7 +79,7 @@ async def test_files_outside_the_manifest_do_not_exist(images: Images) -> None:
 
 
 async def test_only_the_manifests_environment_is_visible(
-    images: Images, monkeypatch: pytest.MonkeyPatch
+    images: SimImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GG_HOST_SECRET", "must-not-leak")
     image = images.make(
@@ -191,7 +104,7 @@ async def test_only_the_manifests_environment_is_visible(
 # --- trusted files are checked before start --------------------------------------------------
 
 
-async def test_a_trusted_file_changed_after_build_fails_before_start(images: Images) -> None:
+async def test_a_trusted_file_changed_after_build_fails_before_start(images: SimImages) -> None:
     image = images.make([*SH, "/image/app/run.sh"], SH, app={"run.sh": ": > /untrusted/started\n"})
     code, io, _ = await images.run(image, "control")
     assert code == 0
@@ -220,7 +133,7 @@ def listener() -> tuple[socket.socket, int]:
 
 @pytest.mark.parametrize("network", [False, True])
 async def test_network_is_unreachable_unless_the_spec_allows_it(
-    images: Images, listener: tuple[socket.socket, int], network: bool
+    images: SimImages, listener: tuple[socket.socket, int], network: bool
 ) -> None:
     _, port = listener
     script = (
@@ -288,7 +201,7 @@ async def wait_until_gone(seconds: float = 5.0) -> list[int]:
 
 @pytest.mark.parametrize("supervisor", ["launch", "run_sandbox"])
 async def test_timeout_kills_a_fork_bomb_like_tree(
-    images: Images, monkeypatch: pytest.MonkeyPatch, supervisor: str
+    images: SimImages, monkeypatch: pytest.MonkeyPatch, supervisor: str
 ) -> None:
     assert bomb_processes() == [], "leftovers from an earlier run"
     # A growing tree, throttled so the host survives; half the sleepers leave the session.
@@ -321,7 +234,7 @@ async def test_timeout_kills_a_fork_bomb_like_tree(
     assert await wait_until_gone() == [], "processes of the tree survived the timeout"
 
 
-async def test_memory_limit_is_enforced(images: Images) -> None:
+async def test_memory_limit_is_enforced(images: SimImages) -> None:
     # 256 MiB (the enclave size, at least 256 MiB) of address space: a 1 MiB buffer is fine,
     # a 400 MiB one is refused.
     script = (
