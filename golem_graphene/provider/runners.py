@@ -35,6 +35,7 @@ import structlog
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.errors import RunnerError
 from golem_graphene.provider.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
+from golem_graphene.provider.manifest import Manifest
 from golem_graphene.provider.sandbox import (
     Mount,
     PidsLimit,
@@ -234,6 +235,7 @@ class SimRunner:
     hash_cache: TrustedFileCache = field(default_factory=TrustedFileCache)
     _platform: SimPlatform | None = None
     _mount_cache: dict[str, tuple[Path, list[Mount]]] = field(default_factory=dict)
+    _identities: dict[str, tuple[Manifest, EnclaveIdentity]] = field(default_factory=dict)
 
     @property
     def platform(self) -> SimPlatform:
@@ -243,7 +245,21 @@ class SimRunner:
         return self._platform
 
     def enclave_identity(self, image: EnclaveImage) -> EnclaveIdentity:
-        """Check the image's signature and measure it, as EINIT would."""
+        """Check the image's signature and measure it, as EINIT would.
+
+        Measuring hashes the whole canonical manifest (tens of milliseconds for a Python
+        image), so the result is kept per loaded manifest: the sandbox is planned from that
+        same in-memory manifest, never re-read from disk, so its measurement cannot change.
+        """
+        key = str(image.directory)
+        cached = self._identities.get(key)
+        if cached is not None and cached[0] is image.manifest:
+            return cached[1]
+        identity = self._measure(image)
+        self._identities[key] = (image.manifest, identity)
+        return identity
+
+    def _measure(self, image: EnclaveImage) -> EnclaveIdentity:
         signature = image.sim_signature()
         signature.verify()
         measured = sim_mrenclave(image.manifest)

@@ -23,9 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.provider import runners
-from golem_graphene.provider.image import (
-    load_or_create_signing_key,
-)
+from golem_graphene.provider.image import EnclaveImage, load_or_create_signing_key
 from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
 from golem_graphene.provider.sandbox import run_sandbox
 
@@ -117,6 +115,19 @@ async def test_a_trusted_file_changed_after_build_fails_before_start(images: Sim
         await images.runner.launch(image, launch, stderr_path=images.root / "tampered.stderr")
     assert not (launch / "io" / "started").exists()
     assert not (launch / ".dev-attestation").exists()  # nothing was started for it
+
+
+async def test_a_manifest_changed_after_a_launch_is_measured_again(images: SimImages) -> None:
+    image = images.make([*SH, "-c", ": > /untrusted/started"], SH)
+    code, io, _ = await images.run(image, "control")
+    assert code == 0 and (io / "started").exists()
+    # The runner keeps the measurement of a loaded manifest; a manifest edited on disk and
+    # loaded again is measured again and refused (it no longer matches the signature).
+    manifest = image.directory / "agent.manifest"
+    manifest.write_text(manifest.read_text().replace("/untrusted/started", "/untrusted/other"))
+    edited = EnclaveImage.load(image.directory)
+    with pytest.raises(RunnerError, match="does not match its signature"):
+        await images.runner.launch(edited, images.root / "edited", stderr_path=images.root / "e")
 
 
 # --- network ---------------------------------------------------------------------------------
