@@ -232,6 +232,8 @@ class TaskEvent(Message):
     bytes_done: Annotated[StrictInt, Field(ge=0)] | None = None
     bytes_total: Annotated[StrictInt, Field(ge=0)] | None = None
     message: Annotated[StrictStr, Field(max_length=MAX_EVENT_MESSAGE_CHARS)] | None = None
+    code: Annotated[StrictStr, Field(pattern=r"^[a-z0-9_]{1,64}$")] | None = None
+    """Only on ``failed``: the failure's stable code (e.g. ``input_sha256``, ``task_timeout``)."""
 
     @model_validator(mode="after")
     def _progress_consistent(self) -> Self:

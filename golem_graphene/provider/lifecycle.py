@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -178,7 +179,12 @@ class TaskStore:
         task.failure = failure
         task.updated_at = _now()
         self._persist(task)
-        await self.event(task, message=message or (failure or {}).get("message"))
+        # A failure's stable code travels with its event, so a requestor can act on it.
+        await self.event(
+            task,
+            message=message or (failure or {}).get("message"),
+            code=_event_code((failure or {}).get("code")),
+        )
 
     async def event(self, task: Task, **fields: Any) -> None:
         """Append an event (the task's current state plus ``fields``) and wake listeners."""
@@ -213,3 +219,8 @@ class TaskStore:
             self._events[task.task_id] = _Events()
             loaded.append(task)
         return loaded
+
+
+def _event_code(code: str | None) -> str | None:
+    """A failure code as events carry it (the TaskEvent pattern), or None."""
+    return code if code is not None and re.fullmatch(r"[a-z0-9_]{1,64}", code) else None

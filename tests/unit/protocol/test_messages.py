@@ -257,6 +257,10 @@ def test_task_event() -> None:
     assert TaskEvent.from_json(ev.to_json()) == ev
     done = TaskEvent(task_id=bytes(16), state="done", seq=4)
     assert done.terminal
+    failed = TaskEvent.from_json(
+        _dump({"task_id": TASK_HEX, "state": "failed", "seq": 5, "code": "input_sha256"})
+    )
+    assert failed.code == "input_sha256"
 
 
 @pytest.mark.parametrize(
@@ -270,6 +274,8 @@ def test_task_event() -> None:
         {"bytes_done": 10, "bytes_total": 9},
         {"bytes_done": -1},
         {"message": "x" * 5000},
+        {"code": "Not A Code"},
+        {"code": "x" * 65},
     ],
 )
 def test_task_event_rejects(change: dict[str, Any]) -> None:

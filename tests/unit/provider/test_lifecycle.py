@@ -312,6 +312,8 @@ async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
     await asyncio.wait_for(_until(lambda: task.state is S.FAILED), 5)
     assert task.failure is not None
     assert "input_sha256" in task.failure["message"]
+    last = (await engine.store.events_since(task.task_id, 0, 0))[-1]
+    assert (last["state"], last["code"]) == ("failed", "input_sha256")
     await asyncio.wait_for(_until(lambda: not engine.launch_dir(task.task_id).exists()), 5)
     assert enclave.killed
     states = [e["state"] for e in await engine.store.events_since(task.task_id, 0, 0)]
