@@ -30,14 +30,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from golem_graphene.errors import Error, ProtocolError, RunnerError, SealingError
 from golem_graphene.protocol.binding import Transcript, format_task_id, parse_task_id
-from golem_graphene.sealing.age import decrypt_file, encrypt_file
+from golem_graphene.sealing.age import SealDigests, decrypt_file, encrypt_file
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.manifest import (
     InputManifest,
     check_inputs,
     ciphertext_name,
-    hash_file,
     open_manifest,
+    open_regular,
 )
 from golem_graphene.sealing.receipt_document import (
     Measurement,
@@ -278,19 +278,19 @@ def _collect_outputs(workload: Workload) -> list[tuple[str, Path]]:
 def _seal(
     name: str, source: Path, dest_dir: Path, recipient: X25519Recipient, control: Control
 ) -> OutputEntry:
-    plain = hash_file(source, name)
-    target = dest_dir / ciphertext_name(name)
-    encrypt_file(source, target, [recipient], overwrite=True)
-    sealed = hash_file(target, name)
-    control.emit(
-        "progress", phase="sealing", output=name, bytes_done=plain.size, bytes_total=plain.size
-    )
+    # One pass: the digests are of exactly the bytes sealed and written. The workspace is the
+    # workload's: never follow a link it left or block on a FIFO.
+    digests = SealDigests()
+    with os.fdopen(open_regular(source, name), "rb", buffering=0) as plaintext:
+        target = dest_dir / ciphertext_name(name)
+        size = encrypt_file(plaintext, target, [recipient], overwrite=True, digests=digests)
+    control.emit("progress", phase="sealing", output=name, bytes_done=size, bytes_total=size)
     return OutputEntry(
         name=name,
-        size=plain.size,
-        plaintext_sha256=plain.sha256,
-        ciphertext_size=sealed.size,
-        ciphertext_sha256=sealed.sha256,
+        size=size,
+        plaintext_sha256=digests.plaintext.digest(),
+        ciphertext_size=digests.ciphertext_size,
+        ciphertext_sha256=digests.ciphertext.digest(),
     )
 
 

@@ -20,9 +20,10 @@ temporary file and moves it to the destination only after the final chunk verifi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from typing import BinaryIO, Final, Protocol, TypeVar
+from typing import BinaryIO, Final, Protocol, TypeVar, cast
 
 from golem_graphene import limits
 from golem_graphene.errors import AgePayloadError, SealingError, UsageError
@@ -30,6 +31,7 @@ from golem_graphene.sealing._internal import header as _header
 from golem_graphene.sealing._internal import stream as _stream
 from golem_graphene.sealing._internal.armor import ArmorWriter
 from golem_graphene.sealing._internal.atomic import AtomicOutput, check_output_path
+from golem_graphene.sealing._internal.digests import HashingReader, HashingWriter, SealDigests
 from golem_graphene.sealing._internal.pipeline import WriteBehind, write_all
 from golem_graphene.sealing._internal.source import AsyncSource, SyncSource, short_nonce_error
 from golem_graphene.sealing._internal.stanzas import unwrap_file_key, wrap_x25519
@@ -39,6 +41,7 @@ __all__ = [
     "AsyncReadable",
     "AsyncWrite",
     "ProgressCallback",
+    "SealDigests",
     "decrypt_async",
     "decrypt_file",
     "decrypt_stream",
@@ -258,25 +261,35 @@ def _open_input(path: str | os.PathLike[str]) -> BinaryIO:
 
 
 def encrypt_file(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | BinaryIO,
     dst: str | os.PathLike[str],
     recipients: Sequence[X25519Recipient],
     *,
     overwrite: bool = False,
     armor: bool = False,
     progress: ProgressCallback | None = None,
+    digests: SealDigests | None = None,
 ) -> int:
     """Seal the file ``src`` to ``recipients`` as the age file ``dst``; returns plaintext bytes.
 
-    The output is written to a temporary file in ``dst``'s directory (mode 0600), fsynced, and
-    renamed into place; on any failure it is removed and ``dst`` is untouched. Raises UsageError
-    if ``dst`` exists and ``overwrite`` is false, if ``src`` cannot be opened or the recipient
-    list is invalid; SealingError for I/O failures.
+    ``src`` is a path, or a binary file already open for reading (read to its end, not
+    closed). The output is written to a temporary file in ``dst``'s directory (mode 0600),
+    fsynced, and renamed into place; on any failure it is removed and ``dst`` is untouched.
+    With ``digests``, the SHA-256 and size of the plaintext read and of the age file written
+    are taken in the same pass. Raises UsageError if ``dst`` exists and ``overwrite`` is
+    false, if ``src`` cannot be opened or the recipient list is invalid; SealingError for I/O
+    failures.
     """
     recipients = _check_recipients(recipients)
     check_output_path(dst, overwrite=overwrite)
-    with _open_input(src) as f, AtomicOutput(dst, overwrite=overwrite) as out:
-        total = encrypt_stream(f, out.file, recipients, armor=armor, progress=progress)
+    opened = _open_input(src) if isinstance(src, str | os.PathLike) else contextlib.nullcontext(src)
+    with opened as f, AtomicOutput(dst, overwrite=overwrite) as out:
+        source: BinaryIO = f
+        sink: BinaryIO = out.file
+        if digests is not None:
+            source = cast(BinaryIO, HashingReader(f, digests))
+            sink = cast(BinaryIO, HashingWriter(out.file, digests))
+        total = encrypt_stream(source, sink, recipients, armor=armor, progress=progress)
         out.commit()
     return total
 

@@ -301,6 +301,10 @@ def _b64_field(obj: dict[str, Any], key: str) -> bytes:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputManifestFormatError(f"sealed manifest {key!r} is not base64") from exc
+    # Canonical only: stray bits in the last character would give one sealed manifest many
+    # encodings that all open.
+    if base64.b64encode(raw).decode() != value:
+        raise InputManifestFormatError(f"sealed manifest {key!r} is not canonical base64")
     return raw
 
 
@@ -391,13 +395,12 @@ class FileDigest:
     sha256: bytes
 
 
-def hash_file(path: Path, name: str | None = None) -> FileDigest:
-    """Hash a regular file in ``HASH_CHUNK_BYTES`` reads (memory stays bounded).
+def open_regular(path: Path, name: str | None = None) -> int:
+    """Open a regular file for reading without following a symlink or blocking on a FIFO.
 
-    Symlinks are not followed and FIFOs are not opened for reading, so a hostile workspace
-    cannot redirect or stall the check. Raises :class:`FileCheckError` with check ``missing``,
-    ``not_regular``, ``read`` or ``size`` (the file changed while it was read); ``name``
-    (default: the file name) identifies the file in the error.
+    Returns a blocking file descriptor (the caller closes it), so a hostile workspace cannot
+    redirect or stall a reader. Raises :class:`FileCheckError` with check ``missing``,
+    ``not_regular`` or ``read``; ``name`` (default: the file name) identifies the file.
     """
     label = path.name if name is None else name
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -414,10 +417,26 @@ def hash_file(path: Path, name: str | None = None) -> FileDigest:
             "not_regular", label, f"{label}: a symlink, not a regular file"
         ) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileCheckError("not_regular", label, f"{label}: not a regular file")
         os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def hash_file(path: Path, name: str | None = None) -> FileDigest:
+    """Hash a regular file in ``HASH_CHUNK_BYTES`` reads (memory stays bounded).
+
+    Opened with :func:`open_regular`. Raises :class:`FileCheckError` with check ``missing``,
+    ``not_regular``, ``read`` or ``size`` (the file changed while it was read); ``name``
+    (default: the file name) identifies the file in the error.
+    """
+    label = path.name if name is None else name
+    fd = open_regular(path, name)
+    try:
+        size = os.fstat(fd).st_size
         digest = hashlib.sha256()
         buffer = bytearray(HASH_CHUNK_BYTES)
         view = memoryview(buffer)
@@ -426,12 +445,12 @@ def hash_file(path: Path, name: str | None = None) -> FileDigest:
             while n := stream.readinto(view):
                 digest.update(view[:n])
                 total += n
-        if total != st.st_size:
+        if total != size:
             raise FileCheckError(
                 "size",
                 label,
                 f"{label}: the file changed while it was read",
-                expected=st.st_size,
+                expected=size,
                 found=total,
             )
         return FileDigest(size=total, sha256=digest.digest())

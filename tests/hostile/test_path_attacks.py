@@ -245,7 +245,9 @@ def outcomes(provider: ThreadProvider, tmp_path_factory: pytest.TempPathFactory)
         return dict(zip(cases, results, strict=True))
 
     def outside_tasks() -> set[str]:
-        data = {p for p in tree(provider.data_dir) if not p.startswith("tasks")}
+        # Launch folders live under tasks/ and, for standby enclaves not yet taken, under
+        # standby/ (checked to be untouched in their own test).
+        data = {p for p in tree(provider.data_dir) if not p.startswith(("tasks", "standby"))}
         return {f"outside/{p}" for p in tree(outside)} | {f"data/{p}" for p in data}
 
     before = outside_tasks()
@@ -330,6 +332,15 @@ def test_crafted_authentic_manifest_is_refused(outcomes: Any, case: str) -> None
 
 def test_nothing_was_written_outside_the_task_folders(outcomes: Any) -> None:
     assert outcomes["written_outside"] == set()
+
+
+def test_standby_enclaves_hold_nothing_but_their_empty_folders(
+    outcomes: Any, provider: ThreadProvider
+) -> None:
+    io_dirs = list((provider.data_dir / "standby").glob("*/launch/io"))
+    assert io_dirs, "the hostile tasks' image has a standby enclave"
+    for io_dir in io_dirs:
+        assert sorted(p.name for p in io_dir.rglob("*")) == ["inputs"], io_dir
     assert outcomes["sentinel"].read_bytes() == SENTINEL_TEXT
 
 

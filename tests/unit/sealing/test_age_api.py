@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from golem_graphene.errors import (
     UsageError,
 )
 from golem_graphene.sealing import (
+    SealDigests,
     X25519Identity,
     decrypt_async,
     decrypt_file,
@@ -507,3 +509,28 @@ class TestAsync:
 
         with pytest.raises(UsageError, match="async read"):
             await encrypt_async(b"not a stream", sink, [alice.recipient()])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, BLOCK + 1, 2 * BLOCK + CHUNK])
+@pytest.mark.parametrize("open_first", [False, True], ids=["path", "open-file"])
+def test_encrypt_file_digests_both_sides_in_one_pass(
+    tmp_path: Path, size: int, open_first: bool
+) -> None:
+    identity = X25519Identity.generate()
+    plain = os.urandom(size)
+    src, dst = tmp_path / "plain", tmp_path / "sealed.age"
+    src.write_bytes(plain)
+    digests = SealDigests()
+    if open_first:
+        with open(src, "rb", buffering=0) as f:
+            n = encrypt_file(f, dst, [identity.recipient()], digests=digests)
+            assert not f.closed  # the caller's file stays the caller's
+    else:
+        n = encrypt_file(src, dst, [identity.recipient()], digests=digests)
+    sealed = dst.read_bytes()
+    assert n == digests.plaintext_size == size
+    assert digests.plaintext.digest() == hashlib.sha256(plain).digest()
+    assert digests.ciphertext_size == len(sealed)
+    assert digests.ciphertext.digest() == hashlib.sha256(sealed).digest()
+    assert decrypt_stream(io.BytesIO(sealed), out := io.BytesIO(), [identity]) == size
+    assert out.getvalue() == plain

@@ -174,6 +174,29 @@ def test_flipped_ciphertext_bit_is_refused(index: int) -> None:
     assert info.value.code == "input_manifest_auth"
 
 
+def test_non_canonical_base64_is_refused() -> None:
+    # Stray bits in the last base64 character decode to the same bytes: still refused, so a
+    # sealed manifest has exactly one accepted encoding.
+    task = new_task()
+    for length in range(1, 4):  # some manifests' ciphertexts need padding
+        m = manifest_for(task, args=("x" * length,))
+        obj = json.loads(seal(task, m))
+        if obj["ciphertext"].endswith("="):
+            break
+    else:
+        raise AssertionError("no padded ciphertext")
+    original = obj["ciphertext"]
+    text = original.rstrip("=")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(text[-1])
+    stray = alphabet[last | 1] if last % 2 == 0 else alphabet[last & ~1]
+    obj["ciphertext"] = text[:-1] + stray + original[len(text) :]
+    assert obj["ciphertext"] != original
+    assert base64.b64decode(obj["ciphertext"]) == base64.b64decode(original)
+    with pytest.raises(InputManifestFormatError, match="canonical base64"):
+        open_(task, json.dumps(obj).encode())
+
+
 def test_flipped_nonce_is_refused() -> None:
     task = new_task()
     obj = json.loads(seal(task))

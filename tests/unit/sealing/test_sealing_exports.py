@@ -24,6 +24,7 @@ AGE_API = {
     "AsyncReadable",
     "AsyncWrite",
     "ProgressCallback",
+    "SealDigests",
 }
 
 
@@ -58,6 +59,7 @@ def test_required_signatures() -> None:
         "overwrite",
         "armor",
         "progress",
+        "digests",
     ]
     assert list(inspect.signature(age.decrypt_file).parameters) == [
         "src",
