@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/e2e.py                    # 15 trivial tasks, then 1 GiB through
     .venv/bin/python bench/e2e.py --runs 30 --size 256M
+    .venv/bin/python bench/e2e.py --skip-trivial --seal-rounds 5 --channel-rounds 3
     .venv/bin/python bench/e2e.py --skip-throughput --profile
 
 1. **Trivial task** (DESIGN.md section 7: at most 150 ms added per task). A spec whose workload
@@ -14,10 +15,28 @@
    also timed alone, as the sandbox sees it (no bytecode cache) and with one.
 2. **1 GiB through the HTTP channel** (target: at least 50% of sealing throughput). A
    passthrough spec (``cp inputs/x outputs/x``) moves the input (on ``/dev/shm``) through the
-   flow, to a provider in its own process (``golem-graphene provider serve``, as deployed);
-   the upload (seal to ``E`` while streaming over HTTP), the enclave's part and the fetch
-   (download, verify, decrypt) are timed. The peer is :func:`golem_graphene.sealing.age.
-   encrypt_file` of the same file alone.
+   flow, to a provider in its own process (``golem-graphene provider serve``, as deployed, so
+   requestor and provider each have an event loop and the machine's cores are shared as they
+   would be). Per task, the upload (seal to ``E`` while streaming over HTTP) and the fetch
+   (download, check the ciphertext and plaintext digests, decrypt) are timed; the enclave's
+   part between them is printed but not counted. The channel rate is ``2 * size / (upload +
+   fetch)``. The peer is :func:`golem_graphene.sealing.age.encrypt_file` of the same file
+   alone (``encrypt_file`` in process, the library call only).
+
+   Both are noisy on a small VM: writing to freshly allocated memory can be several times
+   slower than reusing memory just freed (the host faults the pages in), and other load moves
+   single runs. So, as ``bench/seal.py`` does: the peer and the channel each get an untimed
+   warm-up first (``--channel-warmup``), then timed rounds alternate (``--seal-rounds``,
+   ``--channel-rounds``: seal, channel, seal, ...), and every timed step starts right after
+   the previous round's output of that step was deleted (the peer's sealed file before
+   sealing; the previous task on the provider before an upload; the previous fetched output
+   before a fetch) and the machine is idle again (the kernel goes on freeing what was deleted
+   for a while, and after ``done`` the provider removes the enclave's folder: neither is the
+   channel's cost). Each round is printed; the figures and the ratio are medians over the
+   rounds. How many CPUs the machine kept busy during each step is printed too (at the CPU
+   count, the step was CPU-bound), and the user CPU time other processes used during the
+   timed steps (``/proc/stat`` minus this process tree, the provider and its enclaves
+   included) shows whether other load may have moved them.
 
 Figures are printed (``--json`` for one object on stdout), never asserted.
 """
@@ -39,7 +58,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +70,7 @@ from golem_graphene.provider.lifecycle import Task, TaskState
 from golem_graphene.provider.runners import SimRunner
 from golem_graphene.provider.server import ProviderServer
 from golem_graphene.provider.service import image_key
-from golem_graphene.requestor.client import Requestor, RequestorPolicy
+from golem_graphene.requestor.client import AttestedTask, Requestor, RequestorPolicy
 from golem_graphene.sealing.age import encrypt_file
 from golem_graphene.sealing.keys import X25519Identity
 
@@ -412,6 +431,183 @@ async def provider_process(work: Path, specs: Path) -> AsyncIterator[tuple[str, 
         log.close()
 
 
+def _stat(pid: int | str) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int | str = "self") -> tuple[float, float]:
+    """User and system CPU time of a process and of the children it has waited for."""
+    utime, stime, cutime, cstime = (int(x) for x in _stat(pid)[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + cutime) / tick, (stime + cstime) / tick
+
+
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """:func:`cpu_seconds` of ``root`` and of its live descendants (the provider's enclaves,
+    which may be reaped later, or by a process of the tree other than the provider)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents[int(entry.name)] = int(_stat(entry.name)[1])
+    tree, grown = {root}, True
+    while grown:  # pids wrap around: a child may have a lower pid than its parent
+        before = len(tree)
+        tree.update(pid for pid, parent in parents.items() if parent in tree)
+        grown = len(tree) > before
+    user = system = 0.0
+    for pid in tree:
+        with contextlib.suppress(OSError, IndexError):
+            u, s = cpu_seconds(pid)
+            user, system = user + u, system + s
+    return user, system
+
+
+def machine_cpu_seconds() -> tuple[float, float, float]:
+    """User, kernel (system, irq, softirq) and steal time of the whole machine (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice) / tick, (system + irq + softirq) / tick, steal / tick
+
+
+class Meter:
+    """Times steps and watches the machine meanwhile: per step, how many CPUs were busy (at
+    ``os.cpu_count()`` the step was CPU-bound); over all steps, the user CPU time of processes
+    outside this process tree (the sign of interference; the enclaves run between the timed
+    steps), kernel time not charged to the tree (softirq work, kernel threads) and the time
+    the hypervisor took (steal)."""
+
+    def __init__(self) -> None:
+        self.elapsed = self.others_user = self.kernel = self.steal = 0.0
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[dict[str, float]]:
+        ours = tree_cpu_seconds(os.getpid())
+        machine, start = machine_cpu_seconds(), time.perf_counter()
+        out: dict[str, float] = {}
+        yield out
+        end, machine_end = time.perf_counter(), machine_cpu_seconds()
+        ours_end = tree_cpu_seconds(os.getpid())
+        out["seconds"] = end - start
+        out["busy_cpus"] = (sum(machine_end) - sum(machine)) / (end - start)
+        self.elapsed += end - start
+        self.others_user += machine_end[0] - machine[0] - (ours_end[0] - ours[0])
+        self.kernel += machine_end[1] - machine[1] - (ours_end[1] - ours[1])
+        self.steal += machine_end[2] - machine[2]
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "timed_s": self.elapsed,
+            "others_user_s": self.others_user,
+            "others_user_share": self.others_user / (self.elapsed * (os.cpu_count() or 1)),
+            "kernel_not_charged_s": self.kernel,
+            "steal_s": self.steal,
+        }
+
+
+def settle(quiet: float = 0.1, limit: float = 10.0) -> float:
+    """Wait until the machine is idle (less than ``quiet`` CPUs busy over 0.2 s, at most
+    ``limit`` s): freeing what was just deleted goes on in the kernel for a while, and after
+    ``done`` the provider still removes the enclave's folder. Returns the seconds waited."""
+    start = time.perf_counter()
+    before = sum(machine_cpu_seconds())
+    while time.perf_counter() - start < limit:
+        time.sleep(0.2)
+        now = sum(machine_cpu_seconds())
+        if now - before < quiet * 0.2:
+            break
+        before = now
+    return time.perf_counter() - start
+
+
+def round_order(seal_rounds: int, channel_rounds: int) -> list[str]:
+    """Timed rounds, alternating: seal, channel, seal, channel, seal, ..."""
+    order: list[str] = []
+    seals, channels = seal_rounds, channel_rounds
+    while seals or channels:
+        if seals:
+            order.append("seal")
+            seals -= 1
+        if channels:
+            order.append("channel")
+            channels -= 1
+    return order
+
+
+def seal_once(source: Path, dest: Path, identity: X25519Identity, meter: Meter) -> dict[str, float]:
+    dest.unlink(missing_ok=True)  # freed right before the run (see the module docstring)
+    settle()
+    with meter.step() as step:
+        encrypt_file(source, dest, [identity.recipient()])
+    return step
+
+
+class ChannelRounds:
+    """Whole tasks through the provider process, one per round. Each round frees the previous
+    round's memory right before the step that will use as much: the previous task on the
+    provider before the upload, the previous fetched output before the fetch."""
+
+    def __init__(
+        self, requestor: Requestor, spec: Path, source: Path, work: Path, meter: Meter
+    ) -> None:
+        self.requestor = requestor
+        self.meter = meter
+        self.spec = spec
+        self.source = source
+        self.work = work
+        self.previous: AttestedTask | None = None
+        self.previous_out: Path | None = None
+        self.count = 0
+
+    async def run(self) -> dict[str, float]:
+        requestor = self.requestor
+        task = await requestor.attest(await requestor.create(self.spec))
+        seen: dict[str, float] = {}
+
+        def note(event: dict[str, Any]) -> None:
+            seen.setdefault(str(event.get("state")), time.perf_counter())
+
+        if self.previous is not None:
+            await requestor.channel.delete(self.previous.ref)
+            self.previous = None
+        settle()
+        with self.meter.step() as upload:
+            await requestor.send_inputs(task, {"x": self.source})
+        t1 = time.perf_counter()
+        await requestor.start(task)
+        await requestor.wait(task, timeout=3600, on_event=note)
+        t2 = time.perf_counter()
+        if self.previous_out is not None:
+            shutil.rmtree(self.previous_out)
+        settled = settle()
+        out = self.work / f"throughput-out-{self.count}"
+        self.count += 1
+        with self.meter.step() as fetch:
+            result = await requestor.fetch(task, out)
+        self.previous, self.previous_out = task, out
+        running, sealing = seen.get("running", t1), seen.get("sealing", t2)
+        return {
+            "upload": upload["seconds"],
+            "enclave": t2 - t1,
+            "enclave: start -> running (open input)": running - t1,
+            "enclave: running -> sealing (cp)": sealing - running,
+            "enclave: sealing -> done (seal output)": seen.get("done", t2) - sealing,
+            "settling before the fetch (untimed)": settled,
+            "fetch": fetch["seconds"],
+            "busy: upload": upload["busy_cpus"],
+            "busy: fetch": fetch["busy_cpus"],
+            "output_matches_input": float(_same_file(result.outputs["x"], self.source)),
+        }
+
+    async def close(self) -> None:
+        if self.previous is not None:
+            await self.requestor.channel.delete(self.previous.ref)
+        if self.previous_out is not None:
+            shutil.rmtree(self.previous_out, ignore_errors=True)
+
+
 async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) -> dict[str, Any]:
     size = parse_size(args.size)
     specs = work / "specs"
@@ -424,60 +620,91 @@ async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) ->
     say(f"writing {size / MIB:.0f} MiB of random input to {source} ...")
     make_input(source, size)
     identity = X25519Identity.generate()
-
-    # The peer: sealing alone, same file, same file system.
-    start = time.perf_counter()
-    encrypt_file(source, work / "sealed-alone.age", [identity.recipient()])
-    seal_alone = time.perf_counter() - start
-    (work / "sealed-alone.age").unlink()
-
-    seen: dict[str, float] = {}
-
-    def note(event: dict[str, Any]) -> None:
-        seen.setdefault(str(event.get("state")), time.perf_counter())
-
+    sealed = work / "sealed-alone.age"
+    meter = Meter()
+    seal_once(source, sealed, identity, Meter())  # untimed warm-up
+    seal_times: list[float] = []
+    seal_busy: list[float] = []
+    channel: list[dict[str, float]] = []
     async with provider_process(work / "throughput", specs) as (url, root):
         install(image, work / "throughput" / "provider", spec)
         policy = RequestorPolicy(
             trusted_simulation_roots=(root,), expected_mrenclave=(measurement.hex(),)
         )
         async with Requestor(url, identity=identity, policy=policy) as requestor:
-            task = await requestor.attest(await requestor.create(spec))
-            t0 = time.perf_counter()
-            await requestor.send_inputs(task, {"x": source})
-            t1 = time.perf_counter()
-            await requestor.start(task)
-            await requestor.wait(task, timeout=3600, on_event=note)
-            t2 = time.perf_counter()
-            result = await requestor.fetch(task, work / "throughput-out")
-            t3 = time.perf_counter()
-            await requestor.channel.delete(task.ref)
-    same = _same_file(result.outputs["x"], source)
-    shutil.rmtree(work / "throughput-out", ignore_errors=True)
-    upload, enclave, fetch, whole = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+            rounds = ChannelRounds(requestor, spec, source, work, meter)
+            try:
+                for _ in range(args.channel_warmup):
+                    r = await rounds.run()
+                    say(
+                        f"   warm-up: upload {r['upload']:.2f} s, fetch {r['fetch']:.2f} s"
+                        " (untimed)"
+                    )
+                for kind in round_order(args.seal_rounds, args.channel_rounds):
+                    if kind == "seal":
+                        step = seal_once(source, sealed, identity, meter)
+                        seal_times.append(step["seconds"])
+                        seal_busy.append(step["busy_cpus"])
+                        say(
+                            f"   seal alone: {seal_times[-1]:.2f} s, "
+                            f"{size / MIB / seal_times[-1]:.0f} MiB/s"
+                        )
+                    else:
+                        r = await rounds.run()
+                        channel.append(r)
+                        moved = 2 * size / MIB / (r["upload"] + r["fetch"])
+                        say(
+                            f"   channel:    upload {r['upload']:.2f} s, fetch {r['fetch']:.2f} s,"
+                            f" {moved:.0f} MiB/s both ways (enclave {r['enclave']:.2f} s)"
+                        )
+            finally:
+                await rounds.close()
+    sealed.unlink(missing_ok=True)
+    result = throughput_result(size, seal_times, channel)
+    result["busy_cpus"]["seal_alone"] = statistics.median(seal_busy)
+    result["machine_during_timed_steps"] = meter.summary()
+    return result
+
+
+def throughput_result(
+    size: int, seal_times: list[float], channel: list[dict[str, float]]
+) -> dict[str, Any]:
+    """Medians over the rounds; the ratio is the median channel rate over the median seal rate."""
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in channel)
+
+    seal_alone = statistics.median(seal_times)
+    both = statistics.median(r["upload"] + r["fetch"] for r in channel)
+    upload, fetch = median("upload"), median("fetch")
     rate = {
         "seal_alone": size / seal_alone / MIB,
         "upload (seal + HTTP)": size / upload / MIB,
         "fetch (HTTP + verify + open)": size / fetch / MIB,
-        "input and output through the channel": 2 * size / (upload + fetch) / MIB,
-        "whole task (incl. the enclave's part)": size / whole / MIB,
+        "input and output through the channel": 2 * size / both / MIB,
     }
-    running, sealing = seen.get("running", t1), seen.get("sealing", t2)
     channel_ratio = rate["input and output through the channel"] / rate["seal_alone"]
+    seconds = {"seal_alone": seal_alone}
+    seconds.update(
+        {
+            k: median(k)
+            for k in channel[0]
+            if k != "output_matches_input" and not k.startswith("busy: ")
+        }
+    )
     return {
         "size_bytes": size,
-        "output_matches_input": same,
-        "seconds": {
-            "seal_alone": seal_alone,
-            "upload": upload,
-            "enclave": enclave,
-            "enclave: start -> running (open input)": running - t1,
-            "enclave: running -> sealing (cp)": sealing - running,
-            "enclave: sealing -> done (seal output)": seen.get("done", t2) - sealing,
-            "fetch": fetch,
-            "whole": whole,
+        "output_matches_input": all(r["output_matches_input"] for r in channel),
+        "rounds": {
+            "seal_alone_s": seal_times,
+            "upload_s": [r["upload"] for r in channel],
+            "fetch_s": [r["fetch"] for r in channel],
+            "enclave_s": [r["enclave"] for r in channel],
         },
+        "seconds": seconds,
         "mib_per_s": rate,
+        # CPUs busy (the whole machine) during each step: at os.cpu_count(), it was CPU-bound.
+        "busy_cpus": {k[6:]: median(k) for k in channel[0] if k.startswith("busy: ")},
         "ratio_upload_to_sealing": rate["upload (seal + HTTP)"] / rate["seal_alone"],
         "ratio_channel_to_sealing": channel_ratio,
         "target_ratio": THROUGHPUT_TARGET,
@@ -531,16 +758,32 @@ def report(result: dict[str, Any]) -> None:
     if "throughput" in result:
         r = result["throughput"]
         say("")
-        say(f"== {r['size_bytes'] / MIB:.0f} MiB through the HTTP channel")
+        say(
+            f"== {r['size_bytes'] / MIB:.0f} MiB through the HTTP channel "
+            f"(medians of {len(r['rounds']['seal_alone_s'])} seal and "
+            f"{len(r['rounds']['upload_s'])} channel rounds)"
+        )
         for label, value in r["mib_per_s"].items():
             say(f"   {label:<40} {value:8.1f} MiB/s")
         for label, value in r["seconds"].items():
             say(f"   {label:<40} {value:8.2f} s")
+        busy = ", ".join(f"{k} {v:.2f}" for k, v in r["busy_cpus"].items())
+        say(f"   CPUs busy (whole machine, of {result['cpus']}): {busy}")
+        for label, values in r["rounds"].items():
+            say(f"   rounds: {label:<32} " + " ".join(f"{v:6.2f}" for v in values))
         verdict = "met" if r["met"] else "MISSED"
         say(
             f"   channel / sealing alone: {r['ratio_channel_to_sealing']:.2f} "
             f"(upload alone {r['ratio_upload_to_sealing']:.2f}; target >= "
             f"{r['target_ratio']:.2f}: {verdict}); output == input: {r['output_matches_input']}"
+        )
+        other = r["machine_during_timed_steps"]
+        say(
+            f"   during the {other['timed_s']:.0f} s of timed steps, other processes used "
+            f"{max(0.0, other['others_user_s']):.1f} s of user CPU "
+            f"({max(0.0, 100 * other['others_user_share']):.0f}%"
+            f" of {result['cpus']} CPUs); kernel time not charged to the bench "
+            f"{other['kernel_not_charged_s']:.1f} s, steal {other['steal_s']:.1f} s"
         )
 
 
@@ -569,11 +812,22 @@ def main() -> int:
         default="/dev/shm" if Path("/dev/shm").is_dir() else None,
         help="where the provider, inputs and outputs live (default /dev/shm, a tmpfs)",
     )
+    parser.add_argument(
+        "--seal-rounds", type=int, default=3, help="timed rounds of sealing alone (default 3)"
+    )
+    parser.add_argument(
+        "--channel-rounds", type=int, default=2, help="timed tasks through the channel (default 2)"
+    )
+    parser.add_argument(
+        "--channel-warmup", type=int, default=1, help="untimed tasks through the channel first"
+    )
     parser.add_argument("--skip-trivial", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the trivial flows")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     args = parser.parse_args()
+    if min(args.seal_rounds, args.channel_rounds) < 1 or args.channel_warmup < 0:
+        parser.error("--seal-rounds and --channel-rounds need at least 1 round")
     configure_logging(level="WARNING")
     result = asyncio.run(main_async(args))
     report(result)

@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 
 from golem_graphene import __version__
+from golem_graphene._batched_write import write_and_close
 from golem_graphene.errors import ConfigError, Error, ProtocolError
 from golem_graphene.protocol.messages import CreateTaskRequest, CreateTaskResponse, ErrorBody
 from golem_graphene.protocol.spec import TaskSpec, validate_file_name
@@ -38,6 +39,7 @@ __all__ = ["build_app"]
 log = structlog.get_logger(__name__)
 
 UPLOAD_CHUNK = 256 * 1024
+WRITE_BATCH = 4 << 20  # uploads reach the disk a few MiB at a time, off the event loop
 MAX_SEALED_MANIFEST = 256 * 1024
 AGE_OVERHEAD_PER_CHUNK = 16
 AGE_CHUNK = 64 * 1024
@@ -263,24 +265,46 @@ async def _stream_to_file(
             found=request.content_length,
         )
     partial = target.with_name(target.name + ".part")
+    loop = asyncio.get_running_loop()
     written = 0
+    writing: asyncio.Future[None] | None = None
     try:
-        with open(partial, "wb") as f:
-            while True:
-                chunk = await asyncio.wait_for(request.content.read(UPLOAD_CHUNK), idle)
-                if not chunk:
-                    break
-                written += len(chunk)
-                if written > limit:
-                    raise LimitError(
-                        "input_too_large",
-                        f"input {name!r} is larger than allowed "
-                        "(the spec's max_size or limits.max_input_bytes_per_task)",
-                        status=413,
-                        expected=f"<= {limit} bytes",
-                        found=f"> {limit}",
-                    )
-                f.write(chunk)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            batch: list[bytes] = []
+            batched = 0
+            # One batch is written on a worker thread while the next arrives. The idle timeout
+            # runs only while waiting for the client, not for the disk.
+            async with asyncio.timeout(idle) as deadline:
+                while True:
+                    chunk = await request.content.readany()
+                    if chunk:
+                        written += len(chunk)
+                        if written > limit:
+                            raise LimitError(
+                                "input_too_large",
+                                f"input {name!r} is larger than allowed "
+                                "(the spec's max_size or limits.max_input_bytes_per_task)",
+                                status=413,
+                                expected=f"<= {limit} bytes",
+                                found=f"> {limit}",
+                            )
+                        batch.append(chunk)
+                        batched += len(chunk)
+                    if batched >= WRITE_BATCH or (batch and not chunk):
+                        if writing is not None:
+                            deadline.reschedule(None)
+                            await writing
+                        writing = loop.run_in_executor(None, write_and_close, os.dup(fd), batch)
+                        batch, batched = [], 0
+                    if not chunk:
+                        break
+                    deadline.reschedule(loop.time() + idle)
+                deadline.reschedule(None)
+                if writing is not None:
+                    await writing
+        finally:
+            os.close(fd)
         os.replace(partial, target)
     except TimeoutError:
         raise LimitError(
@@ -299,8 +323,16 @@ async def _stream_to_file(
             found=f"{written} bytes received",
         ) from None
     finally:
+        if writing is not None:
+            # Not awaited after an earlier failure: its error (if any) is not news.
+            writing.add_done_callback(_retrieve)
         partial.unlink(missing_ok=True)
     return written
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def put_manifest(request: web.Request) -> web.Response:

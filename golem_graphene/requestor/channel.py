@@ -7,21 +7,25 @@ move bytes: everything they return is checked by the protocol code, never truste
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from golem_graphene._batched_write import write_and_close
 from golem_graphene.errors import ProtocolError
 
-__all__ = ["Channel", "ChannelError", "HttpChannel", "TaskRef"]
+__all__ = ["Channel", "ChannelError", "HttpChannel", "OutputStreams", "TaskRef"]
 
 MAX_JSON_RESPONSE = 4 << 20
 MAX_EVENT_LINE = 64 * 1024
+WRITE_BATCH = 1 << 20  # downloads are written off the event loop, a MiB at a time
 
 
 class ChannelError(ProtocolError):
@@ -69,6 +73,16 @@ class Channel(Protocol):
     async def cancel(self, task: TaskRef) -> None: ...
     async def delete(self, task: TaskRef) -> None: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class OutputStreams(Protocol):
+    """A channel that can also hand an output file over as it arrives (the HTTP channel): the
+    requestor then checks and decrypts it while it downloads instead of reading it back."""
+
+    def stream_output(
+        self, task: TaskRef, name: str, limit: int
+    ) -> AsyncGenerator[bytes, None]: ...
 
 
 class HttpChannel:
@@ -223,21 +237,53 @@ class HttpChannel:
             raise ChannelError("the provider's output list is malformed")
         return [f for f in files if isinstance(f, dict)]
 
+    @contextlib.asynccontextmanager
+    async def _output(self, task: TaskRef, name: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        async with self._http().get(
+            self._url(f"/tasks/{task.task_id}/outputs/{name}"), headers=self._headers(task)
+        ) as response:
+            await self._check(response)
+            yield response
+
+    async def stream_output(
+        self, task: TaskRef, name: str, limit: int
+    ) -> AsyncGenerator[bytes, None]:
+        """One output file in pieces as they arrive; refuses more than ``limit`` bytes. Close
+        the iterator (``contextlib.aclosing``) when stopping early."""
+        received = 0
+        try:
+            async with self._output(task, name) as response:
+                async for piece in response.content.iter_any():
+                    received += len(piece)
+                    if received > limit:
+                        raise ChannelError(f"output {name!r} is larger than the task allows")
+                    yield piece
+        except aiohttp.ClientError as exc:
+            raise ChannelError(f"downloading {name!r} failed: {exc}") from exc
+
     async def download(self, task: TaskRef, name: str, dest: Path, limit: int) -> int:
-        """Stream one output file to ``dest``; refuses more than ``limit`` bytes."""
+        """Stream one output file to ``dest`` (created, not overwritten); refuses more than
+        ``limit`` bytes."""
         written = 0
         try:
-            async with self._http().get(
-                self._url(f"/tasks/{task.task_id}/outputs/{name}"), headers=self._headers(task)
-            ) as response:
-                await self._check(response)
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    async for chunk in response.content.iter_chunked(256 * 1024):
-                        written += len(chunk)
+            async with self._output(task, name) as response:
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                try:
+                    batch: list[bytes] = []
+                    batched = 0
+                    async for piece in response.content.iter_any():
+                        written += len(piece)
                         if written > limit:
                             raise ChannelError(f"output {name!r} is larger than the task allows")
-                        f.write(chunk)
+                        batch.append(piece)
+                        batched += len(piece)
+                        if batched >= WRITE_BATCH:
+                            await asyncio.to_thread(write_and_close, os.dup(fd), batch)
+                            batch, batched = [], 0
+                    if batch:
+                        await asyncio.to_thread(write_and_close, os.dup(fd), batch)
+                finally:
+                    os.close(fd)
         except aiohttp.ClientError as exc:
             raise ChannelError(f"downloading {name!r} failed: {exc}") from exc
         return written

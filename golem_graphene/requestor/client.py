@@ -22,9 +22,12 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import Any, BinaryIO, cast
 
 import structlog
 
+from golem_graphene._batched_write import writev_all
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.policy import (
     AllOf,
@@ -56,8 +60,9 @@ from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
-from golem_graphene.requestor.channel import Channel, HttpChannel, TaskRef
-from golem_graphene.sealing.age import decrypt_stream, encrypt_async, retarget_header
+from golem_graphene.requestor._pipe import Pipe, run_piped
+from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
+from golem_graphene.sealing.age import decrypt_stream, encrypt_stream, retarget_header
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.manifest import (
     InputEntry,
@@ -70,14 +75,47 @@ from golem_graphene.sealing.receipt import (
     ReceiptBundle,
     ReceiptOutputError,
     VerifiedReceipt,
+    check_plaintext,
     check_receipt,
 )
 
-__all__ = ["AttestedTask", "Requestor", "RequestorPolicy", "TaskResult", "TaskStepError"]
+__all__ = [
+    "AttestedTask",
+    "ProviderTaskError",
+    "Requestor",
+    "RequestorPolicy",
+    "TaskResult",
+    "TaskStepError",
+]
 
 log = structlog.get_logger(__name__)
 
 EventCallback = Callable[[dict[str, Any]], None]
+
+UPLOAD_PIPE_BYTES = 4 << 20  # sealed blocks queued for the event loop to send
+DOWNLOAD_PIPE_BYTES = 8 << 20  # received pieces queued for the decrypting thread
+DOWNLOAD_BATCH = 4 << 20  # taken (hashed, decrypted) a few MiB at a time: fewer thread hops
+
+
+class ProviderTaskError(ProtocolError):
+    """The task failed or was cancelled on the provider. ``code`` is the failure's own code
+    from the provider's event (the agent's ``input_sha256``, ``output_symlink``, the provider's
+    ``task_timeout``, ...), else ``task_failed`` or ``task_cancelled``."""
+
+    code = "task_failed"
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any], where: str = "") -> ProviderTaskError:
+        state = str(event.get("state"))
+        message = str(event.get("message") or "").strip()
+        what = " ".join(p for p in (f"the task {state}", where) if p)
+        error = cls(f"{what}: {message}" if message else what)
+        code = event.get("code")
+        if isinstance(code, str) and re.fullmatch(r"[a-z0-9_]{1,64}", code):
+            error.code = code
+        elif state == "cancelled":
+            error.code = "task_cancelled"
+        return error
 
 
 class TaskStepError(Error):
@@ -378,8 +416,7 @@ class Requestor:
                 if state in wanted:
                     return event
                 if state in ("failed", "cancelled"):
-                    failure = event.get("message") or state
-                    raise ProtocolError(f"the task {state} on the provider: {failure}")
+                    raise ProviderTaskError.from_event(event, "on the provider")
             raise ProtocolError("the provider's event stream ended early")
 
         try:
@@ -441,35 +478,35 @@ class Requestor:
                 expected=f"<= {spec_input.max_size} bytes",
                 found=size,
             )
-        digest = hashlib.sha256()
-        counted = 0
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+        recipient = task.enclave_recipient
+        pipe = Pipe(UPLOAD_PIPE_BYTES)
+        sink = _HashingPipe(pipe)
 
-        async def write(data: bytes) -> None:
-            nonlocal counted
-            # Off the event loop (hashlib releases the GIL): the loop keeps sending meanwhile.
-            await asyncio.to_thread(digest.update, data)
-            counted += len(data)
-            await queue.put(bytes(data))
+        def seal() -> int:
+            # The whole file on worker threads: read and seal here, hash and hand the sealed
+            # blocks to the event loop on the sealer's write-behind thread.
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    plain = encrypt_stream(f, cast(BinaryIO, sink), [recipient])
+            except OSError as exc:
+                raise UsageError(f"cannot read input {name!r} at {path}: {exc.strerror}") from exc
+            pipe.close()
+            return plain
+
+        sent_all = False
 
         async def body() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
-                yield item
+            nonlocal sent_all
+            while (block := await pipe.get()) is not None:
+                yield block
+            sent_all = True
 
-        async def produce() -> int:
-            try:
-                with open(path, "rb") as f:
-                    return await encrypt_async(_pieces(f), write, [task.enclave_recipient])
-            finally:
-                await queue.put(None)
-
-        producer = asyncio.create_task(produce())
-        try:
+        async def send() -> None:
             await self.channel.put_input(task.ref, name, body())
-        finally:
-            if not producer.done():
-                producer.cancel()
-        plain = await producer
+            if not sent_all:  # else the sealing thread would wait for it forever
+                raise ProtocolError(f"the provider answered before it had all of input {name!r}")
+
+        plain = await run_piped(pipe, seal, send)
         if on_event:
             on_event(
                 {
@@ -480,7 +517,7 @@ class Requestor:
                 }
             )
         return InputEntry(
-            name=name, size=plain, ciphertext_size=counted, ciphertext_sha256=digest.digest()
+            name=name, size=plain, ciphertext_size=sink.size, ciphertext_sha256=sink.hash.digest()
         )
 
     async def _upload_prestaged(self, task: AttestedTask, name: str, path: Path) -> InputEntry:
@@ -531,7 +568,7 @@ class Requestor:
                 if state == "done":
                     return event
                 if state in ("failed", "cancelled"):
-                    raise ProtocolError(f"the task {state}: {event.get('message') or ''}".strip())
+                    raise ProviderTaskError.from_event(event)
             raise ProtocolError("the provider's event stream ended before the task finished")
 
         try:
@@ -565,17 +602,12 @@ class Requestor:
         await self.channel.download(task.ref, "receipt.json", staging / "receipt.json", 16 << 20)
         bundle = ReceiptBundle.from_json((staging / "receipt.json").read_bytes())
         names = [o.name for o in bundle.receipt.outputs]
-        for name in names:
-            await self.channel.download(
-                task.ref, ciphertext_name(name), sealed / ciphertext_name(name), limit
-            )
-        # Binding, signature, measurement and ciphertexts here; each plaintext is checked below
-        # while it is decrypted into place, so an output is decrypted once rather than twice.
+        # Binding, signature and measurement before any output is downloaded; each output is
+        # then checked against the receipt (ciphertext, then plaintext) as it is decrypted.
         receipt = await asyncio.to_thread(
             check_receipt,
             bundle,
             task.verified,
-            outputs_dir=sealed,
             expected_task_id=task.transcript.task_id,
             expected_nonce=task.nonce,
         )
@@ -590,14 +622,8 @@ class Requestor:
         plain = staging / "outputs"
         plain.mkdir()
         for entry in bundle.receipt.outputs:
-            await asyncio.to_thread(
-                _open_output,
-                sealed / ciphertext_name(entry.name),
-                plain / entry.name,
-                entry,
-                self.identity,
-            )
-        receipt = dataclasses.replace(receipt, plaintexts_checked=True)
+            await self._fetch_output(task, entry, sealed, plain / entry.name, limit)
+        receipt = dataclasses.replace(receipt, outputs_checked=True, plaintexts_checked=True)
         # All verified: move into place together (all or nothing for a fresh out_dir).
         if out.exists():
             if any(out.iterdir()):
@@ -618,6 +644,39 @@ class Requestor:
             verified=task.verified,
         )
 
+    async def _fetch_output(
+        self, task: AttestedTask, entry: OutputEntry, sealed: Path, dest: Path, limit: int
+    ) -> None:
+        """Download one output into ``sealed``, decrypt it into ``dest`` and check both."""
+        name = ciphertext_name(entry.name)
+        copy = sealed / name
+        identity = self.identity
+        channel = self.channel
+        if not isinstance(channel, OutputStreams):
+            await channel.download(task.ref, name, copy, limit)
+            await asyncio.to_thread(_open_downloaded, copy, dest, entry, identity)
+            return
+        # Checked and decrypted while it arrives: the ciphertext is read once, from the network.
+        pipe = Pipe(DOWNLOAD_PIPE_BYTES)
+
+        def open_output() -> None:
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb", buffering=0) as f:
+                source = _Ciphertext(lambda: pipe.take_sync(DOWNLOAD_BATCH), f.fileno())
+                _open_output(source, dest, entry, identity)
+
+        async def feed() -> None:
+            received = 0
+            async with contextlib.aclosing(channel.stream_output(task.ref, name, limit)) as data:
+                async for piece in data:
+                    received += len(piece)
+                    if received > entry.ciphertext_size:
+                        raise _size_error(entry, f"> {entry.ciphertext_size}")
+                    await pipe.put(piece)
+            pipe.close()
+
+        await run_piped(pipe, open_output, feed)
+
 
 class _HashingFile:
     """Writes to a file while hashing and counting what it is given."""
@@ -637,46 +696,177 @@ class _HashingFile:
         self.f.flush()
 
 
-def _open_output(source: Path, dest: Path, entry: OutputEntry, identity: X25519Identity) -> None:
-    """Decrypt one output into ``dest``, checking its plaintext against the receipt on the way.
+class _HashingPipe:
+    """The sealed input on its way to the event loop: hashed, counted, queued. Written to by
+    the sealer's threads, one call at a time."""
 
-    The same checks, with the same codes, as :func:`check_receipt` given an identity
-    (``receipt_output_decrypt``, ``receipt_plaintext_size``, ``receipt_plaintext_sha256``).
+    def __init__(self, pipe: Pipe) -> None:
+        self.pipe = pipe
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        self.hash.update(view)
+        self.size += view.nbytes
+        self.pipe.put_sync(bytes(view))  # the sealer reuses its buffer once this returns
+        return view.nbytes
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+class _Ciphertext:
+    """An output's ciphertext on its way to the decryptor (``read``/``readinto``): counted as it
+    is pulled, hashed and (with ``copy_fd``) appended to the sealed copy on a thread of its own,
+    one batch behind, so that hashing overlaps decryption. A context manager; the hash and size
+    are final after :meth:`finish`.
+
+    ``pull`` returns the next pieces, ``[]`` at the end.
     """
-    with open(source, "rb") as src, open(dest, "xb") as dst:
+
+    def __init__(self, pull: Callable[[], list[bytes]], copy_fd: int | None = None) -> None:
+        self._pull = pull
+        self._copy_fd = copy_fd
+        self._pending: deque[memoryview] = deque()
+        self._ended = False
+        self._absorber = ThreadPoolExecutor(1, thread_name_prefix="ciphertext-hash")
+        self._absorbing: Future[None] | None = None
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def __enter__(self) -> _Ciphertext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._absorber.shutdown(wait=True)
+
+    def _absorb(self, pieces: list[bytes]) -> None:
+        if self._copy_fd is not None:
+            writev_all(self._copy_fd, pieces)
+        for piece in pieces:
+            self.hash.update(piece)
+
+    def _more(self) -> bool:
+        if self._ended:
+            return False
+        pieces = self._pull()
+        if self._absorbing is not None:
+            self._absorbing.result()  # at most two batches in flight
+            self._absorbing = None
+        if not pieces:
+            self._ended = True
+            return False
+        self.size += sum(len(p) for p in pieces)
+        self._absorbing = self._absorber.submit(self._absorb, pieces)
+        self._pending.extend(memoryview(p) for p in pieces)
+        return True
+
+    def readinto(self, view: memoryview) -> int:
+        filled, size = 0, len(view)
+        while filled < size and (self._pending or self._more()):
+            piece = self._pending[0]
+            n = min(len(piece), size - filled)
+            view[filled : filled + n] = piece[:n]
+            filled += n
+            if n == len(piece):
+                self._pending.popleft()
+            else:
+                self._pending[0] = piece[n:]
+        return filled
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            raise ValueError("read() needs a size")
+        buf = bytearray(n)
+        return bytes(buf[: self.readinto(memoryview(buf))])
+
+    def finish(self) -> None:
+        """Pull the rest without decrypting it (after a failure, or trailing bytes) and wait
+        until everything pulled is hashed and copied."""
+        self._pending.clear()
+        while self._more():
+            self._pending.clear()
+
+
+def _size_error(entry: OutputEntry, found: object) -> ReceiptOutputError:
+    name = ciphertext_name(entry.name)
+    return ReceiptOutputError(
+        "output_size",
+        f"{entry.name}: the file size differs ({name})",
+        output=entry.name,
+        expected=entry.ciphertext_size,
+        found=found,
+    )
+
+
+def _open_downloaded(
+    source: Path, dest: Path, entry: OutputEntry, identity: X25519Identity
+) -> None:
+    """:func:`_open_output` for a ciphertext already downloaded to ``source``."""
+
+    def unreadable(exc: OSError) -> ReceiptOutputError:
+        return ReceiptOutputError(
+            "output_read",
+            f"{entry.name}: cannot read the ciphertext: {exc.strerror or exc}",
+            output=entry.name,
+        )
+
+    try:
+        f = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise unreadable(exc) from exc
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size != entry.ciphertext_size:
+            raise _size_error(entry, size)
+
+        def pull() -> list[bytes]:
+            try:
+                data = f.read(DOWNLOAD_BATCH)
+            except OSError as exc:
+                raise unreadable(exc) from exc
+            return [data] if data else []
+
+        _open_output(_Ciphertext(pull), dest, entry, identity)
+
+
+def _open_output(
+    source: _Ciphertext, dest: Path, entry: OutputEntry, identity: X25519Identity
+) -> None:
+    """Decrypt one output into ``dest`` while its ciphertext is hashed, then check both.
+
+    The checks and codes of :func:`check_receipt` given the outputs and an identity, in its
+    order: ciphertext size and SHA-256 (``receipt_output_size``/``_sha256``), then decryption
+    (``receipt_output_decrypt``), plaintext size and SHA-256 (``receipt_plaintext_size``/
+    ``_sha256``). ``dest`` is in the staging folder: nothing is released before all passed.
+    """
+    failure: Error | None = None
+    with source, open(dest, "xb") as dst:
         sink = _HashingFile(dst)
         try:
-            decrypt_stream(src, cast(BinaryIO, sink), [identity])
+            decrypt_stream(cast(BinaryIO, source), cast(BinaryIO, sink), [identity])
         except Error as exc:
-            raise ReceiptOutputError(
-                "output_decrypt",
-                f"{entry.name}: the ciphertext does not decrypt: {exc.describe()}",
-                output=entry.name,
-            ) from exc
-    if sink.size != entry.size:
+            failure = exc
+        source.finish()  # after a failure the whole ciphertext is still hashed, for the order
+    if source.size != entry.ciphertext_size:
+        raise _size_error(entry, source.size)
+    found = source.hash.digest()
+    if not hmac.compare_digest(found, entry.ciphertext_sha256):
         raise ReceiptOutputError(
-            "plaintext_size",
-            f"{entry.name}: the plaintext size differs",
+            "output_sha256",
+            f"{entry.name}: the SHA-256 differs ({ciphertext_name(entry.name)})",
             output=entry.name,
-            expected=entry.size,
-            found=sink.size,
-        )
-    found = sink.hash.digest()
-    if not hmac.compare_digest(found, entry.plaintext_sha256):
-        raise ReceiptOutputError(
-            "plaintext_sha256",
-            f"{entry.name}: the plaintext SHA-256 differs",
-            output=entry.name,
-            expected=entry.plaintext_sha256.hex(),
+            expected=entry.ciphertext_sha256.hex(),
             found=found.hex(),
         )
-
-
-async def _pieces(f: Any, size: int = 1 << 20) -> AsyncIterator[bytes]:
-    """A file as 1 MiB pieces read on a worker thread (an object with ``read(n)`` would be
-    asked for 64 KiB at a time: 16 times the thread hops)."""
-    while data := await asyncio.to_thread(f.read, size):
-        yield data
+    if failure is not None:
+        raise ReceiptOutputError(
+            "output_decrypt",
+            f"{entry.name}: the ciphertext does not decrypt: {failure.describe()}",
+            output=entry.name,
+        ) from failure
+    check_plaintext(entry, sink.size, sink.hash.digest())
 
 
 def _sha256_file(path: Path) -> tuple[bytes, int]:

@@ -85,6 +85,7 @@ __all__ = [
     "Termination",
     "Timings",
     "VerifiedReceipt",
+    "check_plaintext",
     "check_receipt",
     "sign_receipt",
     "verify_receipt_bundle",
@@ -244,22 +245,29 @@ def _check_plaintext(path: Path, entry: OutputEntry, identities: list[X25519Iden
             f"{entry.name}: the ciphertext does not decrypt: {exc.describe()}",
             output=entry.name,
         ) from exc
-    if sink.size != entry.size:
+    check_plaintext(entry, sink.size, sink.hash.digest())
+
+
+def check_plaintext(entry: OutputEntry, size: int, sha256: bytes) -> None:
+    """Check an output's decrypted size and SHA-256 against the receipt's ``entry``.
+
+    Raises :class:`ReceiptOutputError` (check ``plaintext_size``, then ``plaintext_sha256``).
+    """
+    if size != entry.size:
         raise ReceiptOutputError(
             "plaintext_size",
             f"{entry.name}: the plaintext size differs",
             output=entry.name,
             expected=entry.size,
-            found=sink.size,
+            found=size,
         )
-    digest = sink.hash.digest()
-    if not hmac.compare_digest(digest, entry.plaintext_sha256):
+    if not hmac.compare_digest(sha256, entry.plaintext_sha256):
         raise ReceiptOutputError(
             "plaintext_sha256",
             f"{entry.name}: the plaintext SHA-256 differs",
             output=entry.name,
             expected=entry.plaintext_sha256.hex(),
-            found=digest.hex(),
+            found=sha256.hex(),
         )
 
 

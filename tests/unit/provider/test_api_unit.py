@@ -288,6 +288,30 @@ async def test_oversized_input_is_refused_and_leaves_nothing(api: Api) -> None:
     assert [p.name for p in inputs.iterdir()] == ["x.age"]
 
 
+async def test_an_upload_reaches_the_disk_whole_in_batches(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads are written a batch at a time on a worker thread while the next arrives."""
+    monkeypatch.setattr("golem_graphene.provider.api.WRITE_BATCH", 64)
+    task = await api.create()
+    await api.until(task, "attested")
+    data = bytes(range(256)) * 4
+
+    async def stream() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 37):
+            yield data[start : start + 37]
+            await asyncio.sleep(0)
+
+    response = await api.client.put(
+        f"/v1/tasks/{task['task_id']}/inputs/x", data=stream(), headers=api.auth(task=task)
+    )
+    assert response.status == 201, await response.text()
+    assert (await response.json()) == {"name": "x", "size": len(data)}
+    inputs = api.engine.io_dir(task["task_id"]) / "inputs"
+    assert (inputs / "x.age").read_bytes() == data
+    assert [p.name for p in inputs.iterdir()] == ["x.age"]
+
+
 @pytest.mark.parametrize(
     ("name", "status", "code"),
     [("y", 404, "not_found"), (".x", 400, "protocol"), ("x%2F..", 400, "protocol")],

@@ -82,6 +82,8 @@ class FakeProvider:
         self.calls: list[tuple[str, str]] = []
         self.fail_with: str | None = None
         """When set, ``start`` ends the task ``failed`` with this message instead of running."""
+        self.fail_code: str | None = None
+        """The failure code the ``failed`` event carries (the provider sends its own)."""
         self.tamper: dict[str, Callable[[bytes], bytes]] = {}
         """Per file name (``receipt.json``, ``<output>.age``): rewrite it on download."""
         self.misreport: dict[str, dict[str, Any]] = {}
@@ -93,7 +95,9 @@ class FakeProvider:
             raise ChannelError("provider answered 404: no such task", code="not_found", status=404)
         return task
 
-    def _emit(self, task: _Task, state: str, message: str | None = None) -> None:
+    def _emit(
+        self, task: _Task, state: str, message: str | None = None, code: str | None = None
+    ) -> None:
         event: dict[str, Any] = {
             "task_id": task.ref.task_id,
             "state": state,
@@ -101,6 +105,8 @@ class FakeProvider:
         }
         if message is not None:
             event["message"] = message
+        if code is not None:
+            event["code"] = code
         task.events.append(event)
 
     # -- the Channel protocol ------------------------------------------------------------------
@@ -149,7 +155,7 @@ class FakeProvider:
         self.calls.append(("start", task.task_id))
         self._emit(t, "inputs_received")
         if self.fail_with is not None:
-            self._emit(t, "failed", self.fail_with)
+            self._emit(t, "failed", self.fail_with, self.fail_code)
             return
         assert t.manifest is not None
         manifest = open_manifest(t.manifest, t.enclave, t.recipient.public_bytes(), t.transcript)

@@ -8,6 +8,7 @@ with the provider's code, and never hold more than its bounds in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -161,6 +162,42 @@ async def test_download_streams_and_enforces_its_limit(serve: Any, tmp_path: Pat
     with pytest.raises(ChannelError, match="larger than the task allows"):
         await channel.download(TASK, "b.age", tmp_path / "b", 100_000)
     assert (tmp_path / "b").stat().st_size <= 100_000 + 256 * 1024
+
+
+async def test_stream_output_yields_pieces_and_enforces_its_limit(serve: Any) -> None:
+    body = bytes(range(256)) * 4000
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for start in range(0, len(body), 100_000):
+            await response.write(body[start : start + 100_000])
+        await response.write_eof()
+        return response
+
+    async def missing(request: web.Request) -> web.Response:
+        return web.json_response({"code": "not_found", "message": "no such output"}, status=404)
+
+    channel = await serve(
+        {
+            ("GET", f"{TASK_PATH}/outputs/a.age"): handler,
+            ("GET", f"{TASK_PATH}/outputs/b.age"): missing,
+        }
+    )
+    pieces = [p async for p in channel.stream_output(TASK, "a.age", len(body))]
+    assert b"".join(pieces) == body
+    with pytest.raises(ChannelError, match="larger than the task allows"):
+        async for _ in channel.stream_output(TASK, "a.age", len(body) - 1):
+            pass
+    with pytest.raises(ChannelError) as caught:
+        async for _ in channel.stream_output(TASK, "b.age", 100):
+            pass
+    assert (caught.value.code, caught.value.status) == ("not_found", 404)
+    # Stopped early and closed: the connection is released, the next call works.
+    async with contextlib.aclosing(channel.stream_output(TASK, "a.age", len(body))) as stream:
+        async for _ in stream:
+            break
+    assert b"".join([p async for p in channel.stream_output(TASK, "a.age", len(body))]) == body
 
 
 async def test_uploads_stream_the_body(serve: Any) -> None:

@@ -20,7 +20,12 @@ from _fake_provider import MRENCLAVE, MRSIGNER, FakeProvider
 
 from golem_graphene.provider.sim.platform import SimPlatform
 from golem_graphene.requestor.channel import TaskRef
-from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskStepError
+from golem_graphene.requestor.client import (
+    ProviderTaskError,
+    Requestor,
+    RequestorPolicy,
+    TaskStepError,
+)
 from golem_graphene.requestor.client import _plaintext_size as plaintext_size
 from golem_graphene.sealing.age import encrypt_stream
 from golem_graphene.sealing.keys import X25519Identity
@@ -133,10 +138,18 @@ async def test_failed_task_is_cancelled_and_nothing_lands(
     async with requestor(fake) as r:
         with pytest.raises(TaskStepError) as caught:
             await r.run(spec, inputs, out)
-    assert (caught.value.step, caught.value.code) == ("wait", "protocol")
+    # No code in the event: the generic one, the reason in the message.
+    assert (caught.value.step, caught.value.code) == ("wait", "task_failed")
     assert "input_sha256" in str(caught.value)
     assert not out.exists()
     assert [c[0] for c in fake.calls] == ["create", "start", "cancel", "close"]
+    # With the provider's code, the requestor's error carries it.
+    fake.fail_code = "input_sha256"
+    async with requestor(fake) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.run(spec, inputs, tmp_path / "out2")
+    assert (caught.value.step, caught.value.code) == ("wait", "input_sha256")
+    assert isinstance(caught.value.cause, ProviderTaskError)
 
 
 async def test_keep_task_leaves_the_task_on_the_provider(

@@ -585,6 +585,7 @@ def test_public_names_in_the_sealing_package() -> None:
             "Termination",
             "Timings",
             "VerifiedReceipt",
+            "check_plaintext",
             "check_receipt",
             "sign_receipt",
             "verify_receipt_bundle",
