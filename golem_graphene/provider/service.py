@@ -209,7 +209,12 @@ class TaskEngine:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(asyncio.wait_for(running.process.wait(), 10))
             finally:
-                self._reclaim(task)
+                # On a worker thread: removing a task's files (inputs of gigabytes) would stall
+                # every other request for as long.
+                try:
+                    await asyncio.shield(asyncio.to_thread(self._remove_files, task))
+                finally:
+                    self._running.pop(task.task_id, None)
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         if not task.terminal:
@@ -356,11 +361,15 @@ class TaskEngine:
         (self.store.directory(task.task_id) / "evidence.json").write_bytes(evidence.to_json())
 
     def _reclaim(self, task: Task) -> None:
-        """Remove everything but the sealed outputs and the record."""
+        """Remove everything but the sealed outputs and the record; forget the driver."""
+        self._remove_files(task)
+        self._running.pop(task.task_id, None)
+
+    def _remove_files(self, task: Task) -> None:
+        """Remove the launch folder, and the outputs unless the task is done."""
         shutil.rmtree(self.launch_dir(task.task_id), ignore_errors=True)
         if task.state is not TaskState.DONE:
             shutil.rmtree(self.outputs_dir(task.task_id), ignore_errors=True)
-        self._running.pop(task.task_id, None)
 
     # -- requests during the task -------------------------------------------------------------
 
