@@ -65,16 +65,22 @@ class StandbyEnclave:
 class WarmPool:
     """Up to ``per_image`` standby enclaves per image, under ``root`` (0 disables the pool).
 
+    Only the ``max_images`` images most recently used keep standby enclaves (an image whose
+    spec changed is never used again, and its enclaves would otherwise hold memory forever).
     ``root`` must be on the file system of the task folders, which standby launch folders are
     renamed into.
     """
 
-    def __init__(self, runner: EnclaveRunner, root: Path, per_image: int) -> None:
+    def __init__(
+        self, runner: EnclaveRunner, root: Path, per_image: int, *, max_images: int = 8
+    ) -> None:
         self.runner = runner
         self.root = root
         self.per_image = per_image
+        self.max_images = max_images
         self._ready: dict[str, list[StandbyEnclave]] = {}
         self._starting: dict[str, int] = {}
+        self._used: dict[str, None] = {}  # image keys, least recently used first
         self._starts: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -107,10 +113,21 @@ class WarmPool:
                 taken = candidate
             else:  # died while waiting (killed from outside, out of memory): not usable
                 await candidate.discard()
-        self.fill(key, image)
+        self._used.pop(key, None)
+        self._used[key] = None
+        while len(self._used) > self.max_images:
+            await self._evict(next(iter(self._used)))
+        self._fill(key, image)
         return taken
 
-    def fill(self, key: str, image: EnclaveImage) -> None:
+    async def _evict(self, key: str) -> None:
+        """Forget image ``key``: discard its standby enclaves (ones still starting are
+        discarded when they are ready)."""
+        self._used.pop(key, None)
+        for standby in self._ready.pop(key, []):
+            await standby.discard()
+
+    def _fill(self, key: str, image: EnclaveImage) -> None:
         """Start enclaves of ``image`` until ``per_image`` are ready or starting."""
         if self._closed:
             return
@@ -143,7 +160,7 @@ class WarmPool:
             raise
         finally:
             self._starting[key] -= 1
-        if self._closed:
+        if self._closed or key not in self._used:
             await standby.discard()
             return
         self._ready.setdefault(key, []).append(standby)
