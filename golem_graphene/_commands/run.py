@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from golem_graphene._commands._attestation_flags import read_file
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.policy import ANY_EXCEPT_REVOKED
 from golem_graphene.attestation.tcb import TcbStatus
@@ -166,7 +167,9 @@ def build_policy(args: argparse.Namespace, mrenclave: tuple[str, ...]) -> Reques
         + ([f"SIMULATED root trusted: {f}" for f in args.trust_simulated_root])
     ):
         sys.stderr.write(f"WARNING: {line}\n")
-    root = TrustAnchor.from_pem(Path(args.root).read_bytes(), args.root) if args.root else None
+    root = (
+        TrustAnchor.from_pem(read_file(args.root, "trust anchor"), args.root) if args.root else None
+    )
     return RequestorPolicy(
         accept_tcb=tuple(args.accept_tcb) or ("UpToDate",),
         allow_debug=args.allow_debug,
