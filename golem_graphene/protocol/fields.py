@@ -37,6 +37,7 @@ from golem_graphene.limits import MAX_FILE_NAME_BYTES, MAX_MESSAGE_BYTES
 from golem_graphene.protocol.binding import TASK_ID_SIZE
 
 __all__ = [
+    "ERROR_CODE_PATTERN",
     "AgeRecipientText",
     "FileName",
     "Hex32",
@@ -46,9 +47,19 @@ __all__ = [
     "TaskIdHex",
     "UtcTime",
     "describe_validation_error",
+    "is_error_code",
     "recipient_public_bytes",
     "validate_file_name",
 ]
+
+ERROR_CODE_PATTERN = r"^[a-z0-9_]{1,64}$"
+"""A stable error code, as errors, error bodies and failure events carry it."""
+
+
+def is_error_code(value: object) -> bool:
+    """True when ``value`` is a string that :data:`ERROR_CODE_PATTERN` accepts."""
+    return isinstance(value, str) and re.fullmatch(ERROR_CODE_PATTERN, value) is not None
+
 
 Runner = Literal["sim", "gramine-sgx", "gramine-direct"]
 """The enclave runners of DESIGN section 3."""

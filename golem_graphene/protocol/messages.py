@@ -36,6 +36,7 @@ from golem_graphene.limits import (
     MAX_QUOTE_BYTES,
 )
 from golem_graphene.protocol.fields import (
+    ERROR_CODE_PATTERN,
     AgeRecipientText,
     FileName,
     Hex32,
@@ -232,7 +233,7 @@ class TaskEvent(Message):
     bytes_done: Annotated[StrictInt, Field(ge=0)] | None = None
     bytes_total: Annotated[StrictInt, Field(ge=0)] | None = None
     message: Annotated[StrictStr, Field(max_length=MAX_EVENT_MESSAGE_CHARS)] | None = None
-    code: Annotated[StrictStr, Field(pattern=r"^[a-z0-9_]{1,64}$")] | None = None
+    code: Annotated[StrictStr, Field(pattern=ERROR_CODE_PATTERN)] | None = None
     """Only on ``failed``: the failure's stable code (e.g. ``input_sha256``, ``task_timeout``)."""
 
     @model_validator(mode="after")
@@ -254,7 +255,7 @@ class TaskEvent(Message):
 class ErrorBody(Message):
     """Every error response: a stable ``code`` and a message that names what failed."""
 
-    code: Annotated[StrictStr, Field(pattern=r"^[a-z0-9_]{1,64}$")]
+    code: Annotated[StrictStr, Field(pattern=ERROR_CODE_PATTERN)]
     message: Annotated[StrictStr, Field(max_length=MAX_EVENT_MESSAGE_CHARS)]
 
     @classmethod

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import ProtocolError
+from golem_graphene.protocol.fields import is_error_code
 
 __all__ = ["TERMINAL", "Task", "TaskState", "TaskStore", "TransitionError"]
 
@@ -223,4 +223,4 @@ class TaskStore:
 
 def _event_code(code: str | None) -> str | None:
     """A failure code as events carry it (the TaskEvent pattern), or None."""
-    return code if code is not None and re.fullmatch(r"[a-z0-9_]{1,64}", code) else None
+    return code if is_error_code(code) else None

@@ -27,6 +27,7 @@ import structlog
 from golem_graphene.errors import Error, ProtocolError, RunnerError
 from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES
 from golem_graphene.protocol.binding import format_task_id, new_task_id
+from golem_graphene.protocol.fields import is_error_code
 from golem_graphene.protocol.messages import Evidence, new_capability_token
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.config import ProviderConfig
@@ -499,7 +500,7 @@ def _agent_error(event: dict[str, Any] | None, default: str) -> RunnerError:
     """The agent's refusal, carrying the agent's own code (e.g. ``output_symlink``) when sane."""
     error = RunnerError(_agent_failure(event, default))
     code = str((event or {}).get("code", ""))
-    if event and event.get("event") == "failed" and re.fullmatch(r"[a-z0-9_]{1,64}", code):
+    if event and event.get("event") == "failed" and is_error_code(code):
         error.code = code
     return error
 

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import hmac
 import os
-import re
 import shutil
 import tempfile
 from collections import deque
@@ -58,16 +57,19 @@ from golem_graphene.attestation.verifier import (
 )
 from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
+from golem_graphene.protocol.fields import is_error_code
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
 from golem_graphene.sealing.age import decrypt_stream, encrypt_stream, retarget_header
+from golem_graphene.sealing.digests import HashingSink
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.manifest import (
     InputEntry,
     InputManifest,
     ciphertext_name,
+    hash_file,
     seal_manifest,
 )
 from golem_graphene.sealing.receipt import (
@@ -111,8 +113,8 @@ class ProviderTaskError(ProtocolError):
         what = " ".join(p for p in (f"the task {state}", where) if p)
         error = cls(f"{what}: {message}" if message else what)
         code = event.get("code")
-        if isinstance(code, str) and re.fullmatch(r"[a-z0-9_]{1,64}", code):
-            error.code = code
+        if is_error_code(code):
+            error.code = str(code)
         elif state == "cancelled":
             error.code = "task_cancelled"
         return error
@@ -480,7 +482,7 @@ class Requestor:
             )
         recipient = task.enclave_recipient
         pipe = Pipe(UPLOAD_PIPE_BYTES)
-        sink = _HashingPipe(pipe)
+        sink = HashingSink(_PipeWriter(pipe))
 
         def seal() -> int:
             # The whole file on worker threads: read and seal here, hash and hand the sealed
@@ -528,7 +530,7 @@ class Requestor:
                 await asyncio.to_thread(
                     retarget_header, src, dst, self.identity, [task.enclave_recipient]
                 )
-            digest, size = await asyncio.to_thread(_sha256_file, tmp)
+            digest = await asyncio.to_thread(hash_file, tmp, name)
 
             async def body() -> AsyncIterator[bytes]:
                 with open(tmp, "rb") as f:
@@ -536,10 +538,12 @@ class Requestor:
                         yield chunk
 
             await self.channel.put_input(task.ref, name, body())
-            plain = await asyncio.to_thread(_plaintext_size, tmp, size)
+            plain = await asyncio.to_thread(_plaintext_size, tmp, digest.size)
         finally:
             tmp.unlink(missing_ok=True)
-        return InputEntry(name=name, size=plain, ciphertext_size=size, ciphertext_sha256=digest)
+        return InputEntry(
+            name=name, size=plain, ciphertext_size=digest.size, ciphertext_sha256=digest.sha256
+        )
 
     # -- steps 5-7 ----------------------------------------------------------------------------
 
@@ -678,42 +682,16 @@ class Requestor:
         await run_piped(pipe, open_output, feed)
 
 
-class _HashingFile:
-    """Writes to a file while hashing and counting what it is given."""
-
-    def __init__(self, f: Any) -> None:
-        self.f = f
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        written: int = self.f.write(data)
-        return written
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-class _HashingPipe:
-    """The sealed input on its way to the event loop: hashed, counted, queued. Written to by
-    the sealer's threads, one call at a time."""
+class _PipeWriter:
+    """The sealed input on its way to the event loop: queued. Written to by the sealer's
+    threads, one call at a time."""
 
     def __init__(self, pipe: Pipe) -> None:
         self.pipe = pipe
-        self.hash = hashlib.sha256()
-        self.size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        self.size += view.nbytes
-        self.pipe.put_sync(bytes(view))  # the sealer reuses its buffer once this returns
-        return view.nbytes
-
-    def flush(self) -> None:
-        """Nothing is buffered."""
+    def write(self, data: memoryview) -> int:
+        self.pipe.put_sync(bytes(data))  # the sealer reuses its buffer once this returns
+        return data.nbytes
 
 
 class _Ciphertext:
@@ -843,7 +821,7 @@ def _open_output(
     """
     failure: Error | None = None
     with source, open(dest, "xb") as dst:
-        sink = _HashingFile(dst)
+        sink = HashingSink(dst)
         try:
             decrypt_stream(cast(BinaryIO, source), cast(BinaryIO, sink), [identity])
         except Error as exc:
@@ -867,16 +845,6 @@ def _open_output(
             output=entry.name,
         ) from failure
     check_plaintext(entry, sink.size, sink.hash.digest())
-
-
-def _sha256_file(path: Path) -> tuple[bytes, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.digest(), size
 
 
 def _plaintext_size(path: Path, ciphertext_size: int) -> int:

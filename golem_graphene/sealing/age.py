@@ -31,10 +31,10 @@ from golem_graphene.sealing._internal import header as _header
 from golem_graphene.sealing._internal import stream as _stream
 from golem_graphene.sealing._internal.armor import ArmorWriter
 from golem_graphene.sealing._internal.atomic import AtomicOutput, check_output_path
-from golem_graphene.sealing._internal.digests import HashingReader, HashingWriter, SealDigests
 from golem_graphene.sealing._internal.pipeline import WriteBehind, write_all
 from golem_graphene.sealing._internal.source import AsyncSource, SyncSource, short_nonce_error
 from golem_graphene.sealing._internal.stanzas import unwrap_file_key, wrap_x25519
+from golem_graphene.sealing.digests import HashingReader, HashingSink, SealDigests
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
 __all__ = [
@@ -284,12 +284,18 @@ def encrypt_file(
     check_output_path(dst, overwrite=overwrite)
     opened = _open_input(src) if isinstance(src, str | os.PathLike) else contextlib.nullcontext(src)
     with opened as f, AtomicOutput(dst, overwrite=overwrite) as out:
-        source: BinaryIO = f
-        sink: BinaryIO = out.file
-        if digests is not None:
-            source = cast(BinaryIO, HashingReader(f, digests))
-            sink = cast(BinaryIO, HashingWriter(out.file, digests))
-        total = encrypt_stream(source, sink, recipients, armor=armor, progress=progress)
+        if digests is None:
+            total = encrypt_stream(f, out.file, recipients, armor=armor, progress=progress)
+        else:
+            reader, sink = HashingReader(f), HashingSink(out.file)
+            total = encrypt_stream(
+                cast(BinaryIO, reader),
+                cast(BinaryIO, sink),
+                recipients,
+                armor=armor,
+                progress=progress,
+            )
+            digests.record(reader, sink)
         out.commit()
     return total
 

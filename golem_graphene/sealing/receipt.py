@@ -21,7 +21,6 @@ with the requestor's identity, each plaintext. Output ciphertexts are the files 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from golem_graphene.protocol.binding import BindingError, check_report_data
 from golem_graphene.protocol.messages import Evidence, Hex32, Hex64, Message
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 from golem_graphene.sealing.age import decrypt_stream
+from golem_graphene.sealing.digests import HashingSink
 from golem_graphene.sealing.keys import X25519Identity
 from golem_graphene.sealing.manifest import (
     CIPHERTEXT_SUFFIX,
@@ -211,25 +211,8 @@ def _identities(
     return list(identity)
 
 
-class _HashSink:
-    """A write-only binary sink that hashes and counts what it is given (no plaintext kept)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        self.size += view.nbytes
-        return view.nbytes
-
-    def flush(self) -> None:
-        """Nothing is buffered."""
-
-
 def _check_plaintext(path: Path, entry: OutputEntry, identities: list[X25519Identity]) -> None:
-    sink = _HashSink()
+    sink = HashingSink()
     try:
         with path.open("rb") as src:
             decrypt_stream(src, cast(BinaryIO, sink), identities)

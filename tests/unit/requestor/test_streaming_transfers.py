@@ -22,7 +22,12 @@ from golem_graphene.errors import SealingError
 from golem_graphene.provider.sim.platform import SimPlatform
 from golem_graphene.requestor import client as client_module
 from golem_graphene.requestor.channel import ChannelError, OutputStreams, TaskRef
-from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskStepError
+from golem_graphene.requestor.client import (
+    AttestedTask,
+    Requestor,
+    RequestorPolicy,
+    TaskStepError,
+)
 from golem_graphene.sealing.keys import X25519Identity
 
 SPEC = """\
@@ -110,6 +115,15 @@ def workers() -> list[str]:
     ]
 
 
+async def finished(r: Requestor, spec: Path, big_input: Path) -> AttestedTask:
+    """A task that ran with ``big_input`` as ``a`` and is done, its outputs not fetched yet."""
+    task = await r.attest(await r.create(spec))
+    await r.send_inputs(task, {"a": big_input})
+    await r.start(task)
+    await r.wait(task)
+    return task
+
+
 def flip_last(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 1])
 
@@ -161,10 +175,7 @@ async def test_a_tampered_stream_is_refused_and_nothing_lands(
 ) -> None:
     provider = StreamingProvider(platform, piece=65_536)
     async with requestor(provider) as r:
-        task = await r.attest(await r.create(spec))
-        await r.send_inputs(task, {"a": big_input})
-        await r.start(task)
-        await r.wait(task)
+        task = await finished(r, spec, big_input)
         provider.tamper["out.age"] = mutate
         out = tmp_path / "out"
         with pytest.raises(TaskStepError) as caught:
@@ -210,10 +221,7 @@ async def test_a_stream_breaking_half_way_fails_the_fetch_cleanly(
 ) -> None:
     provider = StreamingProvider(platform, piece=65_536)
     async with requestor(provider) as r:
-        task = await r.attest(await r.create(spec))
-        await r.send_inputs(task, {"a": big_input})
-        await r.start(task)
-        await r.wait(task)
+        task = await finished(r, spec, big_input)
         provider.break_after = 5 << 20
         out = tmp_path / "out"
         with pytest.raises(TaskStepError) as caught:
