@@ -241,8 +241,7 @@ class TaskEngine:
         image = await self.image_for(task.spec_name, task.spec_digest)
         launch = self.launch_dir(task.task_id)
         io = launch / "io"
-        process, events = await self._enclave_for(task, image)
-        running.process = process
+        process, events = await self._enclave_for(task, image, running)
         task.pid = process.pid
         self.store.save(task)
         # Step 2: the agent learns its task only now, and binds it and its fresh keys in the
@@ -304,14 +303,16 @@ class TaskEngine:
         await self.store.transition(task, TaskState.DONE, message="outputs sealed")
 
     async def _enclave_for(
-        self, task: Task, image: EnclaveImage
+        self, task: Task, image: EnclaveImage, running: _Running
     ) -> tuple[EnclaveProcess, AsyncIterator[dict[str, Any]]]:
-        """A started enclave for ``task`` in its launch folder, and its events after ``ready``:
-        a standby one when the pool has one, else one launched now."""
+        """A started enclave for ``task`` in its launch folder (recorded in ``running``, so the
+        driver reclaims it whatever happens next), and its events after ``ready``: a standby
+        one when the pool has one, else one launched now."""
         standby = await self.pool.take(image_key(task.spec_name, task.spec_digest), image)
         if standby is not None:
             try:
-                return self._adopt(task, standby), standby.events
+                running.process = self._adopt(task, standby)
+                return running.process, standby.events
             except OSError as exc:
                 log.warning("standby enclave not adopted", task_id=task.task_id, error=str(exc))
                 await standby.discard()
@@ -320,14 +321,11 @@ class TaskEngine:
         process = await self.runner.launch(
             image, launch, stderr_path=self.store.directory(task.task_id) / "enclave.log"
         )
+        running.process = process
         events = process.events()
-        try:
-            first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
-            if first is None or first.get("event") != "ready":
-                await _explain_launch_failure(first, process, "the enclave exited at its start")
-        except BaseException:
-            process.kill()
-            raise
+        first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
+        if first is None or first.get("event") != "ready":
+            await _explain_launch_failure(first, process, "the enclave exited at its start")
         return process, events
 
     def _adopt(self, task: Task, standby: StandbyEnclave) -> EnclaveProcess:

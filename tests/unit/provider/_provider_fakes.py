@@ -3,8 +3,8 @@
 :class:`FakeRunner` launches :class:`FakeEnclave` objects that behave like the agent on its
 control pipe: they report ``ready``; in ``attest`` mode they then publish evidence (a
 placeholder quote) and report ``attested``, then relay whatever the test pushes with
-:meth:`FakeEnclave.push`; in ``hang`` mode they never attest; in ``fail`` mode the launch
-itself fails.
+:meth:`FakeEnclave.push`; in ``hang`` mode they never attest; in ``silent`` mode they never
+even report ``ready``; in ``fail`` mode the launch itself fails.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class FakeEnclave:
         self.pid = None
         self.sent: list[dict[str, Any]] = []
         self.killed = False
+        self.waited = False
         self.timed_out = False
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._exited = asyncio.Event()
@@ -57,7 +58,8 @@ class FakeEnclave:
         self._queue.put_nowait(event)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        yield {"event": "ready"}
+        if self.mode != "silent":
+            yield {"event": "ready"}
         if self.mode == "attest":
             evidence = {
                 "quote": secrets.token_bytes(64).hex(),
@@ -77,6 +79,7 @@ class FakeEnclave:
 
     async def wait(self) -> int:
         await self._exited.wait()
+        self.waited = True  # the runner's cleanup (attestation device, pids cgroup) runs here
         return -9 if self.killed else 0
 
     def kill(self) -> None:

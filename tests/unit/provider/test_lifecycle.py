@@ -340,3 +340,22 @@ async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():  # noqa: ASYNC110 - the engine's state changes in its own tasks
         await asyncio.sleep(0.01)
+
+
+async def test_a_task_cancelled_before_its_enclave_is_ready_kills_it(tmp_path: Path) -> None:
+    runner = FakeRunner("silent")
+    engine = make_engine(tmp_path, runner)
+    task, _ = await engine.create(
+        owner="o",
+        spec_name="echo",
+        spec_sha256=spec_digest(tmp_path / "specs" / "echo"),
+        nonce="00" * 32,
+        requestor_key="age1" + "q" * 58,
+    )
+    await asyncio.wait_for(_until(lambda: task.task_id in runner.launched), 5)
+    await engine.cancel(task)
+    assert task.state is S.CANCELLED
+    enclave = runner.launched[task.task_id]
+    assert enclave.killed and enclave.waited  # reclaimed, not only killed
+    assert not engine.launch_dir(task.task_id).exists()
+    await engine.close()
