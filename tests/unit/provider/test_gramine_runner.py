@@ -351,15 +351,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_timeout_kills_the_whole_process_tree(
-    fake_gramine: FakeGramine, tmp_path: Path
-) -> None:
+async def _hanging_enclave(
+    fake_gramine: FakeGramine, tmp_path: Path, *, wall_seconds: float, standby: bool = False
+) -> EnclaveProcess:
+    """A fake gramine-sgx enclave in ``tmp_path`` that hangs, with this wall-clock limit."""
     fake_gramine.set_mode("hang", sleep=3600)
     cmd = GramineSgxRunner().command(tmp_path)
     (tmp_path / "agent.manifest.sgx").touch()
     env = {"PATH": os.environ["PATH"]}
     proc = await runners._start(cmd, tmp_path, tmp_path / "enclave.log", env)
-    process = EnclaveProcess(proc, wall_seconds=1.0, stderr_path=tmp_path / "enclave.log")
+    return EnclaveProcess(
+        proc, wall_seconds=wall_seconds, stderr_path=tmp_path / "enclave.log", standby=standby
+    )
+
+
+async def test_timeout_kills_the_whole_process_tree(
+    fake_gramine: FakeGramine, tmp_path: Path
+) -> None:
+    process = await _hanging_enclave(fake_gramine, tmp_path, wall_seconds=1.0)
     hanging = await anext(process.events())
     child = hanging["child"]
     assert _alive(child)
@@ -402,14 +411,7 @@ def test_fakes_are_executable_in_the_repository() -> None:
 async def test_a_standby_enclaves_clock_starts_when_it_is_armed(
     fake_gramine: FakeGramine, tmp_path: Path
 ) -> None:
-    fake_gramine.set_mode("hang", sleep=3600)
-    cmd = GramineSgxRunner().command(tmp_path)
-    (tmp_path / "agent.manifest.sgx").touch()
-    env = {"PATH": os.environ["PATH"]}
-    proc = await runners._start(cmd, tmp_path, tmp_path / "enclave.log", env)
-    process = EnclaveProcess(
-        proc, wall_seconds=0.3, stderr_path=tmp_path / "enclave.log", standby=True
-    )
+    process = await _hanging_enclave(fake_gramine, tmp_path, wall_seconds=0.3, standby=True)
     await anext(process.events())
     await asyncio.sleep(1.0)  # waiting for a task does not count against its time limit
     assert process.running and not process.timed_out
