@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,7 @@ class TaskEngine:
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
+        self._remover = ThreadPoolExecutor(1, thread_name_prefix="task-reclaim")
 
     # -- specs and images -------------------------------------------------------------------
 
@@ -210,10 +212,14 @@ class TaskEngine:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(asyncio.wait_for(running.process.wait(), 10))
             finally:
-                # On a worker thread: removing a task's files (inputs of gigabytes) would stall
-                # every other request for as long.
+                # On a thread of its own: removing a task's files (inputs of gigabytes) would
+                # stall every other request for as long, and in the shared executor it would
+                # wait behind other work (first launches hash thousands of trusted files).
                 try:
-                    await asyncio.shield(asyncio.to_thread(self._remove_files, task))
+                    loop = asyncio.get_running_loop()
+                    await asyncio.shield(
+                        loop.run_in_executor(self._remover, self._remove_files, task)
+                    )
                 finally:
                     self._running.pop(task.task_id, None)
 
@@ -459,6 +465,7 @@ class TaskEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running.driver
             self._running.pop(task_id, None)
+        self._remover.shutdown(wait=True)
 
 
 async def _explain_launch_failure(
