@@ -63,13 +63,13 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene._logging import configure_logging
+from golem_graphene.host.image import EnclaveImage, build_image
+from golem_graphene.host.runners import SimRunner
 from golem_graphene.protocol.spec import TaskSpec, parse_size, spec_digest
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.image import EnclaveImage, build_image
+from golem_graphene.provider.engine import image_key
 from golem_graphene.provider.lifecycle import Task, TaskState
-from golem_graphene.provider.runners import SimRunner
 from golem_graphene.provider.server import ProviderServer
-from golem_graphene.provider.service import image_key
 from golem_graphene.requestor.client import AttestedTask, Requestor, RequestorPolicy
 from golem_graphene.sealing.age import encrypt_file
 from golem_graphene.sealing.keys import X25519Identity

@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene._logging import configure_logging
-from golem_graphene.provider.image import (
+from golem_graphene.gramine.manifest import Manifest
+from golem_graphene.gramine.template import expand_trusted_files
+from golem_graphene.host.image import (
     IMAGE_FORMAT,
     EnclaveImage,
     SimSignature,
@@ -61,10 +63,8 @@ from golem_graphene.provider.image import (
     load_or_create_signing_key,
     sim_mrenclave,
 )
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.manifest_template import expand_trusted_files
-from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
-from golem_graphene.provider.sandbox import SandboxPlan
+from golem_graphene.host.runners import SimRunner, prepare_launch_dir
+from golem_graphene.host.sandbox import SandboxPlan
 
 TARGET_MS = 150.0
 AGENT_SPEC = Path(__file__).resolve().parent.parent / "task_specs" / "gzip-compress"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from golem_graphene.provider.image import build_image
+from golem_graphene.host.image import build_image
 
 
 def register(sub: Any) -> None:

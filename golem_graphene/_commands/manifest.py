@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import UsageError
-from golem_graphene.limits import MAX_MANIFEST_TEMPLATE_BYTES
-from golem_graphene.provider.manifest import (
+from golem_graphene.gramine.manifest import (
     Manifest,
     ManifestCheck,
     ManifestProblem,
@@ -31,12 +30,13 @@ from golem_graphene.provider.manifest import (
     detect_gramine,
     format_size,
 )
-from golem_graphene.provider.manifest_template import (
+from golem_graphene.gramine.template import (
     TemplateError,
     expand_trusted_files,
     parse_define,
     render_template,
 )
+from golem_graphene.limits import MAX_MANIFEST_TEMPLATE_BYTES
 
 
 def register(sub: Any) -> None:

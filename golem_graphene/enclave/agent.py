@@ -31,14 +31,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from golem_graphene.errors import Error, ProtocolError, RunnerError, SealingError
 from golem_graphene.protocol.binding import Transcript, format_task_id, parse_task_id
 from golem_graphene.sealing.age import SealDigests, decrypt_file, encrypt_file
-from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing.input_manifest import (
     InputManifest,
     check_inputs,
     ciphertext_name,
     open_manifest,
     open_regular,
 )
+from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.receipt_document import (
     Measurement,
     OutputEntry,

@@ -1,7 +1,6 @@
-"""The provider side: Gramine manifests, enclave runners and the provider service.
+"""Front end 1: the HTTP provider service (API, OpenAPI, config, server, task engine, lifecycle).
 
-Public names live in the submodules (``golem_graphene.provider.manifest``,
-``golem_graphene.provider.manifest_template``); this package re-exports nothing yet.
+Public names live in the submodules; this package re-exports nothing.
 """
 
 from __future__ import annotations

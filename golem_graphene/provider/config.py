@@ -106,7 +106,7 @@ class ProviderConfig(_Model):
     allow_insecure: tuple[Literal["gramine-direct"], ...] = ()
     pcs_url: str | None = None
     # Standby enclaves per image in use: a task takes a started one instead of waiting for a
-    # launch (golem_graphene/provider/warm_pool.py).
+    # launch (golem_graphene/host/standby_pool.py).
     warm_enclaves: int = Field(default=1, ge=0, le=64)
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -12,10 +12,10 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from golem_graphene.host.runners import EnclaveRunner
 from golem_graphene.provider.api import build_app
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.runners import EnclaveRunner
-from golem_graphene.provider.service import TaskEngine
+from golem_graphene.provider.engine import TaskEngine
 
 __all__ = ["ProviderServer", "serve_forever"]
 

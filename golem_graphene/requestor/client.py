@@ -64,14 +64,14 @@ from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
 from golem_graphene.sealing.age import decrypt_stream, encrypt_stream, retarget_header
 from golem_graphene.sealing.digests import HashingSink
-from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing.input_manifest import (
     InputEntry,
     InputManifest,
     ciphertext_name,
     hash_file,
     seal_manifest,
 )
+from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.receipt import (
     OutputEntry,
     ReceiptBundle,

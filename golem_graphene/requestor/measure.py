@@ -19,7 +19,7 @@ __all__ = ["expected_mrenclave", "measure_locally"]
 
 def measure_locally(spec: Path, runner: str = "sim") -> str:
     """Build the spec's image in a temporary folder and return its MRENCLAVE for ``runner``."""
-    from golem_graphene.provider.image import build_image
+    from golem_graphene.host.image import build_image
 
     work = Path(tempfile.mkdtemp(prefix="golem-graphene-measure-"))
     try:

@@ -28,8 +28,8 @@ import structlog
 
 import golem_graphene
 from golem_graphene.errors import ConfigError, Error, RunnerError
+from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
-from golem_graphene.provider.image import EnclaveImage, build_image
 from golem_graphene.runtime.settings import STATE_DIR, VOLUME_NAME, VOLUME_PATH, RuntimeSettings
 
 __all__ = [

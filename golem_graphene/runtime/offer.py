@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import golem_graphene
+from golem_graphene.host.image import load_or_create_signing_key, mrsigner_of
+from golem_graphene.host.runners import RUNNER_NAMES, check_sgx_host, gramine_version
+from golem_graphene.host.sandbox import bwrap_available
 from golem_graphene.protocol.version import PROTOCOL_NAME
-from golem_graphene.provider.image import load_or_create_signing_key, mrsigner_of
-from golem_graphene.provider.runners import RUNNER_NAMES, check_sgx_host, gramine_version
-from golem_graphene.provider.sandbox import bwrap_available
 from golem_graphene.runtime.settings import RUNTIME_NAME, RUNTIME_VERSION, RuntimeSettings
 
 __all__ = ["OFFER_PROPERTIES", "RunnerCheck", "offer_template", "self_test"]
@@ -106,7 +106,7 @@ def self_test(settings: RuntimeSettings) -> tuple[bool, dict[str, Any]]:
         },
     }
     if ok and settings.runner == "sim":
-        from golem_graphene.provider.sim.platform import SimPlatform
+        from golem_graphene.host.sim.platform import SimPlatform
 
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         platform = SimPlatform.load_or_create(settings.data_dir)

@@ -47,11 +47,11 @@ from typing import Any
 import structlog
 
 from golem_graphene.errors import Error, ProtocolError, RunnerError
+from golem_graphene.host.image import EnclaveImage
+from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner
 from golem_graphene.protocol.binding import format_task_id, parse_task_id
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.protocol.spec import TaskSpec, validate_file_name
-from golem_graphene.provider.image import EnclaveImage
-from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner
 from golem_graphene.runtime.deploy import Deployment
 from golem_graphene.runtime.settings import (
     ENTRYPOINTS,
@@ -60,8 +60,8 @@ from golem_graphene.runtime.settings import (
     VOLUME_PATH,
     RuntimeSettings,
 )
+from golem_graphene.sealing.input_manifest import CIPHERTEXT_SUFFIX
 from golem_graphene.sealing.keys import X25519Recipient
-from golem_graphene.sealing.manifest import CIPHERTEXT_SUFFIX
 from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Final
 
 import golem_graphene
 from golem_graphene.errors import ConfigError
-from golem_graphene.provider.runners import RUNNER_NAMES, EnclaveRunner, make_runner
+from golem_graphene.host.runners import RUNNER_NAMES, EnclaveRunner, make_runner
 
 __all__ = [
     "COUNTER_ENCLAVE_SECONDS",

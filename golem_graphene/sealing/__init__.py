@@ -41,7 +41,7 @@ _LAZY = {
             "open_manifest",
             "seal_manifest",
         ),
-        "golem_graphene.sealing.manifest",
+        "golem_graphene.sealing.input_manifest",
     ),
     **dict.fromkeys(
         (

@@ -40,13 +40,13 @@ from golem_graphene.protocol.messages import Evidence, Hex32, Hex64, Message
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 from golem_graphene.sealing.age import decrypt_stream
 from golem_graphene.sealing.digests import HashingSink
-from golem_graphene.sealing.keys import X25519Identity
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing.input_manifest import (
     CIPHERTEXT_SUFFIX,
     FileCheckError,
     check_file,
     ciphertext_name,
 )
+from golem_graphene.sealing.keys import X25519Identity
 from golem_graphene.sealing.receipt_document import (
     RECEIPT_SIGNATURE_DOMAIN,
     STD_STREAMS,

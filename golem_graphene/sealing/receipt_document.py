@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from golem_graphene.canonical_json import canonical_json
 from golem_graphene.errors import Error, ReceiptError
 from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES, MAX_TASK_FILES
 from golem_graphene.protocol.binding import Transcript
@@ -39,7 +40,6 @@ from golem_graphene.protocol.fields import (
     recipient_public_bytes,
 )
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
-from golem_graphene.sealing.canonical_json import canonical_json
 
 if TYPE_CHECKING:
     from golem_graphene.sealing.receipt import ReceiptBundle

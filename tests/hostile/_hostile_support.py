@@ -40,8 +40,8 @@ import aiohttp
 
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.config import ProviderConfig
+from golem_graphene.provider.engine import TaskEngine
 from golem_graphene.provider.server import ProviderServer
-from golem_graphene.provider.service import TaskEngine
 from golem_graphene.requestor.client import Requestor, RequestorPolicy
 from golem_graphene.sealing.keys import X25519Identity
 

@@ -42,8 +42,7 @@ from golem_graphene.protocol.spec import validate_file_name
 from golem_graphene.provider.api import build_app
 from golem_graphene.provider.openapi import openapi_document
 from golem_graphene.requestor.channel import TaskRef
-from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing.input_manifest import (
     InputEntry,
     InputManifest,
     InputManifestAuthError,
@@ -51,6 +50,7 @@ from golem_graphene.sealing.manifest import (
     open_manifest,
     seal_manifest,
 )
+from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("HOSTILE_FUZZ_EXAMPLES", "25")),

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from golem_graphene.requestor.client import AttestedTask, Requestor, TaskResult, TaskStepError
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing.input_manifest import (
     INPUT_MANIFEST_KEY_INFO,
     InputEntry,
     InputManifest,

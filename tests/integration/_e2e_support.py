@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from golem_graphene.host.image import EnclaveImage, build_image
+from golem_graphene.host.runners import SimRunner
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
-from golem_graphene.provider.image import EnclaveImage, build_image
-from golem_graphene.provider.runners import SimRunner
 from golem_graphene.provider.server import ProviderServer
 from golem_graphene.requestor.channel import Channel
 from golem_graphene.requestor.client import Requestor, RequestorPolicy

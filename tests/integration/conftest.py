@@ -33,8 +33,8 @@ from _e2e_support import (
     write_test_specs,
 )
 
+from golem_graphene.host.runners import SimRunner
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.runners import SimRunner
 from golem_graphene.provider.server import ProviderServer
 
 

@@ -34,8 +34,8 @@ from golem_graphene.protocol.messages import Evidence
 from golem_graphene.requestor.channel import HttpChannel, TaskRef
 from golem_graphene.requestor.client import AttestedTask, Requestor, TaskStepError
 from golem_graphene.sealing.age import encrypt_stream
+from golem_graphene.sealing.input_manifest import InputManifest, seal_manifest
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import InputManifest, seal_manifest
 
 pytestmark = pytest.mark.sandbox
 

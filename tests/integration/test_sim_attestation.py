@@ -30,13 +30,13 @@ from golem_graphene._cli import main as cli
 from golem_graphene.attestation.quote import Quote
 from golem_graphene.attestation.verifier import QuoteVerifier, VerifyOptions
 from golem_graphene.errors import RunnerError, UntrustedRootError
-from golem_graphene.protocol.binding import Transcript, format_task_id, new_nonce, new_task_id
-from golem_graphene.provider.image import (
+from golem_graphene.host.image import (
     EnclaveImage,
     load_or_create_signing_key,
     sys_python,
 )
-from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
+from golem_graphene.host.runners import SimRunner, prepare_launch_dir
+from golem_graphene.protocol.binding import Transcript, format_task_id, new_nonce, new_task_id
 from golem_graphene.sealing.keys import X25519Identity
 
 SANDBOX_PROBLEM = sandbox_problem()

@@ -22,10 +22,10 @@ from _sim_support import SimImages, sandbox_problem
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider import runners
-from golem_graphene.provider.image import EnclaveImage, load_or_create_signing_key
-from golem_graphene.provider.runners import EnclaveProcess, SimRunner, prepare_launch_dir
-from golem_graphene.provider.sandbox import run_sandbox
+from golem_graphene.host import runners
+from golem_graphene.host.image import EnclaveImage, load_or_create_signing_key
+from golem_graphene.host.runners import EnclaveProcess, SimRunner, prepare_launch_dir
+from golem_graphene.host.sandbox import run_sandbox
 
 SANDBOX_PROBLEM = sandbox_problem()
 pytestmark = [

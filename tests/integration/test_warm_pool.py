@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from _e2e_support import SHELL, Identity, Provider, StartProvider, wait_until
 
+from golem_graphene.host.sandbox import kill_session
+from golem_graphene.host.standby_pool import WarmPool
 from golem_graphene.protocol.spec import spec_digest
-from golem_graphene.provider.sandbox import kill_session
-from golem_graphene.provider.service import image_key
-from golem_graphene.provider.warm_pool import WarmPool
+from golem_graphene.provider.engine import image_key
 
 pytestmark = pytest.mark.sandbox
 

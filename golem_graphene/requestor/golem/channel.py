@@ -43,7 +43,7 @@ from golem_graphene.requestor.golem.executor import (
     SendFile,
 )
 from golem_graphene.runtime.settings import VOLUME_PATH
-from golem_graphene.sealing.manifest import ciphertext_name
+from golem_graphene.sealing.input_manifest import ciphertext_name
 from golem_graphene.sealing.receipt import ReceiptBundle
 
 __all__ = ["MAX_EVIDENCE_BYTES", "GolemChannel"]

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from golem_graphene.errors import RunnerError
+from golem_graphene.host.image import EnclaveImage
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.image import EnclaveImage
-from golem_graphene.provider.service import TaskEngine
+from golem_graphene.provider.engine import TaskEngine
 
 SPEC = """\
 name = "echo"

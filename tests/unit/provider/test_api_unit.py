@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.api import build_app
-from golem_graphene.provider.service import TaskEngine
+from golem_graphene.provider.engine import TaskEngine
 from golem_graphene.sealing.keys import X25519Identity
 
 ALICE = "alice-requestor-token-0123456789abcdef"

@@ -2,7 +2,7 @@
 
 :class:`FakeProvider` plays the provider *and* an honest enclave in process: on ``create`` it
 makes the enclave keys ``E`` and ``S`` and a real simulated DCAP quote (a
-:class:`~golem_graphene.provider.sim.platform.SimPlatform`) over the protocol's report data;
+:class:`~golem_graphene.host.sim.platform.SimPlatform`) over the protocol's report data;
 on ``start`` it opens the sealed manifest, checks and decrypts the inputs, runs a Python
 ``workload`` on them, seals the outputs to ``R`` and signs the receipt, as the agent does.
 Tests then bend one thing at a time (``tamper``) to see the requestor refuse it.
@@ -21,13 +21,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
 from golem_graphene.protocol.binding import Transcript, format_task_id, new_task_id, parse_task_id
 from golem_graphene.protocol.messages import Evidence
-from golem_graphene.provider.sim.platform import EnclaveIdentity, SimPlatform
 from golem_graphene.requestor.channel import ChannelError, TaskRef
 from golem_graphene.sealing.age import decrypt_stream, encrypt_stream
+from golem_graphene.sealing.input_manifest import ciphertext_name, open_manifest
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
-from golem_graphene.sealing.manifest import ciphertext_name, open_manifest
 from golem_graphene.sealing.receipt import (
     Measurement,
     OutputEntry,

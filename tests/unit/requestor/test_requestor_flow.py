@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from _fake_provider import MRENCLAVE, MRSIGNER, FakeProvider
 
-from golem_graphene.provider.sim.platform import SimPlatform
+from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.requestor.channel import TaskRef
 from golem_graphene.requestor.client import (
     ProviderTaskError,

@@ -19,7 +19,7 @@ import pytest
 from _fake_provider import MRENCLAVE, FakeProvider
 
 from golem_graphene.errors import SealingError
-from golem_graphene.provider.sim.platform import SimPlatform
+from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.requestor import client as client_module
 from golem_graphene.requestor.channel import ChannelError, OutputStreams, TaskRef
 from golem_graphene.requestor.client import (

@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from golem_graphene.canonical_json import canonical_json
 from golem_graphene.errors import Error, ProtocolError, SealingError
 from golem_graphene.limits import MAX_INPUT_MANIFEST_BYTES, MAX_TASK_ARGS
 from golem_graphene.protocol.binding import Transcript, new_nonce, new_task_id
-from golem_graphene.sealing import manifest as manifest_module
-from golem_graphene.sealing.canonical_json import canonical_json
-from golem_graphene.sealing.keys import X25519Identity
-from golem_graphene.sealing.manifest import (
+from golem_graphene.sealing import input_manifest as manifest_module
+from golem_graphene.sealing.input_manifest import (
     INPUT_MANIFEST_KEY_INFO,
     INPUT_MANIFEST_LABEL,
     FileCheckError,
@@ -45,6 +44,7 @@ from golem_graphene.sealing.manifest import (
     open_manifest,
     seal_manifest,
 )
+from golem_graphene.sealing.keys import X25519Identity
 
 
 @dataclass

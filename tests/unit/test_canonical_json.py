@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golem_graphene.errors import ProtocolError
-from golem_graphene.limits import MAX_JSON_DEPTH
-from golem_graphene.sealing import canonical_json as cj
-from golem_graphene.sealing.canonical_json import (
+from golem_graphene import canonical_json as cj
+from golem_graphene.canonical_json import (
     MAX_SAFE_INTEGER,
     CanonicalJsonError,
     canonical_json,
     parse_json,
 )
+from golem_graphene.errors import ProtocolError
+from golem_graphene.limits import MAX_JSON_DEPTH
 
 # --- RFC 8785 examples ------------------------------------------------------------------------
 

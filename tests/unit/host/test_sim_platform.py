@@ -25,8 +25,8 @@ from golem_graphene.attestation.pck import PckExtension
 from golem_graphene.attestation.quote import INTEL_QE_VENDOR_ID, CertificationDataType, Quote
 from golem_graphene.attestation.verifier import QuoteVerifier, VerifyOptions
 from golem_graphene.errors import RunnerError, UntrustedRootError, VerificationError
-from golem_graphene.provider.sim.attestation_device import AttestationDevice
-from golem_graphene.provider.sim.platform import (
+from golem_graphene.host.sim.attestation_device import AttestationDevice
+from golem_graphene.host.sim.platform import (
     SIM_FMSPC,
     SIM_QE_VENDOR_ID,
     EnclaveIdentity,

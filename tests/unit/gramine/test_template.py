@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golem_graphene.errors import ManifestError
-from golem_graphene.provider import manifest_template as template_module
-from golem_graphene.provider.manifest import (
+from golem_graphene.gramine import template as template_module
+from golem_graphene.gramine.manifest import (
     DEFAULT_GRAMINE_PKGLIBDIR,
     GramineInstall,
     LoaderEntrypoint,
@@ -30,7 +30,7 @@ from golem_graphene.provider.manifest import (
     TrustedFile,
     canonical_manifest_bytes,
 )
-from golem_graphene.provider.manifest_template import (
+from golem_graphene.gramine.template import (
     TemplateError,
     TrustedFileError,
     expand_trusted_files,
@@ -450,7 +450,7 @@ def test_output_and_template_size_bounds(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_rendered_invalid_manifest_is_a_validation_error() -> None:
-    from golem_graphene.provider.manifest import ManifestValidationError
+    from golem_graphene.gramine.manifest import ManifestValidationError
 
     with pytest.raises(ManifestValidationError, match=r"sgx\.enclave_size: must be a power of two"):
         render_manifest(

@@ -40,10 +40,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import golem_graphene
 from golem_graphene.errors import ConfigError, RunnerError
+from golem_graphene.gramine.manifest import Manifest, canonical_manifest_bytes
+from golem_graphene.gramine.sigstruct import Sigstruct
+from golem_graphene.gramine.template import expand_trusted_files, render_manifest
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
-from golem_graphene.provider.manifest import Manifest, canonical_manifest_bytes
-from golem_graphene.provider.manifest_template import expand_trusted_files, render_manifest
-from golem_graphene.provider.sigstruct import Sigstruct
 
 __all__ = [
     "IMAGE_FORMAT",
@@ -538,7 +538,7 @@ def _system_trusted_files(spec: TaskSpec, image: Path) -> list[str]:
 def _render(
     spec: TaskSpec, image: Path, agent_files: list[str], log_level: str, work: Path
 ) -> Manifest:
-    template = resources.files("golem_graphene.provider").joinpath(
+    template = resources.files("golem_graphene.host").joinpath(
         "templates", "agent.manifest.template"
     )
     trusted = _system_trusted_files(spec, image)

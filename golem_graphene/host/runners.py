@@ -1,6 +1,6 @@
 """Enclave runners: how the provider launches an image (DESIGN.md section 3).
 
-- ``sim``: the simulated SGX platform (:mod:`golem_graphene.provider.sim`) in a bubblewrap
+- ``sim``: the simulated SGX platform (:mod:`golem_graphene.host.sim`) in a bubblewrap
   sandbox: the image's simulated SIGSTRUCT is checked and MRENCLAVE recomputed from the manifest
   (as the CPU measures at EINIT), trusted files are hash-checked before start, and
   ``/dev/attestation`` serves quotes over the enclave's identity.
@@ -12,7 +12,7 @@ Every runner starts the enclave in a launch folder holding ``image`` (the image)
 task's untrusted folder), and talks to the in-enclave agent through its stdin/stdout (the
 control pipe, JSON lines). The agent reports ``ready`` once loaded and attests only when told
 which task it serves, so an enclave can be started ahead of its task (a *standby* enclave, see
-:mod:`golem_graphene.provider.warm_pool`) and its launch folder moved into the task's.
+:mod:`golem_graphene.host.standby_pool`) and its launch folder moved into the task's.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import structlog
 
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.sandbox import (
+from golem_graphene.gramine.manifest import Manifest
+from golem_graphene.host.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
+from golem_graphene.host.sandbox import (
     Mount,
     PidsLimit,
     ResourceLimits,
@@ -44,13 +44,13 @@ from golem_graphene.provider.sandbox import (
     bwrap_command,
     kill_session,
 )
-from golem_graphene.provider.sim.attestation_device import AttestationDevice
-from golem_graphene.provider.sim.filesystem import (
+from golem_graphene.host.sim.attestation_device import AttestationDevice
+from golem_graphene.host.sim.filesystem import (
     TrustedFileCache,
     sandbox_mounts,
     verify_trusted_files,
 )
-from golem_graphene.provider.sim.platform import EnclaveIdentity, SimPlatform
+from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
 
 __all__ = [
     "RUNNER_NAMES",

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider import runners
-from golem_graphene.provider.image import IMAGE_FORMAT, EnclaveImage
-from golem_graphene.provider.runners import (
+from golem_graphene.host import runners
+from golem_graphene.host.image import IMAGE_FORMAT, EnclaveImage
+from golem_graphene.host.runners import (
     EnclaveProcess,
     GramineDirectRunner,
     GramineSgxRunner,

@@ -68,19 +68,19 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from golem_graphene.errors import ManifestError
+from golem_graphene.gramine.manifest import (
+    GramineInstall,
+    LoaderEntrypoint,
+    Manifest,
+    TrustedFile,
+    detect_gramine,
+)
 from golem_graphene.limits import (
     MAX_MANIFEST_BYTES,
     MAX_MANIFEST_TEMPLATE_BYTES,
     MAX_TEMPLATE_REPEAT,
     MAX_TRUSTED_FILES,
     TEMPLATE_SUBPROCESS_TIMEOUT_S,
-)
-from golem_graphene.provider.manifest import (
-    GramineInstall,
-    LoaderEntrypoint,
-    Manifest,
-    TrustedFile,
-    detect_gramine,
 )
 
 __all__ = [

@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider.sigstruct import SIGSTRUCT_SIZE, Sigstruct
+from golem_graphene.gramine.sigstruct import SIGSTRUCT_SIZE, Sigstruct
 
 HEADER = bytes.fromhex("06000000e10000000000010000000000")
 HEADER2 = bytes.fromhex("01010000600000006000000001000000")

@@ -15,20 +15,20 @@ from pathlib import Path
 import pytest
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.protocol.spec import TaskSpec
-from golem_graphene.provider.image import EnclaveImage, sim_mrenclave
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.manifest_template import expand_trusted_files
-from golem_graphene.provider.runners import SimRunner, prepare_launch_dir
-from golem_graphene.provider.sandbox import (
+from golem_graphene.gramine.manifest import Manifest
+from golem_graphene.gramine.template import expand_trusted_files
+from golem_graphene.host.image import EnclaveImage, sim_mrenclave
+from golem_graphene.host.runners import SimRunner, prepare_launch_dir
+from golem_graphene.host.sandbox import (
     Mount,
     ResourceLimits,
     SandboxPlan,
     SandboxResult,
     bwrap_command,
 )
-from golem_graphene.provider.sim import filesystem
-from golem_graphene.provider.sim.filesystem import TrustedFileCache, verify_trusted_files
+from golem_graphene.host.sim import filesystem
+from golem_graphene.host.sim.filesystem import TrustedFileCache, verify_trusted_files
+from golem_graphene.protocol.spec import TaskSpec
 
 MANIFEST = """
 libos.entrypoint = "/bin/sh"

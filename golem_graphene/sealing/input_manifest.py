@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from golem_graphene.canonical_json import CanonicalJsonError, canonical_json, parse_json
 from golem_graphene.errors import Error, ProtocolError, SealingError
 from golem_graphene.limits import (
     HASH_CHUNK_BYTES,
@@ -65,7 +66,6 @@ from golem_graphene.limits import (
 from golem_graphene.protocol.binding import KEY_SIZE, Transcript
 from golem_graphene.protocol.fields import FileName, Hex32, Message, TaskIdHex
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
-from golem_graphene.sealing.canonical_json import CanonicalJsonError, canonical_json, parse_json
 from golem_graphene.sealing.keys import X25519Identity
 
 __all__ = [

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from golem_graphene.errors import ConfigError, ManifestError
-from golem_graphene.provider import manifest as manifest_module
-from golem_graphene.provider.manifest import (
+from golem_graphene.gramine import manifest as manifest_module
+from golem_graphene.gramine.manifest import (
     AllowedIoctl,
     CpuFeatures,
     EnvVar,

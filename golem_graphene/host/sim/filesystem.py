@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider.manifest import Manifest
-from golem_graphene.provider.sandbox import Mount
+from golem_graphene.gramine.manifest import Manifest
+from golem_graphene.host.sandbox import Mount
 
 __all__ = ["TrustedFileCache", "sandbox_mounts", "verify_trusted_files"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import structlog
 
 from golem_graphene.errors import Error
-from golem_graphene.provider.image import EnclaveImage
-from golem_graphene.provider.runners import EnclaveProcess, EnclaveRunner
+from golem_graphene.host.image import EnclaveImage
+from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner
 
 __all__ = ["StandbyEnclave", "WarmPool"]
 

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider.image import (
+from golem_graphene.gramine.sigstruct import Sigstruct
+from golem_graphene.host.image import (
     EnclaveImage,
     SimSignature,
     _gramine_sign,
@@ -31,8 +32,7 @@ from golem_graphene.provider.image import (
     mrsigner_of,
     sim_mrenclave,
 )
-from golem_graphene.provider.runners import SimRunner
-from golem_graphene.provider.sigstruct import Sigstruct
+from golem_graphene.host.runners import SimRunner
 
 REPO = Path(__file__).resolve().parents[3]
 FAKES = REPO / "tests" / "fakes" / "gramine"

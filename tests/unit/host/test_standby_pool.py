@@ -11,9 +11,9 @@ from typing import Any, cast
 import pytest
 
 from golem_graphene.errors import RunnerError
-from golem_graphene.provider.image import EnclaveImage
-from golem_graphene.provider.runners import EnclaveRunner
-from golem_graphene.provider.warm_pool import WarmPool
+from golem_graphene.host.image import EnclaveImage
+from golem_graphene.host.runners import EnclaveRunner
+from golem_graphene.host.standby_pool import WarmPool
 
 _pids = itertools.count(1000)
 IMAGE = cast(EnclaveImage, object())
