@@ -65,10 +65,11 @@ from typing import Any
 from golem_graphene._logging import configure_logging
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
+from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, parse_size, spec_digest
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.engine import image_key
-from golem_graphene.provider.lifecycle import Task, TaskState
+from golem_graphene.provider.lifecycle import Task
 from golem_graphene.provider.server import ProviderServer
 from golem_graphene.requestor.client import AttestedTask, Requestor, RequestorPolicy
 from golem_graphene.sealing.age import encrypt_file

@@ -64,8 +64,8 @@ MAX_MESSAGE_BYTES: Final = MAX_COLLATERAL_BYTES + 256 * 1024
 MAX_JSON_DEPTH: Final = 64
 """Nesting of JSON values we canonicalise or parse strictly; our documents nest four levels."""
 
-MAX_FILE_NAME_BYTES: Final = 200
-"""An input or output name in UTF-8; on disk it gains ``.age`` and must stay under NAME_MAX."""
+MAX_FILE_NAME_BYTES: Final = 128
+"""An input, output or spec name (ASCII); on disk it gains ``.age``, well under NAME_MAX."""
 
 MAX_TASK_FILES: Final = 4096
 """Inputs per manifest and outputs per receipt (each is one file to hash and decrypt)."""

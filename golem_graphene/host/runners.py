@@ -51,9 +51,9 @@ from golem_graphene.host.sim.filesystem import (
     verify_trusted_files,
 )
 from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
+from golem_graphene.protocol.names import RUNNER_NAMES
 
 __all__ = [
-    "RUNNER_NAMES",
     "EnclaveProcess",
     "EnclaveRunner",
     "GramineDirectRunner",
@@ -66,7 +66,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-RUNNER_NAMES = ("sim", "gramine-sgx", "gramine-direct")
 MAX_CONTROL_LINE = 64 * 1024
 _SEALING_MARGIN_SECONDS = 120.0
 _STDERR_TAIL = 64 * 1024

@@ -18,10 +18,9 @@ form: what a receipt signature covers is what the verifier interprets.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -32,12 +31,13 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from golem_graphene._internal.age_recipient import decode_recipient, encode_recipient
 from golem_graphene.errors import Error, ProtocolError
-from golem_graphene.limits import MAX_FILE_NAME_BYTES, MAX_MESSAGE_BYTES
+from golem_graphene.limits import MAX_MESSAGE_BYTES
 from golem_graphene.protocol.binding import TASK_ID_SIZE
+from golem_graphene.protocol.names import FILE_NAME_PATTERN, RunnerName, validate_file_name
 
 __all__ = [
-    "ERROR_CODE_PATTERN",
     "AgeRecipientText",
     "FileName",
     "Hex32",
@@ -47,22 +47,11 @@ __all__ = [
     "TaskIdHex",
     "UtcTime",
     "describe_validation_error",
-    "is_error_code",
     "recipient_public_bytes",
-    "validate_file_name",
 ]
 
-ERROR_CODE_PATTERN = r"^[a-z0-9_]{1,64}$"
-"""A stable error code, as errors, error bodies and failure events carry it."""
-
-
-def is_error_code(value: object) -> bool:
-    """True when ``value`` is a string that :data:`ERROR_CODE_PATTERN` accepts."""
-    return isinstance(value, str) and re.fullmatch(ERROR_CODE_PATTERN, value) is not None
-
-
-Runner = Literal["sim", "gramine-sgx", "gramine-direct"]
-"""The enclave runners of DESIGN section 3."""
+Runner = RunnerName
+"""The enclave runners (:data:`~golem_graphene.protocol.names.RUNNER_NAMES`)."""
 
 
 # --- field types --------------------------------------------------------------------------------
@@ -119,12 +108,8 @@ TaskIdHex = Annotated[
 def _age_recipient(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an age1... recipient string")
-    # Imported here: golem_graphene.sealing imports this module, so a top-level import would
-    # be circular.
-    from golem_graphene.sealing.keys import X25519Recipient
-
     try:
-        return X25519Recipient.from_string(value).to_string()
+        return encode_recipient(decode_recipient(value))
     except Error as exc:
         raise ValueError(f"is not an X25519 age recipient: {exc.message}") from exc
 
@@ -142,10 +127,8 @@ def recipient_public_bytes(recipient: str) -> bytes:
 
     Raises :class:`ProtocolError` when ``recipient`` is not an X25519 age recipient.
     """
-    from golem_graphene.sealing.keys import X25519Recipient
-
     try:
-        return X25519Recipient.from_string(recipient).public_bytes()
+        return decode_recipient(recipient)
     except Error as exc:
         raise ProtocolError(f"not an X25519 age recipient: {exc.message}") from exc
 
@@ -178,43 +161,12 @@ UtcTime = Annotated[
 """An aware time, normalised to UTC and written as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
 
 
-def validate_file_name(name: str) -> str:
-    """Check an input or output name and return its NFC form.
-
-    A name is one path component that is safe on every host and inside the enclave: non-empty,
-    at most ``MAX_FILE_NAME_BYTES`` in UTF-8, no ``/`` or ``\\``, no NUL or other control
-    characters, not starting with ``.`` (which also excludes ``.`` and ``..`` and hidden
-    files), and no lone surrogates. Names are compared after NFC normalisation, so ``é`` typed
-    on macOS (NFD) and on Linux (NFC) is the same name.
-
-    Raises ``ValueError`` naming the rule (pydantic turns it into a validation error).
-    """
-    if not isinstance(name, str):
-        raise ValueError("a name must be a string")
-    nfc = unicodedata.normalize("NFC", name)
-    try:
-        encoded = nfc.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("a name must be valid Unicode (no lone surrogates)") from None
-    if not encoded:
-        raise ValueError("a name must not be empty")
-    if len(encoded) > MAX_FILE_NAME_BYTES:
-        raise ValueError(f"a name is at most {MAX_FILE_NAME_BYTES} UTF-8 bytes")
-    if nfc.startswith("."):
-        raise ValueError("a name must not start with '.'")
-    if "/" in nfc or "\\" in nfc:
-        raise ValueError("a name must not contain '/' or '\\'")
-    if any(unicodedata.category(ch) == "Cc" for ch in nfc):
-        raise ValueError("a name must not contain control characters")
-    return nfc
-
-
 FileName = Annotated[
     str,
     PlainValidator(validate_file_name),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_FILE_NAME_BYTES}),
+    WithJsonSchema({"type": "string", "pattern": FILE_NAME_PATTERN}),
 ]
-"""An input or output name (see :func:`validate_file_name`)."""
+"""An input or output name (:func:`~golem_graphene.protocol.names.validate_file_name`)."""
 
 
 # --- the base of every document -------------------------------------------------------------------

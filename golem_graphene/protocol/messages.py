@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     Field,
@@ -36,7 +36,6 @@ from golem_graphene.limits import (
     MAX_QUOTE_BYTES,
 )
 from golem_graphene.protocol.fields import (
-    ERROR_CODE_PATTERN,
     AgeRecipientText,
     FileName,
     Hex32,
@@ -47,6 +46,12 @@ from golem_graphene.protocol.fields import (
     UtcTime,
     describe_validation_error,
     recipient_public_bytes,
+)
+from golem_graphene.protocol.names import (
+    ERROR_CODE_PATTERN,
+    FILE_NAME_PATTERN,
+    TERMINAL_STATES,
+    TaskState,
     validate_file_name,
 )
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
@@ -74,22 +79,6 @@ __all__ = [
     "recipient_public_bytes",
     "validate_file_name",
 ]
-
-TaskState = Literal[
-    "created",
-    "launching",
-    "attested",
-    "inputs_received",
-    "running",
-    "sealing",
-    "done",
-    "failed",
-    "cancelled",
-]
-"""Task lifecycle states, in order; the last three are terminal."""
-
-TERMINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
-
 
 # --- field types --------------------------------------------------------------------------------
 
@@ -210,7 +199,7 @@ class CreateTaskRequest(Message):
     """Step 1: the requestor names a task spec (and its SHA-256), its nonce and ``R.pub``."""
 
     protocol: ProtocolName = PROTOCOL_NAME
-    spec_name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    spec_name: Annotated[StrictStr, Field(pattern=FILE_NAME_PATTERN)]
     spec_digest: Hex32
     requestor_key: AgeRecipientText
     nonce: Hex32

@@ -11,16 +11,15 @@ import fnmatch
 import hashlib
 import re
 import tomllib
-import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from golem_graphene.errors import ConfigError
+from golem_graphene.protocol.names import RUNNER_NAMES, validate_file_name
 
 __all__ = [
-    "RUNNERS",
     "AttestationSpec",
     "EnclaveSpec",
     "InputSpec",
@@ -28,13 +27,9 @@ __all__ = [
     "OutputsSpec",
     "TaskSpec",
     "parse_size",
-    "validate_file_name",
 ]
 
-RUNNERS = ("sim", "gramine-sgx", "gramine-direct")
-MAX_NAME_LENGTH = 128
 _SIZE_RE = re.compile(r"([0-9]{1,15})([KkMmGg]?)")
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def parse_size(value: object) -> int:
@@ -51,25 +46,6 @@ def parse_size(value: object) -> int:
             digits, unit = match.groups()
             return int(digits) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit.lower()]
     raise ValueError(f"not a size: {value!r} (use bytes or e.g. '64M')")
-
-
-def validate_file_name(name: str, what: str = "name") -> str:
-    """A plain file name: ASCII letters, digits and ``._+-``, no path, no leading dot.
-
-    Names cross the provider (which is untrusted) and become paths in the enclave's workspace,
-    so anything that could traverse, hide or look alike (``..``, ``/``, NUL, Unicode
-    confusables) is refused. Raises ``ValueError``.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must be a non-empty string")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
-    if unicodedata.normalize("NFC", name) != name or not _NAME_RE.fullmatch(name):
-        raise ValueError(
-            f"{what} {name!r} must be a plain file name of letters, digits and ._+- "
-            "not starting with a dot"
-        )
-    return name
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -181,8 +157,8 @@ class AttestationSpec(_Model):
     @classmethod
     def _runners(cls, value: dict[str, str]) -> dict[str, str]:
         for runner, digest in value.items():
-            if runner not in RUNNERS:
-                raise ValueError(f"unknown runner {runner!r} (known: {', '.join(RUNNERS)})")
+            if runner not in RUNNER_NAMES:
+                raise ValueError(f"unknown runner {runner!r} (known: {', '.join(RUNNER_NAMES)})")
             if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
                 raise ValueError(f"mrenclave for {runner!r} must be 64 hex digits")
         return value

@@ -28,9 +28,10 @@ from golem_graphene import __version__
 from golem_graphene._batched_write import write_and_close
 from golem_graphene.errors import ConfigError, Error, ProtocolError
 from golem_graphene.protocol.messages import CreateTaskRequest, CreateTaskResponse, ErrorBody
-from golem_graphene.protocol.spec import TaskSpec, validate_file_name
+from golem_graphene.protocol.names import TaskState, validate_file_name
+from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.provider.engine import LimitError, NotFoundError, TaskEngine
-from golem_graphene.provider.lifecycle import Task, TaskState, TransitionError
+from golem_graphene.provider.lifecycle import Task, TransitionError
 from golem_graphene.provider.openapi import openapi_document
 from golem_graphene.sealing.input_manifest import ciphertext_name
 

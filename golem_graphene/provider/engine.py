@@ -32,11 +32,11 @@ from golem_graphene.host.sandbox import PidsLimit, kill_session
 from golem_graphene.host.standby_pool import StandbyEnclave, WarmPool
 from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES
 from golem_graphene.protocol.binding import format_task_id, new_task_id
-from golem_graphene.protocol.fields import is_error_code
 from golem_graphene.protocol.messages import Evidence, new_capability_token
+from golem_graphene.protocol.names import TaskState, is_error_code
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.lifecycle import Task, TaskState, TaskStore, TransitionError
+from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
 from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = ["LimitError", "NotFoundError", "TaskEngine", "image_key"]

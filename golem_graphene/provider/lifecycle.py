@@ -19,31 +19,15 @@ import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import ProtocolError
-from golem_graphene.protocol.fields import is_error_code
+from golem_graphene.protocol.names import TERMINAL_STATES, TaskState, is_error_code
 
-__all__ = ["TERMINAL", "Task", "TaskState", "TaskStore", "TransitionError"]
-
-
-class TaskState(StrEnum):
-    """Where a task is in its life."""
-
-    CREATED = "created"
-    LAUNCHING = "launching"
-    ATTESTED = "attested"
-    INPUTS_RECEIVED = "inputs_received"
-    RUNNING = "running"
-    SEALING = "sealing"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+__all__ = ["Task", "TaskStore", "TransitionError"]
 
 
-TERMINAL = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 _NEXT: dict[TaskState, frozenset[TaskState]] = {
     TaskState.CREATED: frozenset({TaskState.LAUNCHING}),
     TaskState.LAUNCHING: frozenset({TaskState.ATTESTED}),
@@ -87,7 +71,7 @@ class Task:
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in TERMINAL_STATES
 
     def public(self) -> dict[str, Any]:
         """What the task's owner may see (never token digests or pids)."""

@@ -57,8 +57,8 @@ from golem_graphene.attestation.verifier import (
 )
 from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
-from golem_graphene.protocol.fields import is_error_code
 from golem_graphene.protocol.messages import Evidence
+from golem_graphene.protocol.names import is_error_code
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef

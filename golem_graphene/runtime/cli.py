@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from golem_graphene.errors import Error, UsageError
-from golem_graphene.host.runners import RUNNER_NAMES
+from golem_graphene.protocol.names import RUNNER_NAMES
 from golem_graphene.runtime.settings import ENTRYPOINTS, RuntimeSettings
 
 __all__ = ["add_arguments", "dispatch", "main"]

@@ -28,8 +28,9 @@ from typing import Any
 
 import golem_graphene
 from golem_graphene.host.image import load_or_create_signing_key, mrsigner_of
-from golem_graphene.host.runners import RUNNER_NAMES, check_sgx_host, gramine_version
+from golem_graphene.host.runners import check_sgx_host, gramine_version
 from golem_graphene.host.sandbox import bwrap_available
+from golem_graphene.protocol.names import RUNNER_NAMES
 from golem_graphene.protocol.version import PROTOCOL_NAME
 from golem_graphene.runtime.settings import RUNTIME_NAME, RUNTIME_VERSION, RuntimeSettings
 

@@ -51,7 +51,8 @@ from golem_graphene.host.image import EnclaveImage
 from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner
 from golem_graphene.protocol.binding import format_task_id, parse_task_id
 from golem_graphene.protocol.messages import Evidence
-from golem_graphene.protocol.spec import TaskSpec, validate_file_name
+from golem_graphene.protocol.names import validate_file_name
+from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.runtime.deploy import Deployment
 from golem_graphene.runtime.settings import (
     ENTRYPOINTS,

@@ -20,7 +20,8 @@ from typing import Final
 
 import golem_graphene
 from golem_graphene.errors import ConfigError
-from golem_graphene.host.runners import RUNNER_NAMES, EnclaveRunner, make_runner
+from golem_graphene.host.runners import EnclaveRunner, make_runner
+from golem_graphene.protocol.names import RUNNER_NAMES
 
 __all__ = [
     "COUNTER_ENCLAVE_SECONDS",

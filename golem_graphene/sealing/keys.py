@@ -17,8 +17,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from golem_graphene import limits
+from golem_graphene._internal import bech32
+from golem_graphene._internal.age_recipient import decode_recipient, encode_recipient
 from golem_graphene.errors import AgeFormatError, UnsupportedRecipientError, UsageError
-from golem_graphene.sealing._internal import bech32
 
 __all__ = [
     "X25519Identity",
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 _IDENTITY_HRP = "age-secret-key-"
-_RECIPIENT_HRP = "age"
 _KEY_SIZE = 32
 
 
@@ -42,17 +42,6 @@ def _unsupported_identity(text: str) -> str | None:
         return "age plugin identities are not supported; use an X25519 identity"
     if text.startswith("-----BEGIN") and "PRIVATE KEY" in text:
         return "SSH identities are not supported; use an X25519 identity (AGE-SECRET-KEY-1...)"
-    return None
-
-
-def _unsupported_recipient(text: str) -> str | None:
-    if text.startswith(("ssh-ed25519 ", "ssh-rsa ", "sk-ssh-", "ecdsa-sha2-")):
-        return "SSH recipients are not supported; use an X25519 recipient (age1...)"
-    lower = text.lower()
-    if lower.startswith("age1pq1"):
-        return "post-quantum (mlkem768x25519) recipients are not supported; use age1..."
-    if lower.startswith(("age1tag1", "age1tagpq1")):
-        return "tagged (hardware) recipients are not supported; use an X25519 recipient"
     return None
 
 
@@ -88,23 +77,7 @@ class X25519Recipient:
         for anything that is not a valid recipient (bad checksum, wrong length), so that a typo
         never seals to the wrong key.
         """
-        text = s.strip()
-        reason = _unsupported_recipient(text)
-        if reason:
-            raise UnsupportedRecipientError(reason, found=text[:24])
-        hrp, data = bech32.decode(text)
-        if hrp != _RECIPIENT_HRP:
-            if hrp.startswith("age1"):
-                raise UnsupportedRecipientError(
-                    "age plugin recipients are not supported; use an X25519 recipient (age1...)",
-                    found=hrp,
-                )
-            raise AgeFormatError("not an age recipient", expected="age1...", found=text[:24])
-        if len(data) != _KEY_SIZE:
-            raise AgeFormatError(
-                "X25519 recipient has the wrong length", expected=32, found=len(data)
-            )
-        return cls.from_public_bytes(data)
+        return cls.from_public_bytes(decode_recipient(s))
 
     def public_bytes(self) -> bytes:
         """The raw 32-byte X25519 public key."""
@@ -112,7 +85,7 @@ class X25519Recipient:
 
     def to_string(self) -> str:
         """The ``age1...`` encoding, as ``age-keygen`` prints it."""
-        return bech32.encode(_RECIPIENT_HRP, self._raw)
+        return encode_recipient(self._raw)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, X25519Recipient) and self._raw == other._raw

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from golem_graphene.errors import Error
 from golem_graphene.protocol.binding import Transcript
 from golem_graphene.protocol.messages import CreateTaskRequest, ErrorBody
-from golem_graphene.protocol.spec import validate_file_name
+from golem_graphene.protocol.names import validate_file_name
 from golem_graphene.provider.api import build_app
 from golem_graphene.provider.openapi import openapi_document
 from golem_graphene.requestor.channel import TaskRef

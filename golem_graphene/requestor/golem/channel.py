@@ -32,7 +32,7 @@ from typing import Any
 
 from golem_graphene.errors import Error
 from golem_graphene.protocol.binding import format_task_id, new_task_id
-from golem_graphene.protocol.spec import validate_file_name
+from golem_graphene.protocol.names import validate_file_name
 from golem_graphene.requestor.channel import ChannelError, TaskRef
 from golem_graphene.requestor.golem.executor import (
     Command,

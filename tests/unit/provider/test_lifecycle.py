@@ -13,14 +13,10 @@ from pathlib import Path
 import pytest
 from _provider_fakes import FakeRunner, make_engine, write_spec
 
+from golem_graphene.protocol.names import TERMINAL_STATES as TERMINAL
+from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import spec_digest
-from golem_graphene.provider.lifecycle import (
-    TERMINAL,
-    Task,
-    TaskState,
-    TaskStore,
-    TransitionError,
-)
+from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
 
 S = TaskState
 PATH = [S.CREATED, S.LAUNCHING, S.ATTESTED, S.INPUTS_RECEIVED, S.RUNNING, S.SEALING, S.DONE]

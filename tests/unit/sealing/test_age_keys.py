@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from golem_graphene._internal import bech32
 from golem_graphene.errors import AgeFormatError, UnsupportedRecipientError, UsageError
 from golem_graphene.limits import MAX_AGE_KEY_FILE_BYTES
 from golem_graphene.sealing import (
@@ -16,7 +17,6 @@ from golem_graphene.sealing import (
     parse_identities,
     parse_recipients,
 )
-from golem_graphene.sealing._internal import bech32
 
 # The example key pair of the C2SP age spec (identity = 32 bytes of 0x42).
 SPEC_IDENTITY = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from golem_graphene._internal import bech32
 from golem_graphene.errors import AgeFormatError
-from golem_graphene.sealing._internal import bech32
 
 
 class TestDecode:

@@ -436,34 +436,15 @@ def test_input_entry_rules(entry: dict[str, Any], rule: str) -> None:
         InputManifest.from_json(json.dumps(obj).encode())
 
 
-def test_names_are_unique_after_nfc() -> None:
+def test_names_must_be_plain_ascii() -> None:
     task = new_task()
-    nfc = "é.txt"
-    nfd = unicodedata.normalize("NFD", nfc)
-    entries = [
-        InputEntry(name=nfc, size=1, ciphertext_size=2, ciphertext_sha256=bytes(32)),
-        InputEntry(name=nfd, size=1, ciphertext_size=2, ciphertext_sha256=bytes(32)),
-    ]
-    assert entries[1].name == nfc
     obj = json.loads(manifest_for(task).to_json())
-    obj["inputs"] = [json.loads(e.model_dump_json()) for e in entries]
-    obj["inputs"][1]["name"] = nfd
-    with pytest.raises(InputManifestFormatError, match="appears twice"):
+    obj["inputs"][0]["name"] = unicodedata.normalize("NFD", "é.txt")
+    with pytest.raises(InputManifestFormatError, match="plain file name"):
         InputManifest.from_json(json.dumps(obj).encode())
 
 
-def test_entry_lookup() -> None:
-    m = manifest_for(new_task())
-    assert m.entry("data.csv").size == 10
-    with pytest.raises(KeyError):
-        m.entry("nope")
-
-
-names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"),
-    min_size=1,
-    max_size=20,
-).filter(lambda s: not s.startswith("."))
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,19}", fullmatch=True)
 entries = st.builds(
     InputEntry,
     name=names,
@@ -512,7 +493,7 @@ def _workspace(tmp_path: Path, files: dict[str, bytes]) -> tuple[InputManifest, 
     return InputManifest(task_id=bytes(16), inputs=entries), directory
 
 
-FILES = {"data.csv": os.urandom(3000), "empty": b"", "résumé.pdf": os.urandom(10)}
+FILES = {"data.csv": os.urandom(3000), "empty": b"", "resume.pdf": os.urandom(10)}
 
 
 def test_check_inputs_accepts_the_declared_files(tmp_path: Path) -> None:
