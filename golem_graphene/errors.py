@@ -67,10 +67,12 @@ class Error(Exception):
 
     def describe(self) -> str:
         """The message with the expected and found values, when they are known."""
-        parts = [self.message]
-        if self.expected is not None or self.found is not None:
-            parts.append(f"expected {self.expected!s}, found {self.found!s}")
-        return ": ".join(parts)
+        detail = []
+        if self.expected is not None:
+            detail.append(f"expected {self.expected!s}")
+        if self.found is not None:
+            detail.append(f"found {self.found!s}")
+        return ": ".join([self.message, ", ".join(detail)]) if detail else self.message
 
     def to_dict(self) -> dict[str, str]:
         """The stable JSON form used by the CLI and the HTTP API."""

@@ -85,6 +85,13 @@ MAX_INPUT_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 MAX_RECEIPT_BUNDLE_BYTES: Final = MAX_MESSAGE_BYTES + 2 * 1024 * 1024
 """A receipt bundle: evidence plus a receipt with up to MAX_TASK_FILES output entries."""
 
+MAX_AGENT_FRAME_BYTES: Final = 256 * 1024
+"""One frame of the host <-> agent control channel, line feed included (docs/agent-protocol.md):
+the largest, ``evidence``, carries a quote of at most MAX_QUOTE_BYTES in hex."""
+
+MAX_AGENT_MESSAGE_CHARS: Final = 1024
+"""The free-text ``message`` of an agent's ``failed`` event."""
+
 MAX_EVENT_MESSAGE_CHARS: Final = 4096
 """The free-text ``message`` of a task event."""
 

@@ -1,6 +1,7 @@
 """Trust and policy flags shared by ``verify-quote``, ``verify-receipt`` and ``run``.
 
-One definition of each flag, one way to turn them into a policy and verifier options, and one
+One definition of each flag, one way to turn them into a policy
+(:meth:`~golem_graphene.requestor.policy.RequestorPolicy.build`) and verifier options, and one
 place that prints every insecure opt-in loudly.
 """
 
@@ -8,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from golem_graphene.attestation.anchors import TrustAnchor
-from golem_graphene.attestation.policy import ANY_EXCEPT_REVOKED, AllOf, build_policy
-from golem_graphene.attestation.tcb import TcbStatus
-from golem_graphene.attestation.verifier import CRL_NAMES, VerifyOptions
+from golem_graphene.attestation.policy import ANY_EXCEPT_REVOKED, AllOf
 from golem_graphene.errors import UsageError
+from golem_graphene.requestor.policy import RequestorPolicy
 
 __all__ = [
     "add_policy_flags",
@@ -25,7 +25,7 @@ __all__ = [
     "parse_time",
     "policy_from_args",
     "read_file",
-    "verify_options_from_args",
+    "requestor_policy_from_args",
     "warn_opt_ins",
 ]
 
@@ -123,36 +123,44 @@ def read_file(path: str, what: str, limit: int | None = None) -> bytes:
     return data
 
 
-def _check_statuses(statuses: list[str]) -> None:
-    for status in statuses:
-        if status != ANY_EXCEPT_REVOKED and status not in TcbStatus.__members__.values():
-            raise UsageError(
-                "--accept-tcb takes a TCB status",
-                expected=", ".join(TcbStatus) + f" or {ANY_EXCEPT_REVOKED}",
-                found=status,
-            )
+_FLAG_NAMES = {
+    "accept_tcb": "--accept-tcb",
+    "expected_mrenclave": "--mrenclave",
+    "trusted_simulation_roots": "--trust-simulated-root",
+    "mrsigner": "--mrsigner",
+    "isvprodid": "--isvprodid",
+    "min_isvsvn": "--min-isvsvn",
+    "max_collateral_age": "--max-collateral-age",
+}
 
 
-def policy_from_args(args: argparse.Namespace) -> AllOf:
-    """The policy the flags describe (strict defaults for every unset flag)."""
-    _check_statuses(args.accept_tcb)
+def requestor_policy_from_args(args: argparse.Namespace) -> RequestorPolicy:
+    """The policy the flags describe (strict defaults for every unset flag); a bad value is a
+    :class:`UsageError` naming the flag. The one way every command reads these flags."""
+    return RequestorPolicy.build(
+        accept_tcb=args.accept_tcb,
+        allow_debug=args.allow_debug,
+        allow_missing_crls=args.allow_missing_crl,
+        trusted_simulation_roots=args.trust_simulated_root,
+        root=anchor_from_args(args),
+        max_collateral_age=args.max_collateral_age,
+        expected_mrenclave=args.mrenclave,
+        mrsigner=args.mrsigner,
+        isvprodid=args.isvprodid,
+        min_isvsvn=args.min_isvsvn,
+        error=UsageError,
+        names=_FLAG_NAMES,
+    )
+
+
+def policy_from_args(args: argparse.Namespace, requestor: RequestorPolicy) -> AllOf:
+    """The quote checks of ``requestor`` (the flags' policy) and ``--report-data``, for
+    commands that take no spec."""
+    report_data = getattr(args, "report_data", None)
     try:
-        return build_policy(
-            mrenclaves=args.mrenclave,
-            mrsigner=args.mrsigner,
-            isvprodid=args.isvprodid,
-            min_isvsvn=args.min_isvsvn,
-            accept_tcb=args.accept_tcb,
-            allow_debug=args.allow_debug,
-            report_data=getattr(args, "report_data", None),
-            max_collateral_age=(
-                timedelta(seconds=args.max_collateral_age)
-                if args.max_collateral_age is not None
-                else None
-            ),
-        )
-    except ValueError as exc:
-        raise UsageError(f"invalid policy flag: {exc}") from exc
+        return requestor.attestation_policy(report_data=report_data, require_pin=False)
+    except ValueError as exc:  # --report-data: not hex, too long
+        raise UsageError(f"--report-data: {exc}") from None
 
 
 def anchor_from_args(args: argparse.Namespace) -> TrustAnchor | None:
@@ -162,24 +170,7 @@ def anchor_from_args(args: argparse.Namespace) -> TrustAnchor | None:
     return TrustAnchor.from_pem(read_file(args.root, "root certificate", MAX_ROOT_BYTES), args.root)
 
 
-def verify_options_from_args(args: argparse.Namespace) -> VerifyOptions:
-    """Missing-CRL and simulation-root opt-ins."""
-    return VerifyOptions(
-        allow_missing_crls=CRL_NAMES if args.allow_missing_crl else frozenset(),
-        trusted_simulation_roots=frozenset(f.lower() for f in args.trust_simulated_root),
-    )
-
-
-def warn_opt_ins(args: argparse.Namespace) -> None:
+def warn_opt_ins(policy: RequestorPolicy) -> None:
     """Print every insecure opt-in on stderr, loudly."""
-    loud = []
-    if args.allow_debug:
-        loud.append("debug enclaves are ACCEPTED (--allow-debug): their memory is not confidential")
-    if args.allow_missing_crl:
-        loud.append("missing CRLs are ACCEPTED (--allow-missing-crl): revocation is not checked")
-    if args.trust_simulated_root:
-        loud.append("a SIMULATED root is trusted (--trust-simulated-root): no real SGX protection")
-    if any(s != TcbStatus.UP_TO_DATE for s in args.accept_tcb):
-        loud.append(f"TCB statuses other than UpToDate are accepted: {', '.join(args.accept_tcb)}")
-    for line in loud:
+    for line in policy.opt_ins():
         sys.stderr.write(f"WARNING: {line}\n")

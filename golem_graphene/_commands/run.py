@@ -13,16 +13,18 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from golem_graphene._commands._attestation_flags import read_file
-from golem_graphene.attestation.anchors import TrustAnchor
-from golem_graphene.attestation.policy import ANY_EXCEPT_REVOKED
-from golem_graphene.attestation.tcb import TcbStatus
+from golem_graphene._commands._attestation_flags import (
+    add_policy_flags,
+    add_trust_flags,
+    requestor_policy_from_args,
+    warn_opt_ins,
+)
 from golem_graphene.errors import UsageError
-from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskResult
+from golem_graphene.requestor.client import Requestor, TaskResult
+from golem_graphene.requestor.policy import RequestorPolicy
 from golem_graphene.sealing.keys import X25519Identity, load_identities
 
 DEFAULT_IDENTITY = "identity.txt"
@@ -74,34 +76,8 @@ def register(sub: Any) -> None:
         metavar="NAME=VALUE",
         help="workload environment variable (repeatable)",
     )
-    pol = p.add_argument_group("policy")
-    pol.add_argument(
-        "--mrenclave",
-        action="append",
-        default=[],
-        metavar="HEX",
-        help="expected MRENCLAVE (default: the spec's pin, else a local build)",
-    )
-    pol.add_argument(
-        "--accept-tcb",
-        action="append",
-        default=[],
-        metavar="STATUS",
-        help=f"accepted TCB status (repeatable; default UpToDate; {ANY_EXCEPT_REVOKED})",
-    )
-    pol.add_argument("--allow-debug", action="store_true", help="INSECURE: accept debug enclaves")
-    pol.add_argument(
-        "--allow-missing-crl", action="store_true", help="INSECURE: accept collateral without CRLs"
-    )
-    pol.add_argument(
-        "--trust-simulated-root",
-        action="append",
-        default=[],
-        metavar="SHA256",
-        help="INSECURE: trust this sim provider's simulation root (no SGX protection)",
-    )
-    pol.add_argument("--root", metavar="CERT", help="trust anchor (default: Intel SGX Root CA)")
-    pol.add_argument("--max-collateral-age", type=float, metavar="SECONDS")
+    add_trust_flags(p, with_time=False)
+    add_policy_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -157,32 +133,6 @@ class Progress:
             sys.stderr.write(f"           {event['message']}: {done} bytes ({rate:.1f} MiB/s)\n")
 
 
-def build_policy(args: argparse.Namespace, mrenclave: tuple[str, ...]) -> RequestorPolicy:
-    for status in args.accept_tcb:
-        if status != ANY_EXCEPT_REVOKED and status not in TcbStatus.__members__.values():
-            raise UsageError("--accept-tcb takes a TCB status", found=status)
-    for line in (
-        (["debug enclaves are ACCEPTED"] if args.allow_debug else [])
-        + (["missing CRLs are ACCEPTED"] if args.allow_missing_crl else [])
-        + ([f"SIMULATED root trusted: {f}" for f in args.trust_simulated_root])
-    ):
-        sys.stderr.write(f"WARNING: {line}\n")
-    root = (
-        TrustAnchor.from_pem(read_file(args.root, "trust anchor"), args.root) if args.root else None
-    )
-    return RequestorPolicy(
-        accept_tcb=tuple(args.accept_tcb) or ("UpToDate",),
-        allow_debug=args.allow_debug,
-        allow_missing_crls=args.allow_missing_crl,
-        trusted_simulation_roots=tuple(f.lower() for f in args.trust_simulated_root),
-        root=root,
-        max_collateral_age=timedelta(seconds=args.max_collateral_age)
-        if args.max_collateral_age
-        else None,
-        expected_mrenclave=mrenclave,
-    )
-
-
 async def _run(
     args: argparse.Namespace, policy: RequestorPolicy, identity: X25519Identity
 ) -> TaskResult:
@@ -217,9 +167,9 @@ def run(args: argparse.Namespace) -> int:
     identity = load_or_create_identity(
         Path(args.identity) if args.identity else default_identity_path()
     )
-    mrenclave = tuple(args.mrenclave)
-    policy = build_policy(args, mrenclave)
-    if not mrenclave:
+    policy = requestor_policy_from_args(args)
+    warn_opt_ins(policy)
+    if not policy.pins_enclave:
         from golem_graphene.requestor.measure import expected_mrenclave
 
         runner = "sim" if args.trust_simulated_root else "gramine-sgx"
@@ -228,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(
                 f"expected MRENCLAVE[{runner}] from a local build of the spec: {value}\n"
             )
-        policy = RequestorPolicy(**{**policy.__dict__, "expected_mrenclave": (value,)})
+        policy = policy.with_expected_mrenclave(value)
     result = asyncio.run(_run(args, policy, identity))
     summary = describe(result)
     sys.stderr.write(

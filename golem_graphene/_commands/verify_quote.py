@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from golem_graphene._commands._attestation_flags import (
     add_policy_flags,
     add_trust_flags,
-    anchor_from_args,
     parse_time,
     policy_from_args,
     read_file,
-    verify_options_from_args,
+    requestor_policy_from_args,
     warn_opt_ins,
 )
 from golem_graphene.attestation.anchors import TrustAnchor
@@ -32,6 +31,8 @@ from golem_graphene.errors import Error, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from golem_graphene.attestation.ias import VerifiedIasReport
+    from golem_graphene.requestor.policy import RequestorPolicy
+
 
 __all__ = ["parse_time", "register", "run"]
 
@@ -101,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
         if bool(args.collateral) == bool(args.pcs_url):
             raise UsageError("give exactly one of --collateral FILE or --pcs-url URL")
     at = parse_time(args.at)
-    policy = policy_from_args(args)
-    anchor = anchor_from_args(args)
-    warn_opt_ins(args)
+    requestor = requestor_policy_from_args(args)
+    policy = policy_from_args(args, requestor)
+    anchor = requestor.root
+    warn_opt_ins(requestor)
     out: dict[str, Any] = dict.fromkeys(JSON_FIELDS)
     out["advisory_ids"] = []
     try:
-        result = _verify_ias(args, at, anchor) if is_ias else _verify_dcap(args, at, anchor, out)
+        result = _verify_ias(args, at, anchor) if is_ias else _verify_dcap(args, at, requestor, out)
+
         fields = result.to_dict()
         out.update(fields)
         policy.check(result)
@@ -122,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify_dcap(
-    args: argparse.Namespace, at: datetime, anchor: TrustAnchor | None, out: dict[str, Any]
+    args: argparse.Namespace,
+    at: datetime,
+    requestor: RequestorPolicy,
+    out: dict[str, Any],
 ) -> VerifiedQuote:
     quote = Quote.from_bytes(read_file(args.quote_file, "quote file"))
     out.update(identity_fields(quote))
@@ -134,7 +140,7 @@ def _verify_dcap(
         cache = Path(args.cache_dir) if args.cache_dir else None
         collateral = collateral_for_quote(quote, args.pcs_url, cache_dir=cache, at=at)
     verifier = QuoteVerifier(
-        anchor=anchor or TrustAnchor.intel_sgx_root(), options=verify_options_from_args(args)
+        anchor=requestor.root or TrustAnchor.intel_sgx_root(), options=requestor.verify_options()
     )
     return verifier.verify(quote, collateral, at)
 

@@ -23,11 +23,10 @@ from typing import Any
 from golem_graphene._commands._attestation_flags import (
     add_policy_flags,
     add_trust_flags,
-    anchor_from_args,
     parse_time,
     policy_from_args,
     read_file,
-    verify_options_from_args,
+    requestor_policy_from_args,
     warn_opt_ins,
 )
 from golem_graphene.attestation.anchors import TrustAnchor
@@ -103,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.outputs and not Path(args.outputs).is_dir():
         raise UsageError(f"--outputs must be a directory: {args.outputs!r}")
     at = parse_time(args.at)
-    policy = policy_from_args(args)
-    anchor = anchor_from_args(args) or TrustAnchor.intel_sgx_root()
+    requestor = requestor_policy_from_args(args)
+    policy = policy_from_args(args, requestor)
+    anchor = requestor.root or TrustAnchor.intel_sgx_root()
     identities = _identities(args.identity)
     data = read_file(args.receipt, "receipt bundle", MAX_RECEIPT_BUNDLE_BYTES)
     collateral_data = (
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         if args.collateral
         else None
     )
-    warn_opt_ins(args)
+    warn_opt_ins(requestor)
     out: dict[str, Any] = dict.fromkeys(JSON_FIELDS)
     out["outputs"] = []
     try:
@@ -121,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
         collateral = (
             QuoteCollateral.from_json(collateral_data) if collateral_data is not None else None
         )
-        verifier = QuoteVerifier(
-            anchor=anchor,
-            options=verify_options_from_args(args),
-        )
+        verifier = QuoteVerifier(anchor=anchor, options=requestor.verify_options())
+
         result = verify_receipt_bundle(
             bundle,
             outputs_dir=Path(args.outputs) if args.outputs else None,

@@ -1,4 +1,4 @@
-"""``python -m golem_graphene.enclave IO_DIR``: the enclave's entrypoint."""
+"""``python -m golem_graphene.enclave WORKLOAD_JSON IO_DIR WORKSPACE_DIR``: the entrypoint."""
 
 import os
 import sys

@@ -334,7 +334,10 @@ def _write_workload(spec: TaskSpec, image: Path) -> None:
         if not spec.enclave.entrypoint.startswith("/"):
             raise ConfigError("enclave.entrypoint must be an absolute path for the native runtime")
         argv = [spec.enclave.entrypoint]
+    limits = spec.limits
+    # The agent's workload description (docs/agent-protocol.md section 5): integers only.
     workload = {
+        "format": 1,
         "argv": argv,
         "args": list(spec.enclave.args),
         "env": spec.enclave.env,
@@ -342,8 +345,15 @@ def _write_workload(spec: TaskSpec, image: Path) -> None:
             {"name": i.name, "max_size": i.max_size, "required": i.required} for i in spec.inputs
         ],
         "outputs": list(spec.outputs.files),
-        "limits": spec.limits.model_dump(),
+        "limits": {
+            "wall_ms": round(limits.wall_seconds * 1000),
+            "cpu_seconds": limits.cpu_seconds,
+            "memory": limits.memory,
+            "output_size": limits.output_size,
+            "max_outputs": limits.max_outputs,
+        },
     }
+
     (image / "workload.json").write_text(json.dumps(workload, indent=2, sort_keys=True) + "\n")
 
 

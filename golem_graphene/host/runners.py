@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +49,8 @@ from golem_graphene.host.sim.filesystem import (
     verify_trusted_files,
 )
 from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
+from golem_graphene.limits import MAX_AGENT_FRAME_BYTES
+from golem_graphene.protocol.agent import AgentProtocolError
 from golem_graphene.protocol.names import RUNNER_NAMES
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-MAX_CONTROL_LINE = 64 * 1024
 _SEALING_MARGIN_SECONDS = 120.0
 _STDERR_TAIL = 64 * 1024
 
@@ -115,34 +114,34 @@ class EnclaveProcess:
             self._killed_for_timeout = True
             self.kill()
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """JSON objects the agent writes on its control pipe, until it closes it."""
-        assert self._proc.stdout is not None
-        while True:
-            try:
-                line = await self._proc.stdout.readline()
-            except ValueError as exc:  # line longer than the stream limit
-                raise RunnerError("the enclave wrote an oversized control message") from exc
-            if not line:
-                return
-            if len(line) > MAX_CONTROL_LINE:
-                raise RunnerError("the enclave wrote an oversized control message")
-            try:
-                event = json.loads(line)
-            except ValueError as exc:
-                raise RunnerError("the enclave wrote a malformed control message") from exc
-            if not isinstance(event, dict):
-                raise RunnerError("the enclave wrote a malformed control message")
-            yield event
+    async def read_frame(self) -> bytes | None:
+        """The agent's next control frame (one line), or None once it closed its output.
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """Write one command to the agent."""
+        Raises :class:`AgentProtocolError` for a line longer than a frame may be (the stream
+        stops buffering at the limit).
+        """
+        assert self._proc.stdout is not None
+        try:
+            line = await self._proc.stdout.readline()
+        except ValueError:  # longer than the stream's limit
+            raise AgentProtocolError(
+                "the enclave wrote a frame that is too long",
+                expected=f"<= {MAX_AGENT_FRAME_BYTES} bytes",
+            ) from None
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            raise AgentProtocolError("the enclave's last frame has no line feed")
+        return line
+
+    async def write_frame(self, frame: bytes) -> None:
+        """Write one control frame to the agent."""
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+            self._proc.stdin.write(frame)
             await self._proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise RunnerError("the enclave is gone (control pipe closed)") from exc
+            raise RunnerError("the enclave is gone (control channel closed)") from exc
 
     async def wait(self) -> int:
         """Wait for exit; returns the exit status (negative: killed by that signal)."""
@@ -220,7 +219,8 @@ async def _start(
             stderr=err,
             start_new_session=True,
             env=env,
-            limit=MAX_CONTROL_LINE,
+            # The reader's buffer bound: a longer line is refused, never buffered whole.
+            limit=MAX_AGENT_FRAME_BYTES,
         )
 
 

@@ -18,51 +18,28 @@ import asyncio
 import contextlib
 import secrets
 import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from golem_graphene.errors import Error
 from golem_graphene.host.image import EnclaveImage
-from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner
+from golem_graphene.host.runners import EnclaveRunner
+from golem_graphene.host.session import LOG_NAME, EnclaveSession
 
-__all__ = ["StandbyEnclave", "WarmPool"]
+__all__ = ["StandbyPool"]
 
 log = structlog.get_logger(__name__)
 
-READY_TIMEOUT_SECONDS = 120.0
 LAUNCH_FOLDER = "launch"
-LOG_NAME = "enclave.log"
 
 
-@dataclass
-class StandbyEnclave:
-    """A started enclave that reported ``ready``; ``events`` continues after that event."""
-
-    process: EnclaveProcess
-    folder: Path
-    events: AsyncIterator[dict[str, Any]]
-
-    @property
-    def launch_dir(self) -> Path:
-        return self.folder / LAUNCH_FOLDER
-
-    @property
-    def log_path(self) -> Path:
-        return self.folder / LOG_NAME
-
-    async def discard(self) -> None:
-        """Kill the enclave and remove its folder."""
-        self.process.kill()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.process.wait(), 10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+async def _discard(session: EnclaveSession) -> None:
+    """Kill a standby enclave and remove its folder."""
+    await session.close()
+    shutil.rmtree(session.launch_dir.parent, ignore_errors=True)
 
 
-class WarmPool:
+class StandbyPool:
     """Up to ``per_image`` standby enclaves per image, under ``root`` (0 disables the pool).
 
     Only the ``max_images`` images most recently used keep standby enclaves (an image whose
@@ -78,7 +55,7 @@ class WarmPool:
         self.root = root
         self.per_image = per_image
         self.max_images = max_images
-        self._ready: dict[str, list[StandbyEnclave]] = {}
+        self._ready: dict[str, list[EnclaveSession]] = {}
         self._starting: dict[str, int] = {}
         self._used: dict[str, None] = {}  # image keys, least recently used first
         self._starts: set[asyncio.Task[None]] = set()
@@ -90,7 +67,7 @@ class WarmPool:
 
     def ready_pids(self, key: str) -> list[int]:
         """Process ids of the standby enclaves of image ``key`` ready now, oldest first."""
-        return [standby.process.pid for standby in self._ready.get(key, [])]
+        return [standby.pid for standby in self._ready.get(key, [])]
 
     async def wait_ready(self, key: str, timeout: float) -> bool:
         """Wait until the pool of ``key`` is full (for benchmarks and tests); False on timeout."""
@@ -102,17 +79,17 @@ class WarmPool:
             await asyncio.sleep(0.01)
         return True
 
-    async def take(self, key: str, image: EnclaveImage) -> StandbyEnclave | None:
+    async def take(self, key: str, image: EnclaveImage) -> EnclaveSession | None:
         """A ready standby enclave of ``image`` (None if there is none); refills in the
         background either way, so the next task finds one."""
         taken = None
         ready = self._ready.get(key, [])
         while ready and taken is None:
             candidate = ready.pop(0)
-            if candidate.process.running:
+            if candidate.running:
                 taken = candidate
             else:  # died while waiting (killed from outside, out of memory): not usable
-                await candidate.discard()
+                await _discard(candidate)
         self._used.pop(key, None)
         self._used[key] = None
         while len(self._used) > self.max_images:
@@ -125,7 +102,7 @@ class WarmPool:
         discarded when they are ready)."""
         self._used.pop(key, None)
         for standby in self._ready.pop(key, []):
-            await standby.discard()
+            await _discard(standby)
 
     def _fill(self, key: str, image: EnclaveImage) -> None:
         """Start enclaves of ``image`` until ``per_image`` are ready or starting."""
@@ -140,31 +117,33 @@ class WarmPool:
 
     async def _start(self, key: str, image: EnclaveImage) -> None:
         folder = self.root / secrets.token_hex(8)
-        standby: StandbyEnclave | None = None
+        standby: EnclaveSession | None = None
         try:
             folder.mkdir(parents=True, mode=0o700)
-            process = await self.runner.launch(
-                image, folder / LAUNCH_FOLDER, stderr_path=folder / LOG_NAME, standby=True
+            standby = await EnclaveSession.launch(
+                self.runner,
+                image,
+                folder / LAUNCH_FOLDER,
+                stderr_path=folder / LOG_NAME,
+                standby=True,
             )
-            standby = StandbyEnclave(process, folder, process.events())
-            first = await asyncio.wait_for(anext(standby.events, None), READY_TIMEOUT_SECONDS)
-            if first is None or first.get("event") != "ready":
-                raise _NotReadyError(first)
-        except (Error, OSError, TimeoutError, _NotReadyError) as exc:
+            await standby.wait_ready()
+        except Exception as exc:  # a bug too: never leave a started enclave behind
             # Tasks still launch on demand, and say what is wrong if it is the image.
             log.warning("standby enclave failed to start", image=key, error=str(exc)[:300])
-            await _discard(standby, folder)
+
+            await _discard_started(standby, folder)
             return
         except asyncio.CancelledError:
-            await _discard(standby, folder)
+            await _discard_started(standby, folder)
             raise
         finally:
             self._starting[key] -= 1
         if self._closed or key not in self._used:
-            await standby.discard()
+            await _discard(standby)
             return
         self._ready.setdefault(key, []).append(standby)
-        log.info("standby enclave ready", image=key, pid=standby.process.pid)
+        log.info("standby enclave ready", image=key, pid=standby.pid)
 
     async def close(self) -> None:
         """Stop starting enclaves, kill the standby ones and remove their folders."""
@@ -176,22 +155,13 @@ class WarmPool:
                 await start
         for standbys in self._ready.values():
             for standby in standbys:
-                await standby.discard()
+                await _discard(standby)
         self._ready.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class _NotReadyError(Exception):
-    def __init__(self, first: dict[str, Any] | None) -> None:
-        if first is None:
-            super().__init__("the enclave exited before it was ready")
-        else:
-            detail = first.get("message") or first.get("event")
-            super().__init__(f"the enclave did not report ready: {str(detail)[:200]}")
-
-
-async def _discard(standby: StandbyEnclave | None, folder: Path) -> None:
+async def _discard_started(standby: EnclaveSession | None, folder: Path) -> None:
     if standby is not None:
-        await standby.discard()
+        await _discard(standby)
     else:
         shutil.rmtree(folder, ignore_errors=True)

@@ -26,6 +26,7 @@ __all__ = [
     "TERMINAL_STATES",
     "RunnerName",
     "TaskState",
+    "Termination",
     "is_error_code",
     "validate_file_name",
 ]
@@ -36,6 +37,11 @@ RunnerName = Literal["sim", "gramine-sgx", "gramine-direct"]
 
 RUNNER_NAMES: Final[tuple[RunnerName, ...]] = get_args(RunnerName)
 """The runner names, in the order the design lists them."""
+
+
+Termination = Literal["exited", "signaled", "timeout", "resource_limit"]
+"""How a workload ended: it exited; a signal killed it; the agent stopped it at the time limit;
+a resource limit (output size, CPU time) stopped it. Receipts and agent events carry it."""
 
 
 class TaskState(StrEnum):

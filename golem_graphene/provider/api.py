@@ -33,6 +33,7 @@ from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.provider.engine import LimitError, NotFoundError, TaskEngine
 from golem_graphene.provider.lifecycle import Task, TransitionError
 from golem_graphene.provider.openapi import openapi_document
+from golem_graphene.sealing.age import max_ciphertext_size
 from golem_graphene.sealing.input_manifest import ciphertext_name
 
 __all__ = ["build_app"]
@@ -42,9 +43,7 @@ log = structlog.get_logger(__name__)
 UPLOAD_CHUNK = 256 * 1024
 WRITE_BATCH = 4 << 20  # uploads reach the disk a few MiB at a time, off the event loop
 MAX_SEALED_MANIFEST = 256 * 1024
-AGE_OVERHEAD_PER_CHUNK = 16
-AGE_CHUNK = 64 * 1024
-AGE_HEADER_MAX = 4096
+
 ENGINE: web.AppKey[TaskEngine] = web.AppKey("engine", TaskEngine)
 
 
@@ -220,8 +219,7 @@ def _upload_limit(engine: TaskEngine, task: Task, name: str) -> int:
     declared = spec.input(name)
     if declared is None:
         raise NotFoundError("the task spec declares no such input", found=name)
-    chunks = declared.max_size // AGE_CHUNK + 1
-    return declared.max_size + chunks * AGE_OVERHEAD_PER_CHUNK + AGE_HEADER_MAX
+    return max_ciphertext_size(declared.max_size)
 
 
 async def put_input(request: web.Request) -> web.Response:

@@ -11,39 +11,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
-import stat
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import structlog
 
-from golem_graphene.errors import Error, ProtocolError, RunnerError
+from golem_graphene._internal.files import write_atomic
+from golem_graphene.errors import Error, ProtocolError
 from golem_graphene.host.image import EnclaveImage, build_image
-from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner, make_runner
+from golem_graphene.host.runners import EnclaveRunner, make_runner
 from golem_graphene.host.sandbox import PidsLimit, kill_session
-from golem_graphene.host.standby_pool import StandbyEnclave, WarmPool
-from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES
+from golem_graphene.host.session import EnclaveSession
+from golem_graphene.host.standby_pool import StandbyPool
+from golem_graphene.protocol.agent import AgentEvent, Progress, Running, Sealing
 from golem_graphene.protocol.binding import format_task_id, new_task_id
-from golem_graphene.protocol.messages import Evidence, new_capability_token
-from golem_graphene.protocol.names import TaskState, is_error_code
+from golem_graphene.protocol.messages import new_capability_token
+from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
-from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = ["LimitError", "NotFoundError", "TaskEngine", "image_key"]
 
 log = structlog.get_logger(__name__)
-
-ATTEST_TIMEOUT_SECONDS = 120.0
 
 
 class NotFoundError(ProtocolError):
@@ -67,7 +62,7 @@ class LimitError(ProtocolError):
 class _Running:
     driver: asyncio.Task[None]
     start: asyncio.Event
-    process: EnclaveProcess | None = None
+    session: EnclaveSession | None = None
 
 
 class TaskEngine:
@@ -84,7 +79,7 @@ class TaskEngine:
             pcs_url=config.pcs_url,
         )
         self.store = TaskStore(self.data_dir / "tasks")
-        self.pool = WarmPool(self.runner, self.data_dir / "standby", config.warm_enclaves)
+        self.pool = StandbyPool(self.runner, self.data_dir / "standby", config.warm_enclaves)
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
@@ -204,13 +199,11 @@ class TaskEngine:
         finally:
             running = self._running.get(task.task_id)
             try:
-                if running and running.process:
-                    running.process.kill()
-                    # Shielded: a cancel arriving now (the requestor cancels a task it saw
-                    # fail) must not skip the wait that stops the attestation device, nor
+                if running and running.session:
+                    # Shielded inside: a cancel arriving now (the requestor cancels a task it
+                    # saw fail) must not skip the wait that stops the attestation device, nor
                     # the reclaim below.
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(asyncio.wait_for(running.process.wait(), 10))
+                    await running.session.close()
             finally:
                 # On a thread of its own: removing a task's files (inputs of gigabytes) would
                 # stall every other request for as long, and in the shared executor it would
@@ -245,125 +238,63 @@ class TaskEngine:
         running = self._running[task.task_id]
         await self.store.transition(task, TaskState.LAUNCHING)
         image = await self.image_for(task.spec_name, task.spec_digest)
-        launch = self.launch_dir(task.task_id)
-        io = launch / "io"
-        process, events = await self._enclave_for(task, image, running)
-        task.pid = process.pid
+        session = await self._enclave_for(task, image, running)
+        task.pid = session.pid
         self.store.save(task)
         # Step 2: the agent learns its task only now, and binds it and its fresh keys in the
         # quote.
-        await process.send(
-            {
-                "cmd": "attest",
-                "task_id": task.task_id,
-                "nonce": task.nonce,
-                "requestor_key": task.requestor_key,
-            }
-        )
-        first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
-        if first is None or first.get("event") != "attested":
-            await _explain_launch_failure(first, process, "the enclave exited before it attested")
-        await self._publish_evidence(task, io)
+        evidence = await session.attest(task.task_id, task.nonce, task.requestor_key)
+        write_atomic(self.store.directory(task.task_id) / "evidence.json", evidence.to_json())
         await self.store.transition(task, TaskState.ATTESTED)
         await running.start.wait()
-        await process.send({"cmd": "run"})
-        done: dict[str, Any] | None = None
-        async for event in events:
-            kind = event.get("event")
-            if kind == "running":
+
+        async def relay(event: AgentEvent) -> None:
+            if isinstance(event, Running):
                 await self.store.transition(task, TaskState.RUNNING)
-            elif kind == "sealing":
+            elif isinstance(event, Sealing):
                 await self.store.transition(task, TaskState.SEALING)
-            elif kind == "progress":
+            elif isinstance(event, Progress):
                 await self.store.event(
                     task,
-                    bytes_done=_int(event.get("bytes_done")),
-                    bytes_total=_int(event.get("bytes_total")),
-                    message=_progress_message(event),
+                    bytes_done=event.bytes_done,
+                    bytes_total=event.bytes_total,
+                    message=f"{event.phase} {event.name}",
                 )
-            elif kind == "done":
-                done = event
-            elif kind == "failed":
-                raise _agent_error(event, "the enclave refused the task")
-        code = await process.wait()
-        if process.timed_out:
-            raise RunnerError("the enclave was killed at its time limit")
-        if done is None:
-            raise RunnerError(f"the enclave exited (status {code}) without finishing the task")
-        outputs = self.outputs_dir(task.task_id)
-        # The workload shares the enclave's view of io/: it may have swapped the outputs
-        # folder or the receipt for links pointing elsewhere on this host.
-        if (io / "outputs").is_symlink() or not (io / "outputs").is_dir():
-            raise RunnerError("the enclave's outputs folder is missing or a symbolic link")
-        os.replace(io / "outputs", outputs)
-        signed = SignedReceipt.from_json(
-            _read_regular(outputs / "receipt.json", MAX_RECEIPT_BUNDLE_BYTES)
-        )
-        evidence = Evidence.from_json(
-            (self.store.directory(task.task_id) / "evidence.json").read_bytes()
-        )
-        bundle = ReceiptBundle.from_signed(signed, evidence)
-        (outputs / "receipt.json").write_bytes(bundle.to_json())
-        task.exit_status = _int(done.get("exit_status"))
-        task.termination = str(done.get("termination"))
+
+        outcome = await session.run(relay)
+        await session.collect_outputs(self.outputs_dir(task.task_id))
+        task.exit_status = outcome.exit_status
+        task.termination = outcome.termination
         await self.store.transition(task, TaskState.DONE, message="outputs sealed")
 
     async def _enclave_for(
         self, task: Task, image: EnclaveImage, running: _Running
-    ) -> tuple[EnclaveProcess, AsyncIterator[dict[str, Any]]]:
-        """A started enclave for ``task`` in its launch folder (recorded in ``running``, so the
-        driver reclaims it whatever happens next), and its events after ``ready``: a standby
-        one when the pool has one, else one launched now."""
+    ) -> EnclaveSession:
+        """A ready enclave for ``task`` in its launch folder (recorded in ``running``, so the
+        driver reclaims it whatever happens next): a standby one when the pool has one, else
+        one launched now."""
         standby = await self.pool.take(image_key(task.spec_name, task.spec_digest), image)
         if standby is not None:
             try:
-                running.process = self._adopt(task, standby)
-                return running.process, standby.events
+                standby.adopt(
+                    self.launch_dir(task.task_id),
+                    self.store.directory(task.task_id) / "enclave.log",
+                )
+                running.session = standby
+                return standby
             except OSError as exc:
                 log.warning("standby enclave not adopted", task_id=task.task_id, error=str(exc))
-                await standby.discard()
-        launch = self.launch_dir(task.task_id)
-        (launch / "io" / "inputs").mkdir(parents=True, exist_ok=True)
-        process = await self.runner.launch(
-            image, launch, stderr_path=self.store.directory(task.task_id) / "enclave.log"
+                await standby.close()
+                standby.remove_files()
+        session = await EnclaveSession.launch(
+            self.runner,
+            image,
+            self.launch_dir(task.task_id),
+            stderr_path=self.store.directory(task.task_id) / "enclave.log",
         )
-        running.process = process
-        events = process.events()
-        first = await asyncio.wait_for(anext(events, None), ATTEST_TIMEOUT_SECONDS)
-        if first is None or first.get("event") != "ready":
-            await _explain_launch_failure(first, process, "the enclave exited at its start")
-        return process, events
-
-    def _adopt(self, task: Task, standby: StandbyEnclave) -> EnclaveProcess:
-        """Move a standby enclave's folder and log into ``task``'s and start its clock."""
-        log_path = self.store.directory(task.task_id) / "enclave.log"
-        os.rename(standby.launch_dir, self.launch_dir(task.task_id))
-        os.rename(standby.log_path, log_path)
-        with contextlib.suppress(OSError):
-            standby.folder.rmdir()
-        standby.process.relocate(log_path)
-        standby.process.arm()
-        return standby.process
-
-    async def _publish_evidence(self, task: Task, io: Path) -> None:
-        try:
-            raw = json.loads((io / "evidence.json").read_bytes()[: 256 * 1024])
-            quote = bytes.fromhex(raw["quote"]) if raw.get("quote") else None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunnerError(f"the enclave published malformed evidence: {exc}") from exc
-        collateral = None
-        if quote is not None:
-            collateral = await self.runner.collateral_for(quote, datetime.now(UTC))
-        evidence = Evidence(
-            task_id=task.task_id,
-            quote=quote,
-            enclave_key=raw["enclave_key"],
-            signing_key=raw["signing_key"],
-            collateral=collateral,
-            runner=raw["runner"],
-            simulated=raw["simulated"],
-        )
-        (self.store.directory(task.task_id) / "evidence.json").write_bytes(evidence.to_json())
+        running.session = session
+        await session.wait_ready()
+        return session
 
     def _reclaim(self, task: Task) -> None:
         """Remove everything but the sealed outputs and the record; forget the driver."""
@@ -468,61 +399,9 @@ class TaskEngine:
         self._remover.shutdown(wait=True)
 
 
-async def _explain_launch_failure(
-    event: dict[str, Any] | None, process: EnclaveProcess, default: str
-) -> NoReturn:
-    """Raise the agent's refusal, or Gramine's own error when the agent said nothing."""
-    if event is None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), 5)
-        reason = process.failure_reason()
-        if reason:
-            raise RunnerError(f"the enclave did not start: {reason}")
-    raise _agent_error(event, default)
-
-
 def image_key(spec_name: str, spec_digest: str) -> str:
     """The name of a spec's image (its folder under ``images/``, its standby enclaves)."""
     return f"{spec_name}-{spec_digest[:16]}"
-
-
-def _progress_message(event: dict[str, Any]) -> str:
-    name = event.get("input") or event.get("output") or ""
-    return f"{event.get('phase', '')} {name}".strip()[:200]
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _agent_failure(event: dict[str, Any] | None, default: str) -> str:
-    if event and event.get("event") == "failed":
-        return f"{event.get('code', 'agent')}: {str(event.get('message', ''))[:1000]}"
-    return default
-
-
-def _agent_error(event: dict[str, Any] | None, default: str) -> RunnerError:
-    """The agent's refusal, carrying the agent's own code (e.g. ``output_symlink``) when sane."""
-    error = RunnerError(_agent_failure(event, default))
-    code = str((event or {}).get("code", ""))
-    if event and event.get("event") == "failed" and is_error_code(code):
-        error.code = code
-    return error
-
-
-def _read_regular(path: Path, limit: int) -> bytes:
-    """At most ``limit`` bytes of a regular file, never through a symbolic link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise RunnerError(f"the enclave left no readable {path.name}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise RunnerError(f"the enclave's {path.name} is not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise RunnerError(f"the enclave's {path.name} is too large", expected=f"<= {limit} bytes")
-    return data
 
 
 def _kill_leftovers(root: Path, launch_folder: bytes) -> None:

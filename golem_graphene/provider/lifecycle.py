@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.errors import ProtocolError
 from golem_graphene.protocol.names import TERMINAL_STATES, TaskState, is_error_code
 
@@ -129,13 +128,7 @@ class TaskStore:
 
     def _persist(self, task: Task) -> None:
         data = json.dumps({**asdict(task), "state": task.state.value}, indent=2).encode()
-        path = self.directory(task.task_id) / "state.json"
-        tmp = path.with_name(f".state.{secrets.token_hex(4)}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.directory(task.task_id) / "state.json", data)
 
     def save(self, task: Task) -> None:
         """Persist a change that is not a state transition (pid, byte counts)."""

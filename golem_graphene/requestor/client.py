@@ -18,42 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
-import hmac
 import os
 import shutil
 import tempfile
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 import structlog
 
-from golem_graphene._batched_write import writev_all
 from golem_graphene.attestation.anchors import TrustAnchor
-from golem_graphene.attestation.policy import (
-    AllOf,
-    AllowedTcbStatus,
-    IsvProdId,
-    MaxCollateralAge,
-    MinIsvSvn,
-    MrEnclave,
-    MrSigner,
-    NoDebug,
-    Policy,
-)
 from golem_graphene.attestation.quote import Quote
 from golem_graphene.attestation.verifier import (
-    CRL_NAMES,
     QuoteVerifier,
     VerifiedQuote,
-    VerifyOptions,
 )
 from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
@@ -62,8 +43,13 @@ from golem_graphene.protocol.names import is_error_code
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
-from golem_graphene.sealing.age import decrypt_stream, encrypt_stream, retarget_header
-from golem_graphene.sealing.digests import HashingSink
+from golem_graphene.requestor.policy import RequestorPolicy
+from golem_graphene.sealing.age import (
+    encrypt_stream,
+    plaintext_size,
+    retarget_header,
+)
+from golem_graphene.sealing.digests import HashingSink, PulledCiphertext
 from golem_graphene.sealing.input_manifest import (
     InputEntry,
     InputManifest,
@@ -73,11 +59,11 @@ from golem_graphene.sealing.input_manifest import (
 )
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.receipt import (
+    OutputCheck,
     OutputEntry,
     ReceiptBundle,
     ReceiptOutputError,
     VerifiedReceipt,
-    check_plaintext,
     check_receipt,
 )
 
@@ -130,24 +116,6 @@ class TaskStepError(Error):
         super().__init__(f"{step}: {cause.describe()}")
         if hasattr(cause, "established"):
             self.established = cause.established
-
-
-@dataclass(frozen=True)
-class RequestorPolicy:
-    """What the requestor accepts, on top of the spec's expected measurement.
-
-    Strict by default: only ``UpToDate`` platforms, no debug enclaves, both CRLs required, the
-    Intel SGX Root CA as the only anchor. ``trusted_simulation_roots`` names (by SPKI SHA-256)
-    the simulation roots of ``sim`` providers you choose to trust: no SGX protection there.
-    """
-
-    accept_tcb: tuple[str, ...] = ("UpToDate",)
-    allow_debug: bool = False
-    allow_missing_crls: bool = False
-    trusted_simulation_roots: tuple[str, ...] = ()
-    root: TrustAnchor | None = None
-    max_collateral_age: timedelta | None = None
-    expected_mrenclave: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,31 +257,6 @@ class Requestor:
 
     # -- steps 2 and 3 ------------------------------------------------------------------------
 
-    def _policy(self, spec: TaskSpec, runner: str) -> Policy:
-        p = self.policy
-        policies: list[Policy] = [AllowedTcbStatus(p.accept_tcb)]
-        if not p.allow_debug:
-            policies.append(NoDebug())
-        expected = p.expected_mrenclave or tuple(
-            v for k, v in spec.attestation.mrenclave.items() if k == runner
-        )
-        if expected:
-            policies.append(MrEnclave(*expected))
-        elif spec.attestation.mrsigner:
-            policies.append(MrSigner(spec.attestation.mrsigner))
-            if spec.attestation.isvprodid is not None:
-                policies.append(IsvProdId(spec.attestation.isvprodid))
-            if spec.attestation.min_isvsvn is not None:
-                policies.append(MinIsvSvn(spec.attestation.min_isvsvn))
-        else:
-            raise UsageError(
-                f"no expected measurement for the {runner} runner: pin mrenclave (or "
-                "mrsigner) in the spec's [attestation], or pass expected_mrenclave"
-            )
-        if p.max_collateral_age is not None:
-            policies.append(MaxCollateralAge(p.max_collateral_age))
-        return AllOf(*policies)
-
     def _verifier(self, evidence: Evidence) -> QuoteVerifier:
         anchor = self._default_anchor
         if evidence.simulated and evidence.runner == "sim":
@@ -322,10 +265,7 @@ class Requestor:
         if key not in self._verifiers:
             self._verifiers[key] = QuoteVerifier(
                 anchor=anchor,
-                options=VerifyOptions(
-                    allow_missing_crls=CRL_NAMES if self.policy.allow_missing_crls else frozenset(),
-                    trusted_simulation_roots=frozenset(self.policy.trusted_simulation_roots),
-                ),
+                options=self.policy.verify_options(),
             )
         return self._verifiers[key]
 
@@ -364,7 +304,7 @@ class Requestor:
                     f"the {evidence.runner} runner published no quote or collateral; "
                     "an unattested run is never accepted"
                 )
-            policy = self._policy(created.spec, evidence.runner)
+            policy = self.policy.attestation_policy(created.spec, evidence.runner)
             verifier = self._verifier(evidence)
             verified = await asyncio.to_thread(
                 verifier.verify, evidence.quote, evidence.collateral, datetime.now(UTC)
@@ -538,7 +478,7 @@ class Requestor:
                         yield chunk
 
             await self.channel.put_input(task.ref, name, body())
-            plain = await asyncio.to_thread(_plaintext_size, tmp, digest.size)
+            plain = await asyncio.to_thread(plaintext_size, tmp)
         finally:
             tmp.unlink(missing_ok=True)
         return InputEntry(
@@ -612,22 +552,16 @@ class Requestor:
             check_receipt,
             bundle,
             task.verified,
+            identity=self.identity,
             expected_task_id=task.transcript.task_id,
             expected_nonce=task.nonce,
         )
-        mine = self.identity.recipient().to_string()
-        if bundle.receipt.requestor_key != mine:
-            raise ReceiptOutputError(
-                "identity",
-                "this identity is not the receipt's requestor key (outputs are sealed to it)",
-                expected=bundle.receipt.requestor_key,
-                found=mine,
-            )
+        check = OutputCheck(receipt, [self.identity])
         plain = staging / "outputs"
         plain.mkdir()
         for entry in bundle.receipt.outputs:
-            await self._fetch_output(task, entry, sealed, plain / entry.name, limit)
-        receipt = dataclasses.replace(receipt, outputs_checked=True, plaintexts_checked=True)
+            await self._fetch_output(task, check, entry, sealed, plain / entry.name, limit)
+        receipt = check.finish()
         # All verified: move into place together (all or nothing for a fresh out_dir).
         if out.exists():
             if any(out.iterdir()):
@@ -649,25 +583,35 @@ class Requestor:
         )
 
     async def _fetch_output(
-        self, task: AttestedTask, entry: OutputEntry, sealed: Path, dest: Path, limit: int
+        self,
+        task: AttestedTask,
+        check: OutputCheck,
+        entry: OutputEntry,
+        sealed: Path,
+        dest: Path,
+        limit: int,
     ) -> None:
         """Download one output into ``sealed``, decrypt it into ``dest`` and check both."""
         name = ciphertext_name(entry.name)
         copy = sealed / name
-        identity = self.identity
         channel = self.channel
         if not isinstance(channel, OutputStreams):
             await channel.download(task.ref, name, copy, limit)
-            await asyncio.to_thread(_open_downloaded, copy, dest, entry, identity)
+
+            def open_copy() -> None:
+                with open(dest, "xb") as plaintext:
+                    check.check_file(entry, copy, plaintext)
+
+            await asyncio.to_thread(open_copy)
             return
         # Checked and decrypted while it arrives: the ciphertext is read once, from the network.
         pipe = Pipe(DOWNLOAD_PIPE_BYTES)
 
         def open_output() -> None:
             fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb", buffering=0) as f:
-                source = _Ciphertext(lambda: pipe.take_sync(DOWNLOAD_BATCH), f.fileno())
-                _open_output(source, dest, entry, identity)
+            with open(fd, "wb", buffering=0) as f, open(dest, "xb") as plaintext:
+                source = PulledCiphertext(lambda: pipe.take_sync(DOWNLOAD_BATCH), f.fileno())
+                check.check(entry, source, plaintext)
 
         async def feed() -> None:
             received = 0
@@ -675,7 +619,13 @@ class Requestor:
                 async for piece in data:
                     received += len(piece)
                     if received > entry.ciphertext_size:
-                        raise _size_error(entry, f"> {entry.ciphertext_size}")
+                        raise ReceiptOutputError(
+                            "output_size",
+                            f"{entry.name}: the file size differs ({name})",
+                            output=entry.name,
+                            expected=entry.ciphertext_size,
+                            found=f"> {entry.ciphertext_size}",
+                        )
                     await pipe.put(piece)
             pipe.close()
 
@@ -692,169 +642,3 @@ class _PipeWriter:
     def write(self, data: memoryview) -> int:
         self.pipe.put_sync(bytes(data))  # the sealer reuses its buffer once this returns
         return data.nbytes
-
-
-class _Ciphertext:
-    """An output's ciphertext on its way to the decryptor (``read``/``readinto``): counted as it
-    is pulled, hashed and (with ``copy_fd``) appended to the sealed copy on a thread of its own,
-    one batch behind, so that hashing overlaps decryption. A context manager; the hash and size
-    are final after :meth:`finish`.
-
-    ``pull`` returns the next pieces, ``[]`` at the end.
-    """
-
-    def __init__(self, pull: Callable[[], list[bytes]], copy_fd: int | None = None) -> None:
-        self._pull = pull
-        self._copy_fd = copy_fd
-        self._pending: deque[memoryview] = deque()
-        self._ended = False
-        self._absorber = ThreadPoolExecutor(1, thread_name_prefix="ciphertext-hash")
-        self._absorbing: Future[None] | None = None
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def __enter__(self) -> _Ciphertext:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._absorber.shutdown(wait=True)
-
-    def _absorb(self, pieces: list[bytes]) -> None:
-        if self._copy_fd is not None:
-            writev_all(self._copy_fd, pieces)
-        for piece in pieces:
-            self.hash.update(piece)
-
-    def _more(self) -> bool:
-        if self._ended:
-            return False
-        pieces = self._pull()
-        if self._absorbing is not None:
-            self._absorbing.result()  # at most two batches in flight
-            self._absorbing = None
-        if not pieces:
-            self._ended = True
-            return False
-        self.size += sum(len(p) for p in pieces)
-        self._absorbing = self._absorber.submit(self._absorb, pieces)
-        self._pending.extend(memoryview(p) for p in pieces)
-        return True
-
-    def readinto(self, view: memoryview) -> int:
-        filled, size = 0, len(view)
-        while filled < size and (self._pending or self._more()):
-            piece = self._pending[0]
-            n = min(len(piece), size - filled)
-            view[filled : filled + n] = piece[:n]
-            filled += n
-            if n == len(piece):
-                self._pending.popleft()
-            else:
-                self._pending[0] = piece[n:]
-        return filled
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            raise ValueError("read() needs a size")
-        buf = bytearray(n)
-        return bytes(buf[: self.readinto(memoryview(buf))])
-
-    def finish(self) -> None:
-        """Pull the rest without decrypting it (after a failure, or trailing bytes) and wait
-        until everything pulled is hashed and copied."""
-        self._pending.clear()
-        while self._more():
-            self._pending.clear()
-
-
-def _size_error(entry: OutputEntry, found: object) -> ReceiptOutputError:
-    name = ciphertext_name(entry.name)
-    return ReceiptOutputError(
-        "output_size",
-        f"{entry.name}: the file size differs ({name})",
-        output=entry.name,
-        expected=entry.ciphertext_size,
-        found=found,
-    )
-
-
-def _open_downloaded(
-    source: Path, dest: Path, entry: OutputEntry, identity: X25519Identity
-) -> None:
-    """:func:`_open_output` for a ciphertext already downloaded to ``source``."""
-
-    def unreadable(exc: OSError) -> ReceiptOutputError:
-        return ReceiptOutputError(
-            "output_read",
-            f"{entry.name}: cannot read the ciphertext: {exc.strerror or exc}",
-            output=entry.name,
-        )
-
-    try:
-        f = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise unreadable(exc) from exc
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if size != entry.ciphertext_size:
-            raise _size_error(entry, size)
-
-        def pull() -> list[bytes]:
-            try:
-                data = f.read(DOWNLOAD_BATCH)
-            except OSError as exc:
-                raise unreadable(exc) from exc
-            return [data] if data else []
-
-        _open_output(_Ciphertext(pull), dest, entry, identity)
-
-
-def _open_output(
-    source: _Ciphertext, dest: Path, entry: OutputEntry, identity: X25519Identity
-) -> None:
-    """Decrypt one output into ``dest`` while its ciphertext is hashed, then check both.
-
-    The checks and codes of :func:`check_receipt` given the outputs and an identity, in its
-    order: ciphertext size and SHA-256 (``receipt_output_size``/``_sha256``), then decryption
-    (``receipt_output_decrypt``), plaintext size and SHA-256 (``receipt_plaintext_size``/
-    ``_sha256``). ``dest`` is in the staging folder: nothing is released before all passed.
-    """
-    failure: Error | None = None
-    with source, open(dest, "xb") as dst:
-        sink = HashingSink(dst)
-        try:
-            decrypt_stream(cast(BinaryIO, source), cast(BinaryIO, sink), [identity])
-        except Error as exc:
-            failure = exc
-        source.finish()  # after a failure the whole ciphertext is still hashed, for the order
-    if source.size != entry.ciphertext_size:
-        raise _size_error(entry, source.size)
-    found = source.hash.digest()
-    if not hmac.compare_digest(found, entry.ciphertext_sha256):
-        raise ReceiptOutputError(
-            "output_sha256",
-            f"{entry.name}: the SHA-256 differs ({ciphertext_name(entry.name)})",
-            output=entry.name,
-            expected=entry.ciphertext_sha256.hex(),
-            found=found.hex(),
-        )
-    if failure is not None:
-        raise ReceiptOutputError(
-            "output_decrypt",
-            f"{entry.name}: the ciphertext does not decrypt: {failure.describe()}",
-            output=entry.name,
-        ) from failure
-    check_plaintext(entry, sink.size, sink.hash.digest())
-
-
-def _plaintext_size(path: Path, ciphertext_size: int) -> int:
-    """Plaintext size of an age file, from its header length and chunk count (no decryption)."""
-    with open(path, "rb") as f:
-        head = f.read(64 * 1024)
-    end = head.find(b"\n---")
-    if end < 0:
-        raise ProtocolError("the re-targeted input is not a binary age file")
-    header_len = head.index(b"\n", end + 1) + 1
-    payload = ciphertext_size - header_len - 16
-    chunks = max(1, -(-payload // (64 * 1024 + 16)))
-    return payload - 16 * chunks

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 import golem_graphene
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.errors import ConfigError, Error, RunnerError
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
@@ -76,9 +77,7 @@ class Deployment:
     def save(self, workdir: Path) -> None:
         target = self.path(workdir)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = target.with_name(".deploy.json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, target)
+        write_atomic(target, json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, workdir: Path) -> Deployment:

@@ -16,12 +16,12 @@ that runs this installation's runtime with the provider's settings baked in.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.runtime.settings import (
     COUNTER_ENCLAVE_SECONDS,
     RUNTIME_NAME,
@@ -100,13 +100,8 @@ def install(
     plugins_dir.mkdir(parents=True, exist_ok=True)
     wrapper = plugins_dir / RUNTIME_PATH
     wrapper.parent.mkdir(parents=True, exist_ok=True)
-    tmp = wrapper.with_name(f".{wrapper.name}.tmp")
-    tmp.write_text(wrapper_script(settings, python))
-    tmp.chmod(0o755)
-    os.replace(tmp, wrapper)
+    write_atomic(wrapper, wrapper_script(settings, python).encode(), mode=0o755)
     target = plugins_dir / DESCRIPTOR_FILE
     text = json.dumps(descriptor(supervisor_path=supervisor_path), indent=2) + "\n"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+    write_atomic(target, text.encode(), mode=0o644)
     return target, wrapper

@@ -38,17 +38,19 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.errors import Error, ProtocolError, RunnerError
 from golem_graphene.host.image import EnclaveImage
-from golem_graphene.host.runners import EnclaveProcess, EnclaveRunner
+from golem_graphene.host.runners import EnclaveRunner
+from golem_graphene.host.session import EnclaveSession
+from golem_graphene.protocol.agent import AgentEvent, Running
 from golem_graphene.protocol.binding import format_task_id, parse_task_id
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.protocol.names import validate_file_name
@@ -61,12 +63,11 @@ from golem_graphene.runtime.settings import (
     VOLUME_PATH,
     RuntimeSettings,
 )
+from golem_graphene.sealing.age import max_ciphertext_size
 from golem_graphene.sealing.input_manifest import CIPHERTEXT_SUFFIX
 from golem_graphene.sealing.keys import X25519Recipient
-from golem_graphene.sealing.receipt import ReceiptBundle, SignedReceipt
 
 __all__ = [
-    "ATTEST_TIMEOUT_SECONDS",
     "EXECUTE_TIMEOUT_SECONDS",
     "ActivitySession",
     "StepError",
@@ -75,17 +76,10 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-ATTEST_TIMEOUT_SECONDS = 120.0
-"""How long the enclave may take from launch to its quote."""
-
 EXECUTE_TIMEOUT_SECONDS = 600.0
 """How long the agent may take to open the inputs before the workload starts."""
 
 MAX_SEALED_MANIFEST_BYTES = 4 << 20
-MAX_EVIDENCE_BYTES = 256 * 1024
-_AGE_OVERHEAD_PER_CHUNK = 16
-_AGE_CHUNK = 64 * 1024
-_AGE_HEADER_ALLOWANCE = 64 * 1024
 _SEALING_MARGIN_SECONDS = 180.0
 
 StateCallback = Callable[[str, str | None], None]
@@ -112,24 +106,6 @@ class StepResult:
         return self.code == 0
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _agent_failure(event: dict[str, Any] | None, default: str) -> str:
-    if event and event.get("event") == "failed":
-        return f"{event.get('code', 'agent')}: {str(event.get('message', ''))[:1000]}"
-    return default
-
-
-def _max_ciphertext(plain: int) -> int:
-    """A bound on the age ciphertext of ``plain`` bytes (header, then 16 bytes per chunk)."""
-    chunks = plain // _AGE_CHUNK + 1
-    return plain + chunks * _AGE_OVERHEAD_PER_CHUNK + _AGE_HEADER_ALLOWANCE
-
-
 class ActivitySession:
     """The confidential task of one activity (one task at a time; several in sequence)."""
 
@@ -152,13 +128,10 @@ class ActivitySession:
         self._runner = runner
         self._deployment: Deployment | None = None
         self._image: EnclaveImage | None = None
-        self._process: EnclaveProcess | None = None
-        self._events: AsyncIterator[dict[str, Any]] | None = None
+        self._session: EnclaveSession | None = None
         self._evidence: Evidence | None = None
         self._follower: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
-        self._done: dict[str, Any] | None = None
-        self._failure: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
         self._enclave_total = 0.0
         self._enclave_since: float | None = None
@@ -257,7 +230,7 @@ class ActivitySession:
         stdout = json.dumps(obj, sort_keys=True).encode() + b"\n"
         with contextlib.suppress(OSError):
             self.volume.mkdir(exist_ok=True)
-            _write_atomic(self.volume / "status.json", stdout)
+            write_atomic(self.volume / "status.json", stdout, mode=0o644)
         return StepResult(code, stdout, stderr)
 
     # -- attest -----------------------------------------------------------------------------------
@@ -291,53 +264,24 @@ class ActivitySession:
         await self._teardown("deployed")
         self._clear_volume()
         self.task_id = task_id
-        io = self.launch_dir / "io"
-        (io / "inputs").mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(exist_ok=True, mode=0o700)
-        process = await self._runner_instance().launch(
-            image, self.launch_dir, stderr_path=self.state_dir / "enclave.log"
+        session = await EnclaveSession.launch(
+            self._runner_instance(),
+            image,
+            self.launch_dir,
+            stderr_path=self.state_dir / "enclave.log",
         )
-        self._process = process
+        self._session = session
         self._enclave_since = time.monotonic()
-        self._events = process.events()
-        first = await asyncio.wait_for(anext(self._events, None), ATTEST_TIMEOUT_SECONDS)
-        if first is None or first.get("event") != "ready":
-            raise RunnerError(_agent_failure(first, "the enclave exited at its start"))
-        await process.send(
-            {
-                "cmd": "attest",
-                "task_id": task_id,
-                "nonce": nonce.hex(),
-                "requestor_key": recipient.to_string(),
-            }
-        )
-        first = await asyncio.wait_for(anext(self._events, None), ATTEST_TIMEOUT_SECONDS)
-        if first is None or first.get("event") != "attested":
-            raise RunnerError(_agent_failure(first, "the enclave exited before it attested"))
-        self._evidence = await self._publish_evidence(task_id, io)
+        await session.wait_ready()
+        self._evidence = await session.attest(task_id, nonce.hex(), recipient.to_string())
+        write_atomic(self.volume / "evidence.json", self._evidence.to_json(), mode=0o644)
         self._set_state("attested")
         return {
             "runner": self._evidence.runner,
             "simulated": self._evidence.simulated,
             "evidence": f"{VOLUME_PATH}/evidence.json",
         }
-
-    async def _publish_evidence(self, task_id: str, io: Path) -> Evidence:
-        try:
-            raw = json.loads((io / "evidence.json").read_bytes()[:MAX_EVIDENCE_BYTES])
-            quote = bytes.fromhex(raw["quote"]) if raw.get("quote") else None
-            fields = {k: raw[k] for k in ("enclave_key", "signing_key", "runner", "simulated")}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunnerError(f"the enclave published malformed evidence: {exc}") from exc
-        collateral = None
-        if quote is not None:
-            collateral = await self._runner_instance().collateral_for(quote, datetime.now(UTC))
-        try:
-            evidence = Evidence(task_id=task_id, quote=quote, collateral=collateral, **fields)
-        except ValueError as exc:
-            raise RunnerError(f"the enclave published malformed evidence: {exc}") from exc
-        _write_atomic(self.volume / "evidence.json", evidence.to_json())
-        return evidence
 
     def _clear_volume(self) -> None:
         self.volume.mkdir(exist_ok=True)
@@ -407,7 +351,7 @@ class ActivitySession:
         st = path.lstat()
         if not stat.S_ISREG(st.st_mode):
             raise RunnerError("an uploaded input is not a regular file", found=name)
-        if st.st_size > _max_ciphertext(declared.max_size):
+        if st.st_size > max_ciphertext_size(declared.max_size):
             raise RunnerError(
                 f"input {name!r} is larger than the spec allows",
                 expected=f"<= {declared.max_size} bytes of plaintext",
@@ -421,43 +365,40 @@ class ActivitySession:
         self._require("inputs_received")
         if args:
             raise StepError("bad_arguments", "execute takes no arguments")
-        assert self._process is not None
+        assert self._session is not None
         self._running.clear()
-        self._done = self._failure = None
-        await self._process.send({"cmd": "run"})
-        self._follower = asyncio.create_task(self._follow_agent())
-        await asyncio.wait_for(self._running.wait(), EXECUTE_TIMEOUT_SECONDS)
-        if self._failure is not None:
-            raise RunnerError(_agent_failure(self._failure, "the enclave refused the task"))
-        if self._done is None and self._follower.done():
-            raise RunnerError("the enclave exited before the workload started")
+        self._follower = asyncio.create_task(self._follow_agent(self._session))
+        running = asyncio.ensure_future(self._running.wait())
+        try:
+            await asyncio.wait(
+                {running, self._follower},
+                timeout=EXECUTE_TIMEOUT_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            running.cancel()
+        if self._follower.done():
+            self._follower.result()  # the agent failed before the workload started: raise it
+        if not self._running.is_set():
+            raise RunnerError(
+                "the enclave did not start the workload in time",
+                expected=f"<= {EXECUTE_TIMEOUT_SECONDS:g} s to open the inputs",
+            )
         self._set_state("running")
         return {}
 
-    async def _follow_agent(self) -> None:
-        assert self._events is not None and self._process is not None
-        try:
-            async for event in self._events:
-                kind = event.get("event")
-                if kind == "running":
-                    self._running.set()
-                elif kind == "done":
-                    self._done = event
-                elif kind == "failed":
-                    self._failure = event
-                    self._running.set()
-        except RunnerError as exc:
-            self._failure = {"event": "failed", "code": exc.code, "message": exc.describe()}
-        finally:
-            self._running.set()
-        await self._process.wait()
-        self._enclave_stopped()
+    async def _follow_agent(self, session: EnclaveSession) -> None:
+        async def on_event(event: AgentEvent) -> None:
+            if isinstance(event, Running):
+                self._running.set()
+
+        await session.run(on_event)
 
     async def _collect_outputs(self, args: list[str]) -> dict[str, Any]:
         self._require("running")
         if args:
             raise StepError("bad_arguments", "collect-outputs takes no arguments")
-        assert self._follower is not None and self._process is not None
+        assert self._follower is not None and self._session is not None
         _, spec = self._image_and_spec()
         try:
             await asyncio.wait_for(
@@ -465,21 +406,11 @@ class ActivitySession:
             )
         except TimeoutError:
             raise RunnerError("the enclave did not finish within the task's time limit") from None
-        if self._failure is not None:
-            raise RunnerError(_agent_failure(self._failure, "the enclave refused the task"))
-        if self._process.timed_out:
-            raise RunnerError("the enclave was killed at its time limit")
-        if self._done is None:
-            raise RunnerError("the enclave exited without finishing the task")
-        assert self._evidence is not None
-        sealed = self.launch_dir / "io" / "outputs"
         outputs = self.volume / "outputs"
         shutil.rmtree(outputs, ignore_errors=True)
-        os.replace(sealed, outputs)
-        signed = SignedReceipt.from_json((outputs / "receipt.json").read_bytes())
-        bundle = ReceiptBundle.from_signed(signed, self._evidence)
-        _write_atomic(outputs / "receipt.json", bundle.to_json())
-        self._process = None
+        bundle = await self._session.collect_outputs(outputs)
+        self._session = None
+        self._enclave_stopped()
         self._release_launch_dir()
         self._set_state("done")
         return {
@@ -508,23 +439,21 @@ class ActivitySession:
 
     async def _teardown(self, state: str) -> None:
         """Kill the enclave (if any), reclaim its folder, and enter ``state``."""
-        process, self._process = self._process, None
+        session, self._session = self._session, None
         follower, self._follower = self._follower, None
-        if process is not None:
-            process.kill()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait(), 10)
+        if session is not None:
+            await session.close()
         if follower is not None and not follower.done():
             follower.cancel()
+        if follower is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follower
         self._enclave_stopped()
-        self._events = None
         self._release_launch_dir()
         if state != self.state:
             self._set_state(state)
 
     async def close(self) -> None:
         """End the activity: kill a running enclave and reclaim its folder."""
-        if self._process is not None or self._follower is not None:
+        if self._session is not None or self._follower is not None:
             await self._teardown("aborted")

@@ -15,6 +15,8 @@ from golem_graphene.sealing.age import (
     encrypt_async,
     encrypt_file,
     encrypt_stream,
+    max_ciphertext_size,
+    plaintext_size,
     retarget_header,
 )
 from golem_graphene.sealing.keys import (
@@ -99,9 +101,11 @@ __all__ = [
     "encrypt_stream",
     "load_identities",
     "load_recipients",
+    "max_ciphertext_size",
     "open_manifest",
     "parse_identities",
     "parse_recipients",
+    "plaintext_size",
     "retarget_header",
     "seal_manifest",
     "sign_receipt",

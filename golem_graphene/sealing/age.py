@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import BinaryIO, Final, Protocol, TypeVar, cast
 
 from golem_graphene import limits
-from golem_graphene.errors import AgePayloadError, SealingError, UsageError
+from golem_graphene.errors import AgeHeaderError, AgePayloadError, SealingError, UsageError
 from golem_graphene.sealing._internal import header as _header
 from golem_graphene.sealing._internal import stream as _stream
 from golem_graphene.sealing._internal.armor import ArmorWriter
@@ -48,8 +48,11 @@ __all__ = [
     "encrypt_async",
     "encrypt_file",
     "encrypt_stream",
+    "max_ciphertext_size",
+    "plaintext_size",
     "retarget_header",
 ]
+
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of plaintext bytes processed so far (after each block and at the end)."""
@@ -449,3 +452,37 @@ async def decrypt_async(
             raise error
         if final:
             return total
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+MAX_HEADER_ALLOWANCE: Final = 4096
+"""Header bytes allowed on top of the payload when bounding an upload: an age header to a few
+X25519 recipients is about 200 bytes each (our inputs have one, to the enclave's ``E``)."""
+
+_NONCE_SIZE: Final = 16
+
+
+def max_ciphertext_size(plaintext_size: int) -> int:
+    """The largest age file that holds ``plaintext_size`` bytes, with a header of at most
+    :data:`MAX_HEADER_ALLOWANCE` bytes: the bound a provider puts on an upload."""
+    return MAX_HEADER_ALLOWANCE + _NONCE_SIZE + _stream.sealed_size(plaintext_size)
+
+
+def plaintext_size(path: str | os.PathLike[str]) -> int:
+    """The plaintext size of the binary age file at ``path``, from its header length and file
+    size, without decrypting. Raises :class:`AgeHeaderError` when no header ends within
+    ``MAX_AGE_HEADER_BYTES`` or the size fits no payload, ``OSError`` when it cannot be read."""
+    with open(path, "rb") as f:
+        head = f.read(limits.MAX_AGE_HEADER_BYTES)
+        size = os.fstat(f.fileno()).st_size
+    mac_line = head.find(b"\n---")
+    end = head.find(b"\n", mac_line + 1) if mac_line >= 0 else -1
+    if end < 0:
+        raise AgeHeaderError("not a binary age file: no header ends in the first bytes")
+    payload = size - (end + 1) - _NONCE_SIZE
+    chunks = max(1, -(-payload // _stream.SEALED_CHUNK_SIZE))
+    plain = payload - chunks * _stream.TAG_SIZE
+    if plain < 0 or _stream.sealed_size(plain) != payload:
+        raise AgeHeaderError("the file size fits no age payload", found=size)
+    return plain

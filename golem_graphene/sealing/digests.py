@@ -8,9 +8,14 @@ that passed, even if the file changed meanwhile.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Protocol, cast
 
-__all__ = ["HashingReader", "HashingSink", "SealDigests"]
+from golem_graphene._batched_write import writev_all
+
+__all__ = ["HashingReader", "HashingSink", "PulledCiphertext", "SealDigests"]
 
 
 class _ReadInto(Protocol):
@@ -75,3 +80,79 @@ class SealDigests:
         """Take the digests of a finished seal."""
         self.plaintext, self.plaintext_size = plaintext.hash, plaintext.size
         self.ciphertext, self.ciphertext_size = ciphertext.hash, ciphertext.size
+
+
+class PulledCiphertext:
+    """A ciphertext on its way to a decryptor (``read``/``readinto``), pulled in pieces.
+
+    Counted as it is pulled, hashed and (with ``copy_fd``) appended to a kept copy on a thread
+    of its own, one batch behind, so that hashing overlaps decryption. ``pull`` returns the
+    next pieces, ``[]`` at the end. A context manager; ``hash`` and ``size`` are final after
+    :meth:`finish`.
+    """
+
+    def __init__(self, pull: Callable[[], list[bytes]], copy_fd: int | None = None) -> None:
+        self._pull = pull
+        self._copy_fd = copy_fd
+        self._pending: deque[memoryview] = deque()
+        self._ended = False
+        self._absorber = ThreadPoolExecutor(1, thread_name_prefix="ciphertext-hash")
+        self._absorbing: Future[None] | None = None
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def __enter__(self) -> PulledCiphertext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._absorber.shutdown(wait=True)
+
+    def _absorb(self, pieces: list[bytes]) -> None:
+        if self._copy_fd is not None:
+            writev_all(self._copy_fd, pieces)
+        for piece in pieces:
+            self.hash.update(piece)
+
+    def _more(self) -> bool:
+        if self._ended:
+            return False
+        pieces = self._pull()
+        if self._absorbing is not None:
+            self._absorbing.result()  # at most two batches in flight
+            self._absorbing = None
+        if not pieces:
+            self._ended = True
+            return False
+        self.size += sum(len(p) for p in pieces)
+        self._absorbing = self._absorber.submit(self._absorb, pieces)
+        self._pending.extend(memoryview(p) for p in pieces)
+        return True
+
+    def readinto(self, view: memoryview) -> int:
+        filled, size = 0, len(view)
+        while filled < size and (self._pending or self._more()):
+            piece = self._pending[0]
+            n = min(len(piece), size - filled)
+            view[filled : filled + n] = piece[:n]
+            filled += n
+            if n == len(piece):
+                self._pending.popleft()
+            else:
+                self._pending[0] = piece[n:]
+        return filled
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            raise ValueError("read() needs a size")
+        buf = bytearray(n)
+        return bytes(buf[: self.readinto(memoryview(buf))])
+
+    def finish(self) -> None:
+        """Pull the rest without decrypting it (after a failure, or trailing bytes) and wait
+        until everything pulled is hashed and copied."""
+        self._pending.clear()
+        while self._more():
+            self._pending.clear()
+        if self._absorbing is not None:
+            self._absorbing.result()
+            self._absorbing = None

@@ -21,6 +21,7 @@ with the requestor's identity, each plaintext. Output ciphertexts are the files 
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 from collections.abc import Sequence
@@ -39,12 +40,12 @@ from golem_graphene.protocol.binding import BindingError, check_report_data
 from golem_graphene.protocol.messages import Evidence, Hex32, Hex64, Message
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 from golem_graphene.sealing.age import decrypt_stream
-from golem_graphene.sealing.digests import HashingSink
+from golem_graphene.sealing.digests import HashingSink, PulledCiphertext
 from golem_graphene.sealing.input_manifest import (
     CIPHERTEXT_SUFFIX,
     FileCheckError,
-    check_file,
     ciphertext_name,
+    open_regular,
 )
 from golem_graphene.sealing.keys import X25519Identity
 from golem_graphene.sealing.receipt_document import (
@@ -71,6 +72,7 @@ __all__ = [
     "RECEIPT_SIGNATURE_DOMAIN",
     "STD_STREAMS",
     "Measurement",
+    "OutputCheck",
     "OutputEntry",
     "Receipt",
     "ReceiptBindingError",
@@ -211,26 +213,6 @@ def _identities(
     return list(identity)
 
 
-def _check_plaintext(path: Path, entry: OutputEntry, identities: list[X25519Identity]) -> None:
-    sink = HashingSink()
-    try:
-        with path.open("rb") as src:
-            decrypt_stream(src, cast(BinaryIO, sink), identities)
-    except OSError as exc:
-        raise ReceiptOutputError(
-            "output_read",
-            f"{entry.name}: cannot read the ciphertext: {exc.strerror or exc}",
-            output=entry.name,
-        ) from exc
-    except Error as exc:
-        raise ReceiptOutputError(
-            "output_decrypt",
-            f"{entry.name}: the ciphertext does not decrypt: {exc.describe()}",
-            output=entry.name,
-        ) from exc
-    check_plaintext(entry, sink.size, sink.hash.digest())
-
-
 def check_plaintext(entry: OutputEntry, size: int, sha256: bytes) -> None:
     """Check an output's decrypted size and SHA-256 against the receipt's ``entry``.
 
@@ -254,7 +236,131 @@ def check_plaintext(entry: OutputEntry, size: int, sha256: bytes) -> None:
         )
 
 
-def _check_outputs(receipt: Receipt, outputs_dir: Path, identities: list[X25519Identity]) -> None:
+OUTPUT_READ_BATCH = 4 << 20
+"""Bytes of a ciphertext taken at a time: a few MiB, so hashing and decryption hop threads
+rarely."""
+
+
+def _size_error(entry: OutputEntry, found: object) -> ReceiptOutputError:
+    return ReceiptOutputError(
+        "output_size",
+        f"{entry.name}: the file size differs ({ciphertext_name(entry.name)})",
+        output=entry.name,
+        expected=entry.ciphertext_size,
+        found=found,
+    )
+
+
+def _unreadable(entry: OutputEntry, exc: OSError) -> ReceiptOutputError:
+    return ReceiptOutputError(
+        "output_read",
+        f"{entry.name}: cannot read the ciphertext: {exc.strerror or exc}",
+        output=entry.name,
+    )
+
+
+class OutputCheck:
+    """Checks a verified receipt's outputs against their ciphertexts, one pass per output.
+
+    The one output verifier: ``verify-receipt`` runs it over files (:func:`check_receipt` with
+    ``outputs_dir``), the requestor over downloads as they arrive. Each output's ciphertext is
+    streamed once: counted and hashed, and, with identities, decrypted into ``plaintext`` (a
+    hashing sink when none is given) at the same time. The checks and their order per output:
+    ciphertext size and SHA-256 (``receipt_output_size``/``_sha256``), then decryption
+    (``receipt_output_decrypt``), plaintext size and SHA-256 (``receipt_plaintext_size``/
+    ``_sha256``). :meth:`finish` returns the receipt marked checked once every output passed.
+    """
+
+    def __init__(self, verified: VerifiedReceipt, identities: Sequence[X25519Identity]) -> None:
+        self._verified = verified
+        self._identities = list(identities)
+        self._pending = {entry.name: entry for entry in verified.receipt.outputs}
+
+    def check(
+        self, entry: OutputEntry, source: PulledCiphertext, plaintext: BinaryIO | None = None
+    ) -> None:
+        """Stream one output's ciphertext from ``source`` and check it (see the class).
+
+        Raises :class:`ReceiptOutputError`; ``plaintext`` then holds unverified bytes, which the
+        caller discards.
+        """
+        if self._pending.pop(entry.name, None) is None:
+            raise ReceiptOutputError(
+                "output_extra", f"{entry.name}: not an output of the receipt", output=entry.name
+            )
+        failure: Error | None = None
+        sink = HashingSink(plaintext)
+        with source:
+            if self._identities:
+                try:
+                    decrypt_stream(cast(BinaryIO, source), cast(BinaryIO, sink), self._identities)
+                except Error as exc:
+                    failure = exc
+            source.finish()  # after a failure the whole ciphertext is still hashed, for the order
+        if source.size != entry.ciphertext_size:
+            raise _size_error(entry, source.size)
+        found = source.hash.digest()
+        if not hmac.compare_digest(found, entry.ciphertext_sha256):
+            raise ReceiptOutputError(
+                "output_sha256",
+                f"{entry.name}: the SHA-256 differs ({ciphertext_name(entry.name)})",
+                output=entry.name,
+                expected=entry.ciphertext_sha256.hex(),
+                found=found.hex(),
+            )
+        if failure is not None:
+            raise ReceiptOutputError(
+                "output_decrypt",
+                f"{entry.name}: the ciphertext does not decrypt: {failure.describe()}",
+                output=entry.name,
+            ) from failure
+        if self._identities:
+            check_plaintext(entry, sink.size, sink.hash.digest())
+
+    def check_file(self, entry: OutputEntry, path: Path, plaintext: BinaryIO | None = None) -> None:
+        """:meth:`check` for a ciphertext on disk: a regular file, never followed through a
+        link; its size is compared first, so a wrong file costs nothing to refuse."""
+        try:
+            fd = open_regular(path, entry.name)
+        except FileCheckError as exc:
+            raise ReceiptOutputError(
+                f"output_{exc.check}", f"{exc.message} ({path.name})", output=entry.name
+            ) from exc
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != entry.ciphertext_size:
+                raise _size_error(entry, size)
+
+            def pull() -> list[bytes]:
+                try:
+                    data = f.read(OUTPUT_READ_BATCH)
+                except OSError as exc:
+                    raise _unreadable(entry, exc) from exc
+                return [data] if data else []
+
+            self.check(entry, PulledCiphertext(pull), plaintext)
+
+    def finish(self) -> VerifiedReceipt:
+        """The receipt, with its outputs (and plaintexts, given identities) checked.
+
+        Raises :class:`ReceiptOutputError` (``output_missing``) when an output was not checked.
+        """
+        if self._pending:
+            name = min(self._pending)
+            raise ReceiptOutputError(
+                "output_missing",
+                f"{name}: an output of the receipt was not checked",
+                output=name,
+            )
+        return dataclasses.replace(
+            self._verified, outputs_checked=True, plaintexts_checked=bool(self._identities)
+        )
+
+
+def _check_outputs(
+    verified: VerifiedReceipt, outputs_dir: Path, identities: list[X25519Identity]
+) -> VerifiedReceipt:
+    receipt = verified.receipt
     declared = {ciphertext_name(o.name) for o in receipt.outputs}
     try:
         with os.scandir(outputs_dir) as entries:
@@ -270,22 +376,10 @@ def _check_outputs(receipt: Receipt, outputs_dir: Path, identities: list[X25519I
                 f"{file_name}: an output file the receipt does not list",
                 output=file_name.removesuffix(CIPHERTEXT_SUFFIX),
             )
+    check = OutputCheck(verified, identities)
     for entry in receipt.outputs:
-        path = outputs_dir / ciphertext_name(entry.name)
-        try:
-            check_file(
-                path, name=entry.name, size=entry.ciphertext_size, sha256=entry.ciphertext_sha256
-            )
-        except FileCheckError as exc:
-            raise ReceiptOutputError(
-                f"output_{exc.check}",
-                f"{exc.message} ({path.name})",
-                output=entry.name,
-                expected=exc.expected,
-                found=exc.found,
-            ) from exc
-    for entry in receipt.outputs if identities else ():
-        _check_plaintext(outputs_dir / ciphertext_name(entry.name), entry, identities)
+        check.check_file(entry, outputs_dir / ciphertext_name(entry.name))
+    return check.finish()
 
 
 def check_receipt(
@@ -356,14 +450,12 @@ def check_receipt(
                 expected=bound,
                 found=", ".join(i.recipient().to_string() for i in identities),
             )
-    if outputs_dir is not None:
-        _check_outputs(receipt, Path(outputs_dir), identities)
-    return VerifiedReceipt(
-        receipt=receipt,
-        verified_quote=verified,
-        outputs_checked=outputs_dir is not None,
-        plaintexts_checked=outputs_dir is not None and bool(identities),
+    checked = VerifiedReceipt(
+        receipt=receipt, verified_quote=verified, outputs_checked=False, plaintexts_checked=False
     )
+    if outputs_dir is not None:
+        return _check_outputs(checked, Path(outputs_dir), identities)
+    return checked
 
 
 def verify_receipt_bundle(

@@ -17,7 +17,7 @@ verification are in :mod:`golem_graphene.sealing.receipt`, which re-exports ever
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Literal, Self
+from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Self
 
 import nacl.signing
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +39,7 @@ from golem_graphene.protocol.fields import (
     UtcTime,
     recipient_public_bytes,
 )
+from golem_graphene.protocol.names import Termination
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 
 if TYPE_CHECKING:
@@ -69,11 +70,6 @@ RECEIPT_SIGNATURE_DOMAIN: Final = f"{PROTOCOL_NAME}/receipt\n".encode()
 
 STD_STREAMS: Final = ("stdout", "stderr")
 """Outputs every receipt lists: the workload's captured standard streams."""
-
-Termination = Literal["exited", "signaled", "timeout", "resource_limit"]
-"""How the workload ended: it exited; a signal killed it; the runner stopped it at the time
-limit; the runner stopped it at a resource limit (memory, output size)."""
-
 
 # --- errors -------------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from golem_graphene.requestor.golem import (
     confidential_payload,
     task_package_property,
 )
-from golem_graphene.requestor.policy_config import ENV_VAR, load_policy, policy_from_mapping
+from golem_graphene.requestor.policy import ENV_VAR, load_policy, policy_from_mapping
 from golem_graphene.runtime.framing import FrameError, frame, read_frame
 
 HASH = "ab" * 28
@@ -189,13 +189,13 @@ def test_allow_outdated_tcb_accepts_everything_but_revoked() -> None:
         ({"enableAttestation": False}, "never accepts an unattested"),
         ({"allowDebg": True}, "unknown SGX config fields"),
         ({"allowDebug": "yes"}, "true or false"),
-        ({"acceptTcb": []}, "non-empty list"),
-        ({"acceptTcb": ["Fine"]}, "non-empty list"),
+        ({"acceptTcb": []}, "must not be empty"),
+        ({"acceptTcb": ["Fine"]}, "acceptTcb takes a TCB status"),
         ({"acceptTcb": ["UpToDate", "Revoked"]}, "never accepted"),
         ({"maxEvidenceAge": 0}, "positive seconds"),
         ({"maxEvidenceAge": True}, "positive seconds"),
-        ({"exeunitHashes": ["abc"]}, "64-hex-digit"),
-        ({"trustedSimulationRoots": "ab" * 32}, "64-hex-digit"),
+        ({"exeunitHashes": ["abc"]}, "exeunitHashes takes 64 hex digits"),
+        ({"trustedSimulationRoots": "ab" * 32}, "trustedSimulationRoots must be a list"),
     ],
 )
 def test_policy_refuses_bad_fields(config: dict[str, Any], message: str) -> None:

@@ -35,7 +35,8 @@ from golem_graphene.host.image import (
     load_or_create_signing_key,
     sys_python,
 )
-from golem_graphene.host.runners import SimRunner, prepare_launch_dir
+from golem_graphene.host.runners import SimRunner
+from golem_graphene.host.session import EnclaveSession
 from golem_graphene.protocol.binding import Transcript, format_task_id, new_nonce, new_task_id
 from golem_graphene.sealing.keys import X25519Identity
 
@@ -204,38 +205,30 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 async def attest_with_the_agent(image: EnclaveImage, root: Path) -> tuple[Transcript, bytes]:
     runner = SimRunner(root / "provider-data")
-    launch = root / "launch"
-    io_dir = prepare_launch_dir(image, launch)
     task_id, nonce = new_task_id(), new_nonce()
     requestor = X25519Identity.generate().recipient()
-    process = await runner.launch(image, launch, stderr_path=root / "enclave.log")
+    session = await EnclaveSession.launch(
+        runner, image, root / "launch", stderr_path=root / "enclave.log"
+    )
     try:
-        events = process.events()
-        ready = await asyncio.wait_for(anext(events), timeout=60)
-        await process.send(
-            {
-                "cmd": "attest",
-                "task_id": format_task_id(task_id),
-                "nonce": nonce.hex(),
-                "requestor_key": requestor.to_string(),
-            }
+        ready = await session.wait_ready(timeout=60)
+        evidence = await session.attest(
+            format_task_id(task_id), nonce.hex(), requestor.to_string(), timeout=60
         )
-        first = await asyncio.wait_for(anext(events), timeout=60)
     finally:
-        process.kill()
-        await process.wait()
-    assert ready == {"event": "ready"}, (root / "enclave.log").read_text()
-    assert first == {"event": "attested", "runner": "sim"}, (root / "enclave.log").read_text()
-    evidence = json.loads((io_dir / "evidence.json").read_text())
+        await session.close()
+    assert ready.protocol == 1, (root / "enclave.log").read_text()
+    assert evidence.runner == "sim", (root / "enclave.log").read_text()
+    assert evidence.quote is not None
     transcript = Transcript(
         task_id=task_id,
         nonce=nonce,
-        enclave_key=bytes.fromhex(evidence["enclave_key"]),
-        signing_key=bytes.fromhex(evidence["signing_key"]),
+        enclave_key=evidence.enclave_key,
+        signing_key=evidence.signing_key,
         requestor_key=requestor.public_bytes(),
     )
-    assert evidence["simulated"] is True
-    return transcript, bytes.fromhex(evidence["quote"])
+    assert evidence.simulated is True
+    return transcript, evidence.quote
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ SPEC = Path(__file__).resolve().parents[2] / "task_specs" / "csv-stats"
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--root", "/nonexistent/root.pem"], "cannot read the trust anchor"),
+        (["--root", "/nonexistent/root.pem"], "cannot read the root certificate"),
         (["--root", "GARBAGE"], "cannot read the root certificate"),
         (["--accept-tcb", "Whatever"], "--accept-tcb takes a TCB status"),
     ],

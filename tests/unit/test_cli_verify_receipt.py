@@ -267,7 +267,7 @@ def test_malformed_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         (["-i", "IDENTITY"], "needs --outputs"),
         (["--outputs", "MISSING"], "must be a directory"),
         (["--accept-tcb", "Great"], "--accept-tcb takes a TCB status"),
-        (["--mrenclave", "abcd"], "invalid policy flag"),
+        (["--mrenclave", "abcd"], "--mrenclave takes 64 hex digits"),
         (["--at", "yesterday"], "--at"),
         (["--collateral", "MISSING"], "cannot read the collateral"),
         (["--outputs", "OUTPUTS", "-i", "BADKEY"], "cannot use the identity file"),

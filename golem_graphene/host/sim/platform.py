@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import struct
 import threading
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.attestation.anchors import SIMULATION_MARKER_OID, TrustAnchor
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.attestation.pck import SGX_EXTENSION_OID, PckExtension, SgxType
@@ -249,7 +249,7 @@ class SimPlatform:
                 ),
             )
         for name, cert in certs.items():
-            _write_atomic(directory / f"{name}.pem", _pem(cert), 0o644)
+            write_atomic(directory / f"{name}.pem", _pem(cert), mode=0o644)
         qe_id = secrets.token_bytes(16)
         meta = {
             "qe_id": qe_id.hex(),
@@ -257,7 +257,7 @@ class SimPlatform:
             "root_fingerprint": TrustAnchor(root, "sim").fingerprint,
             "created": _iso(now),
         }
-        _write_atomic(directory / "platform.json", json.dumps(meta, indent=2).encode(), 0o644)
+        write_atomic(directory / "platform.json", json.dumps(meta, indent=2).encode(), mode=0o644)
         return cls(directory, keys, certs, qe_id)
 
     # -- identity of the platform ------------------------------------------------------------
@@ -417,19 +417,5 @@ class SimPlatform:
         return crl.public_bytes(serialization.Encoding.DER)
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_private(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o600)
+    write_atomic(path, data, mode=0o600)

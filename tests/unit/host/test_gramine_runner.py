@@ -17,7 +17,7 @@ import socket
 import stat
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,8 +129,18 @@ def make_image(directory: Path, *, sgx_files: bool = True) -> EnclaveImage:
     return EnclaveImage.load(directory)
 
 
+async def lines(process: EnclaveProcess) -> AsyncIterator[dict[str, Any]]:
+    """What the fake Gramine writes on the control channel (its own probes, not agent frames)."""
+    while (line := await process.read_frame()) is not None:
+        yield json.loads(line)
+
+
+async def send(process: EnclaveProcess, obj: dict[str, Any]) -> None:
+    await process.write_frame(json.dumps(obj).encode() + b"\n")
+
+
 async def collect(process: EnclaveProcess) -> list[dict[str, Any]]:
-    return [event async for event in process.events()]
+    return [event async for event in lines(process)]
 
 
 # --- detecting an SGX host -------------------------------------------------------------------
@@ -266,9 +276,9 @@ async def test_launch_runs_gramine_sgx_in_the_launch_folder(
     image = make_image(tmp_path / "image")
     launch = tmp_path / "launch"
     process = await GramineSgxRunner().launch(image, launch, stderr_path=tmp_path / "enclave.log")
-    events = process.events()
+    events = lines(process)
     started = await anext(events)
-    await process.send({"cmd": "run"})
+    await send(process, {"cmd": "run"})
     echo = await anext(events)
     assert await process.wait() == 0
 
@@ -318,7 +328,7 @@ async def test_gramine_direct_needs_no_sgx_host_and_no_signature(
     image = make_image(tmp_path / "image", sgx_files=False)
     runner = make_runner("gramine-direct", data_dir=tmp_path, allow_insecure=("gramine-direct",))
     process = await runner.launch(image, tmp_path / "launch", stderr_path=tmp_path / "log")
-    (started, _echo) = await asyncio.gather(anext(process.events()), process.send({"cmd": "x"}))
+    (started, _echo) = await asyncio.gather(anext(lines(process)), send(process, {"cmd": "x"}))
     assert started["tool"] == "gramine-direct"
     assert started["argv"] == ["agent"]
     assert await process.wait() == 0
@@ -369,7 +379,7 @@ async def test_timeout_kills_the_whole_process_tree(
     fake_gramine: FakeGramine, tmp_path: Path
 ) -> None:
     process = await _hanging_enclave(fake_gramine, tmp_path, wall_seconds=1.0)
-    hanging = await anext(process.events())
+    hanging = await anext(lines(process))
     child = hanging["child"]
     assert _alive(child)
     code = await asyncio.wait_for(process.wait(), timeout=10)
@@ -391,7 +401,7 @@ async def test_kill_ends_a_running_enclave(
     process = await GramineSgxRunner().launch(
         image, tmp_path / "launch", stderr_path=tmp_path / "l"
     )
-    child = (await anext(process.events()))["child"]
+    child = (await anext(lines(process)))["child"]
     process.kill()
     assert await asyncio.wait_for(process.wait(), timeout=10) == -9
     assert not process.timed_out
@@ -412,7 +422,7 @@ async def test_a_standby_enclaves_clock_starts_when_it_is_armed(
     fake_gramine: FakeGramine, tmp_path: Path
 ) -> None:
     process = await _hanging_enclave(fake_gramine, tmp_path, wall_seconds=0.3, standby=True)
-    await anext(process.events())
+    await anext(lines(process))
     await asyncio.sleep(1.0)  # waiting for a task does not count against its time limit
     assert process.running and not process.timed_out
     process.relocate(tmp_path / "moved.log")

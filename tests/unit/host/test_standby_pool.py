@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +13,8 @@ import pytest
 from golem_graphene.errors import RunnerError
 from golem_graphene.host.image import EnclaveImage
 from golem_graphene.host.runners import EnclaveRunner
-from golem_graphene.host.standby_pool import WarmPool
+from golem_graphene.host.standby_pool import StandbyPool
+from golem_graphene.protocol.agent import Failed, Ready, encode
 
 _pids = itertools.count(1000)
 IMAGE = cast(EnclaveImage, object())
@@ -27,8 +28,10 @@ class FakeProcess:
         self.pid = next(_pids)
         self.behaves = behaves
         self.killed = False
+        self.timed_out = False
         self.standby: bool | None = None
         self._exited = asyncio.Event()
+        self._reported = False
         if behaves == "exits":
             self._exited.set()
 
@@ -36,16 +39,22 @@ class FakeProcess:
     def running(self) -> bool:
         return not (self.killed or self._exited.is_set())
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        if self.behaves == "ready":
-            yield {"event": "ready"}
-        elif self.behaves == "failed":
-            yield {"event": "failed", "message": "bad image"}
+    async def read_frame(self) -> bytes | None:
+        if self.behaves == "ready" and not self._reported:
+            self._reported = True
+            return encode(Ready(agent="fake/1"))
+        if self.behaves == "failed" and not self._reported:
+            self._reported = True
+            return encode(Failed(code="workload_format", message="bad image"))
         await self._exited.wait()
+        return None
 
     def kill(self) -> None:
         self.killed = True
         self._exited.set()
+
+    def failure_reason(self) -> str | None:
+        return None
 
     async def wait(self) -> int:
         await self._exited.wait()
@@ -66,7 +75,7 @@ class FakeRunner:
     ) -> FakeProcess:
         if self.fail:
             raise RunnerError("cannot start")
-        (launch_dir / "io" / "inputs").mkdir(parents=True)
+        (launch_dir / "io" / "inputs").mkdir(parents=True, exist_ok=True)
         process = FakeProcess(self.behaves)
         process.standby = standby
         self.launched.append(process)
@@ -76,9 +85,9 @@ class FakeRunner:
         return None
 
 
-def pool_of(tmp_path: Path, per_image: int = 1, **kw: Any) -> tuple[WarmPool, FakeRunner]:
+def pool_of(tmp_path: Path, per_image: int = 1, **kw: Any) -> tuple[StandbyPool, FakeRunner]:
     runner = FakeRunner()
-    return WarmPool(cast(EnclaveRunner, runner), tmp_path / "standby", per_image, **kw), runner
+    return StandbyPool(cast(EnclaveRunner, runner), tmp_path / "standby", per_image, **kw), runner
 
 
 async def test_take_fills_the_pool_and_hands_out_ready_enclaves(tmp_path: Path) -> None:
@@ -133,7 +142,8 @@ async def test_only_the_most_recently_used_images_keep_standby_enclaves(tmp_path
     (b_pid,) = pool.ready_pids("b")
     taken = await pool.take("a", IMAGE)  # a is now the most recent; b the least
     assert taken is not None
-    await taken.discard()  # (a task would have moved its folder away)
+    await taken.close()  # (a task would have moved its folder away)
+    shutil.rmtree(taken.launch_dir.parent)
     assert await pool.wait_ready("a", 5)
     await pool.take("c", IMAGE)
     assert await pool.wait_ready("c", 5)

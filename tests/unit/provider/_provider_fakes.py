@@ -1,24 +1,23 @@
 """A fake enclave runner for the provider's unit tests (no sandbox, no image build).
 
 :class:`FakeRunner` launches :class:`FakeEnclave` objects that behave like the agent on its
-control pipe: they report ``ready``; in ``attest`` mode they then publish evidence (a
-placeholder quote) and report ``attested``, then relay whatever the test pushes with
-:meth:`FakeEnclave.push`; in ``hang`` mode they never attest; in ``silent`` mode they never
-even report ``ready``; in ``fail`` mode the launch itself fails.
+control channel (``docs/agent-protocol.md``): they report ``ready``; in ``attest`` mode they
+answer ``attest`` with evidence (a placeholder quote), then relay whatever the test pushes with
+:meth:`FakeEnclave.push`; in ``hang`` mode they never answer ``attest``; in ``silent`` mode they
+never even report ``ready``; in ``fail`` mode the launch itself fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.host.image import EnclaveImage
+from golem_graphene.protocol.agent import decode_frame, encode_frame
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.engine import TaskEngine
@@ -40,47 +39,64 @@ files = ["out"]
 
 
 class FakeEnclave:
-    """What the engine sees of a launched enclave."""
+    """What the engine sees of a launched enclave (the :class:`EnclaveProcess` interface)."""
 
     def __init__(self, io: Path, mode: str) -> None:
         self.io = io
         self.mode = mode
-        self.pid = None
+        self.pid = 0
         self.sent: list[dict[str, Any]] = []
         self.killed = False
         self.waited = False
         self.timed_out = False
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._exited = asyncio.Event()
+        if mode != "silent":
+            self.push({"event": "ready", "protocol": 1, "agent": "fake/1"})
 
     def push(self, event: dict[str, Any] | None) -> None:
-        """Make the agent report ``event`` (None: it closes the control pipe)."""
+        """Make the agent report ``event`` (None: it closes the control channel)."""
         self._queue.put_nowait(event)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        if self.mode != "silent":
-            yield {"event": "ready"}
-        if self.mode == "attest":
-            evidence = {
-                "quote": secrets.token_bytes(64).hex(),
-                "enclave_key": secrets.token_bytes(32).hex(),
-                "signing_key": secrets.token_bytes(32).hex(),
-                "runner": "sim",
-                "simulated": True,
-            }
-            (self.io / "evidence.json").write_text(json.dumps(evidence))
-            yield {"event": "attested", "runner": "sim"}
-        while (event := await self._queue.get()) is not None:
-            yield event
-        self._exited.set()
+    async def read_frame(self) -> bytes | None:
+        event = await self._queue.get()
+        if event is None:
+            self._exited.set()
+            return None
+        return encode_frame(event)
 
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
+    async def write_frame(self, frame: bytes) -> None:
+        command = decode_frame(frame)
+        self.sent.append(command)
+        if command["cmd"] == "attest" and self.mode == "attest":
+            self.push(
+                {
+                    "event": "evidence",
+                    "runner": "sim",
+                    "simulated": True,
+                    "quote": secrets.token_bytes(64).hex(),
+                    "enclave_key": secrets.token_bytes(32).hex(),
+                    "signing_key": secrets.token_bytes(32).hex(),
+                }
+            )
 
     async def wait(self) -> int:
         await self._exited.wait()
         self.waited = True  # the runner's cleanup (attestation device, pids cgroup) runs here
         return -9 if self.killed else 0
+
+    @property
+    def running(self) -> bool:
+        return not self._exited.is_set()
+
+    def failure_reason(self) -> str | None:
+        return None
+
+    def arm(self) -> None:
+        pass
+
+    def relocate(self, stderr_path: Path | None) -> None:
+        pass
 
     def kill(self) -> None:
         self.killed = True

@@ -19,6 +19,9 @@ from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
 
 S = TaskState
+# A valid X25519 recipient (the agent's attest command carries it; the fake checks its shape).
+REQUESTOR_KEY = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqys5kp7wf"
+
 PATH = [S.CREATED, S.LAUNCHING, S.ATTESTED, S.INPUTS_RECEIVED, S.RUNNING, S.SEALING, S.DONE]
 NON_TERMINAL = [s for s in S if s not in TERMINAL]
 
@@ -28,8 +31,8 @@ def new_task(task_id: str = "a" * 32, state: TaskState = S.CREATED) -> Task:
         task_id=task_id,
         spec_name="echo",
         spec_digest="d" * 64,
-        nonce="n" * 64,
-        requestor_key="age1" + "q" * 58,
+        nonce="0e" * 32,
+        requestor_key=REQUESTOR_KEY,
         owner="owner-digest",
         capability_sha256="c" * 64,
         state=state,
@@ -284,7 +287,7 @@ async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
         spec_name="echo",
         spec_sha256=spec_digest(tmp_path / "specs" / "echo"),
         nonce="00" * 32,
-        requestor_key="age1" + "q" * 58,
+        requestor_key=REQUESTOR_KEY,
     )
     assert len(token) >= 32
     assert task.capability_sha256 != token
@@ -300,7 +303,7 @@ async def test_engine_walks_a_task_through_its_states(tmp_path: Path) -> None:
         "cmd": "attest",
         "task_id": task.task_id,
         "nonce": "00" * 32,
-        "requestor_key": "age1" + "q" * 58,
+        "requestor_key": REQUESTOR_KEY,
     }
     await asyncio.wait_for(_until(lambda: enclave.sent == [attest, {"cmd": "run"}]), 5)
     enclave.push({"event": "running"})
@@ -324,7 +327,7 @@ async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -
         spec_name="echo",
         spec_sha256=spec_digest(tmp_path / "specs" / "echo"),
         nonce="00" * 32,
-        requestor_key="age1" + "q" * 58,
+        requestor_key=REQUESTOR_KEY,
     )
     await asyncio.wait_for(_until(lambda: task.terminal), 5)
     assert task.state is S.FAILED
@@ -346,7 +349,7 @@ async def test_a_task_cancelled_before_its_enclave_is_ready_kills_it(tmp_path: P
         spec_name="echo",
         spec_sha256=spec_digest(tmp_path / "specs" / "echo"),
         nonce="00" * 32,
-        requestor_key="age1" + "q" * 58,
+        requestor_key=REQUESTOR_KEY,
     )
     await asyncio.wait_for(_until(lambda: task.task_id in runner.launched), 5)
     await engine.cancel(task)

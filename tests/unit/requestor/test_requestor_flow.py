@@ -26,7 +26,6 @@ from golem_graphene.requestor.client import (
     RequestorPolicy,
     TaskStepError,
 )
-from golem_graphene.requestor.client import _plaintext_size as plaintext_size
 from golem_graphene.sealing.age import encrypt_stream
 from golem_graphene.sealing.keys import X25519Identity
 
@@ -351,15 +350,6 @@ async def test_prestaged_input_is_retargeted_without_touching_it(
     assert result.outputs["out"].read_bytes() == plain
     assert staged.read_bytes() == sink.getvalue()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".retarget")] == []
-
-
-@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 65536, 200_001])
-def test_plaintext_size_from_the_ciphertext_layout(tmp_path: Path, size: int) -> None:
-    sink = io.BytesIO()
-    encrypt_stream(io.BytesIO(b"\x5a" * size), sink, [X25519Identity.generate().recipient()])
-    path = tmp_path / "f.age"
-    path.write_bytes(sink.getvalue())
-    assert plaintext_size(path, len(sink.getvalue())) == size
 
 
 # --- steps 5-7 ----------------------------------------------------------------------------------

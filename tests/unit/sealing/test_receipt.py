@@ -572,6 +572,7 @@ def test_public_names_in_the_sealing_package() -> None:
             "RECEIPT_SIGNATURE_DOMAIN",
             "STD_STREAMS",
             "Measurement",
+            "OutputCheck",
             "OutputEntry",
             "Receipt",
             "ReceiptBindingError",

@@ -25,6 +25,8 @@ AGE_API = {
     "AsyncWrite",
     "ProgressCallback",
     "SealDigests",
+    "max_ciphertext_size",
+    "plaintext_size",
 }
 
 

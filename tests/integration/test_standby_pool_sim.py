@@ -15,7 +15,7 @@ import pytest
 from _e2e_support import SHELL, Identity, Provider, StartProvider, wait_until
 
 from golem_graphene.host.sandbox import kill_session
-from golem_graphene.host.standby_pool import WarmPool
+from golem_graphene.host.standby_pool import StandbyPool
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.engine import image_key
 
@@ -34,7 +34,7 @@ async def run_shell(provider: Provider, identity: Identity, out: Path, script: s
     return result.outputs["o"].read_bytes()
 
 
-async def primed(provider: Provider, identity: Identity, out: Path) -> tuple[WarmPool, str]:
+async def primed(provider: Provider, identity: Identity, out: Path) -> tuple[StandbyPool, str]:
     """Run one task (an image's first task launches on demand and starts its pool), then wait
     until the pool of the shell image is full; returns the pool and the image's key."""
     pool = provider.server.engine.pool
