@@ -7,7 +7,7 @@ Rendering. ``gramine-manifest [-D NAME=VALUE]... TEMPLATE`` runs Jinja with ``St
 * ``gramine.libos`` (``<pkglibdir>/libsysdb.so``), ``gramine.pkglibdir`` and
   ``gramine.runtimedir(libc='glibc')`` (also usable as ``{{ gramine.runtimedir }}`` and with
   ``/``); values come from the local install when there is one, else from the Debian paths
-  (``/usr/lib/x86_64-linux-gnu/gramine``), see :func:`~.manifest.detect_gramine`;
+  (``/usr/lib/x86_64-linux-gnu/gramine``), see :func:`~.install.detect_gramine`;
 * ``python.stdlib``, ``platstdlib``, ``purelib``, ``distlib`` (Debian's
   ``/usr/lib/python3/dist-packages`` layout), ``get_config_var``, ``ext_suffix``, ``get_path``,
   ``get_paths``, ``implementation`` and ``get_sys_path(interpreter, include_nonexisting=False)``
@@ -68,13 +68,9 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from golem_graphene.errors import ManifestError
-from golem_graphene.gramine.manifest import (
-    GramineInstall,
-    LoaderEntrypoint,
-    Manifest,
-    TrustedFile,
-    detect_gramine,
-)
+from golem_graphene.gramine.install import GramineInstall, detect_gramine
+from golem_graphene.gramine.manifest import Manifest
+from golem_graphene.gramine.model import LoaderEntrypoint, TrustedFile
 from golem_graphene.limits import (
     MAX_MANIFEST_BYTES,
     MAX_MANIFEST_TEMPLATE_BYTES,
@@ -435,7 +431,7 @@ def render_manifest(
     """Render a template (:func:`render_template`) and parse the result
     (:meth:`Manifest.from_toml`), like ``gramine-manifest --check``.
 
-    Raises :class:`TemplateError` or :class:`~.manifest.ManifestValidationError`.
+    Raises :class:`TemplateError` or :class:`~.problems.ManifestValidationError`.
     """
     install = gramine or detect_gramine()
     text = render_template(

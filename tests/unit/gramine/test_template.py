@@ -21,15 +21,9 @@ from hypothesis import strategies as st
 
 from golem_graphene.errors import ManifestError
 from golem_graphene.gramine import template as template_module
-from golem_graphene.gramine.manifest import (
-    DEFAULT_GRAMINE_PKGLIBDIR,
-    GramineInstall,
-    LoaderEntrypoint,
-    Manifest,
-    Mount,
-    TrustedFile,
-    canonical_manifest_bytes,
-)
+from golem_graphene.gramine.install import DEFAULT_GRAMINE_PKGLIBDIR, GramineInstall
+from golem_graphene.gramine.manifest import Manifest, canonical_manifest_bytes
+from golem_graphene.gramine.model import LoaderEntrypoint, Mount, TrustedFile
 from golem_graphene.gramine.template import (
     TemplateError,
     TrustedFileError,
@@ -450,7 +444,7 @@ def test_output_and_template_size_bounds(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_rendered_invalid_manifest_is_a_validation_error() -> None:
-    from golem_graphene.gramine.manifest import ManifestValidationError
+    from golem_graphene.gramine.problems import ManifestValidationError
 
     with pytest.raises(ManifestValidationError, match=r"sgx\.enclave_size: must be a power of two"):
         render_manifest(
