@@ -1,5 +1,5 @@
-"""The public names of each public module of golem_graphene.gramine. A change to any
-list is an API change: make it on purpose, here.
+"""The public names of each public module of golem_graphene.gramine. A change to any list is
+an API change: make it on purpose, here.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ MODULE_NAMES = {
     "serialize": {"CANONICAL_FORMAT_VERSION", "canonical_dict", "toml_dumps"},
     "sigstruct": {"SIGSTRUCT_SIZE", "Sigstruct"},
     "sizes": {"format_size", "parse_size"},
+    "template": {
+        "TemplateError",
+        "parse_define",
+        "render_manifest",
+        "render_template",
+        "template_globals",
+    },
+    "trusted_files": {"TrustedFileError", "expand_trusted_files", "hash_file"},
 }
 
 
