@@ -1,5 +1,5 @@
-"""The public names of each public module of golem_graphene.gramine. A change to any list is
-an API change: make it on purpose, here.
+"""The public names of golem_graphene.gramine and of each of its public modules. A change to any
+list is an API change: make it on purpose, here.
 """
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
+
+import golem_graphene.gramine as gramine
 
 MODULE_NAMES = {
     "install": {"DEFAULT_GRAMINE_PKGLIBDIR", "GramineInstall", "detect_gramine"},
@@ -54,6 +56,24 @@ MODULE_NAMES = {
     "trusted_files": {"TrustedFileError", "expand_trusted_files", "hash_file"},
 }
 
+PACKAGE_NAMES = {
+    "GramineInstall",
+    "Manifest",
+    "ManifestCheck",
+    "ManifestProblem",
+    "ManifestSyntaxError",
+    "ManifestValidationError",
+    "Sigstruct",
+    "TemplateError",
+    "TrustedFileError",
+    "canonical_manifest_bytes",
+    "check_manifest",
+    "detect_gramine",
+    "expand_trusted_files",
+    "render_manifest",
+    "render_template",
+}
+
 
 @pytest.mark.parametrize("module_name", sorted(MODULE_NAMES))
 def test_module_names(module_name: str) -> None:
@@ -73,3 +93,18 @@ def test_each_public_name_is_defined_once() -> None:
         for name in names:
             assert name not in seen, f"{name} in {seen.get(name)} and {module_name}"
             seen[name] = module_name
+
+
+def test_package_names() -> None:
+    exported = set(gramine.__all__)
+    assert len(exported) == len(gramine.__all__)
+    assert exported == PACKAGE_NAMES, sorted(exported ^ PACKAGE_NAMES)
+    defined = {name: module for module, names in MODULE_NAMES.items() for name in names}
+    for name in exported:
+        module = importlib.import_module(f"golem_graphene.gramine.{defined[name]}")
+        assert getattr(gramine, name) is getattr(module, name), name
+
+
+def test_unknown_package_name() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'parse_size'"):
+        _ = gramine.parse_size
