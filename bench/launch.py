@@ -54,7 +54,7 @@ from typing import Any
 
 from golem_graphene._logging import configure_logging
 from golem_graphene.gramine.manifest import Manifest
-from golem_graphene.gramine.template import expand_trusted_files
+from golem_graphene.gramine.trusted_files import expand_trusted_files
 from golem_graphene.host.image import (
     IMAGE_FORMAT,
     EnclaveImage,

@@ -22,20 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import UsageError
-from golem_graphene.gramine.manifest import (
-    Manifest,
-    ManifestCheck,
-    ManifestProblem,
-    check_manifest,
-    detect_gramine,
-    format_size,
-)
-from golem_graphene.gramine.template import (
-    TemplateError,
-    expand_trusted_files,
-    parse_define,
-    render_template,
-)
+from golem_graphene.gramine.install import detect_gramine
+from golem_graphene.gramine.manifest import Manifest, ManifestCheck, check_manifest
+from golem_graphene.gramine.problems import ManifestProblem
+from golem_graphene.gramine.sizes import format_size
+from golem_graphene.gramine.template import TemplateError, parse_define, render_template
+from golem_graphene.gramine.trusted_files import expand_trusted_files
 from golem_graphene.limits import MAX_MANIFEST_TEMPLATE_BYTES
 
 

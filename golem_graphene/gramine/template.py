@@ -1,13 +1,13 @@
-"""Render Gramine manifest templates like ``gramine-manifest``, and expand trusted files.
+"""Render Gramine manifest templates like ``gramine-manifest``.
 
-Rendering. ``gramine-manifest [-D NAME=VALUE]... TEMPLATE`` runs Jinja with ``StrictUndefined``,
+``gramine-manifest [-D NAME=VALUE]... TEMPLATE`` runs Jinja with ``StrictUndefined``,
 ``keep_trailing_newline`` and no autoescaping over a template whose globals are (source:
 ``python/graminelibos/gen_jinja_env.py`` and ``Documentation/manpages/gramine-manifest.rst``):
 
 * ``gramine.libos`` (``<pkglibdir>/libsysdb.so``), ``gramine.pkglibdir`` and
   ``gramine.runtimedir(libc='glibc')`` (also usable as ``{{ gramine.runtimedir }}`` and with
   ``/``); values come from the local install when there is one, else from the Debian paths
-  (``/usr/lib/x86_64-linux-gnu/gramine``), see :func:`~.manifest.detect_gramine`;
+  (``/usr/lib/x86_64-linux-gnu/gramine``), see :func:`~.install.detect_gramine`;
 * ``python.stdlib``, ``platstdlib``, ``purelib``, ``distlib`` (Debian's
   ``/usr/lib/python3/dist-packages`` layout), ``get_config_var``, ``ext_suffix``, ``get_path``,
   ``get_paths``, ``implementation`` and ``get_sys_path(interpreter, include_nonexisting=False)``
@@ -32,72 +32,45 @@ Differences from gramine-manifest, and why:
   ``allow_subprocess=False`` to forbid that). Render untrusted templates in a confined process.
 * ``env`` is the mapping the caller passes (``os.environ`` by default), which also becomes the
   environment of the programs ``get_sys_path``/``ldd`` start, so renders can be reproducible.
-* gramine-manifest's ``--chroot DIR`` (measure absolute paths inside an image tree, resolving
-  symlinks there) has no counterpart: :func:`expand_trusted_files` only resolves relative URIs
-  against ``base_dir``.
 
-Trusted-file expansion. Until Gramine v1.7 ``gramine-sgx-sign`` measured trusted files while
-signing; since v1.8 ``gramine-manifest`` does it when rendering
-(``Manifest.expand_all_trusted_files`` in ``python/graminelibos/manifest.py``), and also fills
-``loader.entrypoint.sha256``.
-:func:`expand_trusted_files` does the same: a directory entry (URI ending in ``/``) becomes every
-readable regular file beneath it, level by level in sorted order, without descending into
-symlinked directories; a URI without ``/`` that names a directory is an error (Gramine: "does not
-end with /"); entries without ``sha256`` get the SHA-256 of the file; duplicates keep the first
-position and the measured entry; relative ``file:`` URIs are resolved against ``base_dir`` (the
-directory gramine-manifest would run in) but written back unchanged.
+Trusted files are measured afterwards, by :mod:`~.trusted_files`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 import sysconfig
 import types
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import jinja2
-import structlog
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from golem_graphene.errors import ManifestError
-from golem_graphene.gramine.manifest import (
-    GramineInstall,
-    LoaderEntrypoint,
-    Manifest,
-    TrustedFile,
-    detect_gramine,
-)
+from golem_graphene.gramine.install import GramineInstall, detect_gramine
+from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.limits import (
     MAX_MANIFEST_BYTES,
     MAX_MANIFEST_TEMPLATE_BYTES,
     MAX_TEMPLATE_REPEAT,
-    MAX_TRUSTED_FILES,
     TEMPLATE_SUBPROCESS_TIMEOUT_S,
 )
 
 __all__ = [
     "TemplateError",
-    "TrustedFileError",
-    "expand_trusted_files",
-    "hash_file",
     "parse_define",
     "render_manifest",
     "render_template",
     "template_globals",
 ]
 
-_log = structlog.get_logger(__name__)
-
 _TEMPLATE_FILENAME: Final = "<template>"
-_HASH_CHUNK: Final = 1024 * 1024
 
 
 class TemplateError(ManifestError):
@@ -116,16 +89,6 @@ class TemplateError(ManifestError):
         variable: str | None = None,
     ) -> None:
         self.variable = variable
-        super().__init__(message, expected=expected, found=found)
-
-
-class TrustedFileError(ManifestError):
-    """A trusted file is missing, unreadable, of the wrong kind, or does not match its hash."""
-
-    def __init__(
-        self, message: str, *, uri: str, expected: object = None, found: object = None
-    ) -> None:
-        self.uri = uri
         super().__init__(message, expected=expected, found=found)
 
 
@@ -435,7 +398,7 @@ def render_manifest(
     """Render a template (:func:`render_template`) and parse the result
     (:meth:`Manifest.from_toml`), like ``gramine-manifest --check``.
 
-    Raises :class:`TemplateError` or :class:`~.manifest.ManifestValidationError`.
+    Raises :class:`TemplateError` or :class:`~.problems.ManifestValidationError`.
     """
     install = gramine or detect_gramine()
     text = render_template(
@@ -447,173 +410,3 @@ def render_manifest(
         name=name,
     )
     return Manifest.from_toml(text, gramine=install)
-
-
-# --- trusted files -----------------------------------------------------------------------------
-
-
-def hash_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's contents as lower-case hex, read in 1 MiB chunks.
-
-    Raises :class:`OSError` as ``open`` does; :func:`expand_trusted_files` wraps it.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _uri_path(uri: str) -> PurePosixPath:
-    return PurePosixPath(uri.removeprefix("file:"))
-
-
-def _on_disk(path: PurePosixPath, base: Path) -> Path:
-    return Path(path) if path.is_absolute() else base / path
-
-
-def _walk_directory(path: PurePosixPath, base: Path, uri: str) -> Iterator[PurePosixPath]:
-    """Regular readable files beneath ``path``, sorted per level, not following dir symlinks."""
-    real = _on_disk(path, base)
-    try:
-        names = sorted(os.listdir(real))
-    except OSError as exc:
-        raise TrustedFileError(
-            f"trusted directory {uri}: cannot list {real}: {exc.strerror or exc}", uri=uri
-        ) from exc
-    for entry in names:
-        child = path / entry
-        child_real = real / entry
-        is_file, is_dir = child_real.is_file(), child_real.is_dir()
-        if not is_file and not is_dir:
-            continue  # sockets, fifos, devices, dangling links: gramine-manifest skips them
-        if not os.access(child_real, os.R_OK):
-            continue
-        if is_dir:
-            if not child_real.is_symlink():
-                yield from _walk_directory(child, base, uri)
-            continue
-        yield child
-
-
-def expand_trusted_files(
-    manifest: Manifest,
-    base_dir: str | os.PathLike[str] = ".",
-    *,
-    hash_loader_entrypoint: bool = True,
-    recheck: bool = False,
-) -> Manifest:
-    """Return ``manifest`` with every trusted file measured, as gramine-manifest >= 1.8 writes it.
-
-    Directory entries are replaced by the files beneath them; entries without ``sha256`` get the
-    file's SHA-256; ``recheck=True`` also re-hashes entries that carry one and refuses a mismatch
-    (a runner's pre-start check). With ``hash_loader_entrypoint`` the LibOS named by
-    ``loader.entrypoint.uri`` is measured too when it has no ``sha256`` (pass False where Gramine
-    is not installed, e.g. under the simulator). Relative URIs are resolved against ``base_dir``.
-
-    Raises :class:`TrustedFileError` (a :class:`ManifestError`) naming the URI when a file is
-    missing or unreadable, a directory entry is not a directory (or a file entry is one), two
-    entries give one URI different hashes, a hash does not match, or there are more than
-    ``MAX_TRUSTED_FILES`` files.
-    """
-    base = Path(base_dir)
-    entries: dict[str, TrustedFile] = {}
-
-    def add(tf: TrustedFile) -> None:
-        old = entries.get(tf.uri)
-        if old is not None and old.sha256 is not None:
-            if tf.sha256 is not None and tf.sha256 != old.sha256:
-                raise TrustedFileError(
-                    f"trusted file {tf.uri}: two different sha256 values for one URI",
-                    uri=tf.uri,
-                    expected=old.sha256,
-                    found=tf.sha256,
-                )
-            return
-        entries[tf.uri] = tf
-        if len(entries) > MAX_TRUSTED_FILES:
-            raise TrustedFileError(
-                "too many trusted files after expansion",
-                uri=tf.uri,
-                expected=f"<= {MAX_TRUSTED_FILES}",
-                found="more",
-            )
-
-    for tf in manifest.sgx.trusted_files:
-        path = _uri_path(tf.uri)
-        real = _on_disk(path, base)
-        if tf.is_directory:
-            if not real.is_dir():
-                raise TrustedFileError(
-                    f"trusted file {tf.uri}: URI ends with '/' but {real} is not a directory",
-                    uri=tf.uri,
-                    expected="a directory",
-                    found="missing" if not real.exists() else "not a directory",
-                )
-            for child in _walk_directory(path, base, tf.uri):
-                add(TrustedFile(f"file:{child}"))
-            continue
-        if real.is_dir():
-            raise TrustedFileError(
-                f"trusted file {tf.uri}: names a directory; directory URIs must end with '/'",
-                uri=tf.uri,
-                expected="a regular file",
-                found="a directory",
-            )
-        if not real.is_file():
-            raise TrustedFileError(
-                f"trusted file {tf.uri} not found at {real}",
-                uri=tf.uri,
-                expected="an existing regular file",
-                found="missing",
-            )
-        add(tf)
-
-    measured: list[TrustedFile] = []
-    for tf in entries.values():
-        if tf.sha256 is None or recheck:
-            digest = _hash_uri(tf.uri, base)
-            if tf.sha256 is not None and tf.sha256 != digest:
-                raise TrustedFileError(
-                    f"trusted file {tf.uri}: contents do not match the sha256 in the manifest",
-                    uri=tf.uri,
-                    expected=tf.sha256,
-                    found=digest,
-                )
-            tf = TrustedFile(tf.uri, digest)
-        measured.append(tf)
-
-    loader = manifest.loader
-    entry = loader.entrypoint
-    if hash_loader_entrypoint and (entry.sha256 is None or recheck):
-        digest = _hash_uri(entry.uri, base, key="loader.entrypoint.uri")
-        if entry.sha256 is not None and entry.sha256 != digest:
-            raise TrustedFileError(
-                f"loader.entrypoint {entry.uri}: contents do not match loader.entrypoint.sha256",
-                uri=entry.uri,
-                expected=entry.sha256,
-                found=digest,
-            )
-        loader = replace(loader, entrypoint=LoaderEntrypoint(entry.uri, digest))
-
-    _log.debug("trusted_files_expanded", count=len(measured), base_dir=str(base))
-    return replace(
-        manifest, loader=loader, sgx=replace(manifest.sgx, trusted_files=tuple(measured))
-    )
-
-
-def _hash_uri(uri: str, base: Path, *, key: str = "sgx.trusted_files") -> str:
-    real = _on_disk(_uri_path(uri), base)
-    try:
-        return hash_file(real)
-    except FileNotFoundError as exc:
-        raise TrustedFileError(
-            f"{key}: {uri} not found at {real}",
-            uri=uri,
-            expected="an existing file",
-            found="missing",
-        ) from exc
-    except OSError as exc:
-        raise TrustedFileError(
-            f"{key}: cannot read {uri} ({real}): {exc.strerror or exc}", uri=uri
-        ) from exc

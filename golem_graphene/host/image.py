@@ -42,7 +42,8 @@ import golem_graphene
 from golem_graphene.errors import ConfigError, RunnerError
 from golem_graphene.gramine.manifest import Manifest, canonical_manifest_bytes
 from golem_graphene.gramine.sigstruct import Sigstruct
-from golem_graphene.gramine.template import expand_trusted_files, render_manifest
+from golem_graphene.gramine.template import render_manifest
+from golem_graphene.gramine.trusted_files import expand_trusted_files
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 
 __all__ = [

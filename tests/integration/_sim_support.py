@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.gramine.manifest import Manifest
-from golem_graphene.gramine.template import expand_trusted_files
+from golem_graphene.gramine.trusted_files import expand_trusted_files
 from golem_graphene.host.image import IMAGE_FORMAT, EnclaveImage, SimSignature, sim_mrenclave
 from golem_graphene.host.runners import SimRunner
 from golem_graphene.host.sandbox import bwrap_available

@@ -18,28 +18,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from golem_graphene.errors import ConfigError, ManifestError
-from golem_graphene.gramine import manifest as manifest_module
+from golem_graphene.gramine import _parse as parse_module
+from golem_graphene.gramine.install import GramineInstall, detect_gramine
 from golem_graphene.gramine.manifest import (
+    Manifest,
+    canonical_manifest_bytes,
+    check_manifest,
+    decode_serialized_strings,
+)
+from golem_graphene.gramine.model import (
     AllowedIoctl,
     CpuFeatures,
     EnvVar,
     FsRoot,
-    GramineInstall,
     LoaderEntrypoint,
-    Manifest,
-    ManifestSyntaxError,
-    ManifestValidationError,
     MockSyscall,
     Mount,
     SealKeyMasks,
     TrustedFile,
-    _detect_gramine,
-    canonical_manifest_bytes,
-    check_manifest,
-    decode_serialized_strings,
-    format_size,
-    parse_size,
 )
+from golem_graphene.gramine.problems import ManifestSyntaxError, ManifestValidationError
+from golem_graphene.gramine.sizes import format_size
 
 GRAMINE = GramineInstall(Path("/opt/gramine/lib"), False, "stand-in")
 MIN = 'libos.entrypoint = "/app"\nfs.mounts = []\n'
@@ -55,48 +54,6 @@ def failure(text: str) -> ManifestValidationError:
     with pytest.raises(ManifestValidationError) as info:
         parse(text)
     return info.value
-
-
-def test_public_names() -> None:
-    assert set(manifest_module.__all__) == {
-        "CANONICAL_FORMAT_VERSION",
-        "DEFAULT_BRK_MAX_SIZE",
-        "DEFAULT_ENCLAVE_SIZE_NO_EDMM",
-        "DEFAULT_ENCLAVE_SIZE_WITH_EDMM",
-        "DEFAULT_FDS_LIMIT",
-        "DEFAULT_GRAMINE_PKGLIBDIR",
-        "DEFAULT_MAX_THREADS",
-        "DEFAULT_STACK_SIZE",
-        "AllowedIoctl",
-        "CpuFeatures",
-        "EnvVar",
-        "FsConfig",
-        "FsRoot",
-        "GramineInstall",
-        "LibosConfig",
-        "LoaderConfig",
-        "LoaderEntrypoint",
-        "Manifest",
-        "ManifestCheck",
-        "ManifestProblem",
-        "ManifestSyntaxError",
-        "ManifestValidationError",
-        "MockSyscall",
-        "Mount",
-        "SealKeyMasks",
-        "SgxConfig",
-        "SgxProfile",
-        "SysConfig",
-        "TrustedFile",
-        "canonical_manifest_bytes",
-        "check_manifest",
-        "decode_serialized_strings",
-        "detect_gramine",
-        "format_size",
-        "parse_size",
-    }
-    for name in manifest_module.__all__:
-        assert hasattr(manifest_module, name), name
 
 
 # --- defaults ------------------------------------------------------------------------------------
@@ -162,7 +119,7 @@ def test_missing_fs_mounts_is_a_warning_like_the_schema_check() -> None:
 
 def test_default_loader_entrypoint_comes_from_the_detected_install() -> None:
     m = Manifest.from_toml(MIN)
-    detected = manifest_module.detect_gramine()
+    detected = detect_gramine()
     assert m.loader.entrypoint.uri == f"file:{detected.pkglibdir}/libsysdb.so"
 
 
@@ -696,7 +653,7 @@ def test_from_path_refuses_non_utf8_and_oversized_files(
     bad.write_bytes(b'libos.entrypoint = "/\xff"\n')
     with pytest.raises(ManifestSyntaxError, match="UTF-8"):
         Manifest.from_path(bad)
-    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", 16)
+    monkeypatch.setattr(parse_module, "MAX_MANIFEST_BYTES", 16)
     big = tmp_path / "big.manifest"
     big.write_text(MIN)
     with pytest.raises(ManifestSyntaxError, match="too large"):
@@ -715,47 +672,6 @@ def test_lone_surrogates_and_deep_nesting_are_syntax_errors() -> None:
 def test_passthrough_with_host_env_is_only_a_warning() -> None:
     m = parse(MIN + "loader.insecure__use_host_env = true\nloader.env.X = { passthrough = true }\n")
     assert [p.key for p in m.warnings] == ["loader.env.X"]
-
-
-# --- sizes ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        ("0", 0),
-        ("4096", 4096),
-        ("256K", 256 << 10),
-        ("256k", 256 << 10),
-        ("512M", 512 << 20),
-        ("1g", 1 << 30),
-        ("1024G", 1 << 40),
-        ("007M", 7 << 20),
-    ],
-)
-def test_parse_size(text: str, value: int) -> None:
-    assert parse_size(text) == value
-
-
-@pytest.mark.parametrize("text", ["", "K", "1KB", "1 K", "+1", "0x10", "1T", "1.0G", "1e3"])
-def test_parse_size_refuses(text: str) -> None:
-    with pytest.raises(ManifestValidationError) as info:
-        parse_size(text, key="sys.stack.size")
-    assert info.value.key == "sys.stack.size"
-
-
-def test_format_size() -> None:
-    assert [format_size(n) for n in (0, 1, 1024, 256 << 20, 3 << 30, 1 << 40, 1536)] == [
-        "0",
-        "1",
-        "1K",
-        "256M",
-        "3G",
-        "1024G",
-        "1536",
-    ]
-    with pytest.raises(ManifestError):
-        format_size(-1)
 
 
 # --- effective argv and env ----------------------------------------------------------------------
@@ -890,63 +806,6 @@ def test_to_toml_escapes_strings() -> None:
     text = m.to_toml()
     assert "\\u007F" in text and "\\u0001" in text and '"k.y" = "1"' in text
     assert parse(text) == m
-
-
-# --- Gramine install detection -------------------------------------------------------------------
-
-
-def test_detection_prefers_graminelibos(tmp_path: Path) -> None:
-    fake = type("Mod", (), {"_CONFIG_PKGLIBDIR": "/opt/g/lib/x86_64-linux-gnu/gramine"})
-    found = _detect_gramine(
-        import_module=lambda name: fake, which=lambda name: None, candidates=[str(tmp_path)]
-    )
-    assert found == GramineInstall(
-        Path("/opt/g/lib/x86_64-linux-gnu/gramine"), True, "graminelibos"
-    )
-
-
-def test_detection_asks_the_gramine_manifest_interpreter(tmp_path: Path) -> None:
-    interpreter = tmp_path / "py"
-    interpreter.write_text(f"#!/bin/sh\nprintf '%s' '{tmp_path}/pkglib'\n")
-    interpreter.chmod(0o755)
-    script = tmp_path / "gramine-manifest"
-    script.write_text(f"#!{interpreter}\n")
-
-    def no_module(name: str) -> object:
-        raise ImportError(name)
-
-    found = _detect_gramine(import_module=no_module, which=lambda name: str(script), candidates=[])
-    assert found == GramineInstall(tmp_path / "pkglib", True, "gramine-manifest")
-
-
-def test_detection_falls_back_to_install_dirs_then_the_debian_stand_in(tmp_path: Path) -> None:
-    def no_module(name: str) -> object:
-        raise ImportError(name)
-
-    (tmp_path / "libsysdb.so").write_bytes(b"\x7fELF")
-    found = _detect_gramine(
-        import_module=no_module,
-        which=lambda name: None,
-        candidates=[str(tmp_path / "none"), str(tmp_path)],
-    )
-    assert found == GramineInstall(tmp_path, True, "filesystem")
-    stand_in = _detect_gramine(import_module=no_module, which=lambda name: None, candidates=[])
-    assert stand_in == GramineInstall(Path("/usr/lib/x86_64-linux-gnu/gramine"), False, "stand-in")
-    assert stand_in.libos == Path("/usr/lib/x86_64-linux-gnu/gramine/libsysdb.so")
-    assert stand_in.runtimedir() == Path("/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc")
-    assert stand_in.runtimedir("musl") == Path("/usr/lib/x86_64-linux-gnu/gramine/runtime/musl")
-    with pytest.raises(ManifestError, match="unsupported libc"):
-        stand_in.runtimedir("uclibc")
-
-
-def test_gramine_install_at(tmp_path: Path) -> None:
-    assert GramineInstall.at(tmp_path).installed is False
-    (tmp_path / "libsysdb.so").write_bytes(b"")
-    install = GramineInstall.at(tmp_path)
-    assert install.installed and install.source == "explicit"
-    assert install.libos_uri == f"file:{tmp_path}/libsysdb.so"
-    with pytest.raises(ManifestError, match="absolute"):
-        GramineInstall.at("relative/dir")
 
 
 # --- fuzzing -------------------------------------------------------------------------------------

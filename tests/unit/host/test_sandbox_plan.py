@@ -16,7 +16,7 @@ import pytest
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
-from golem_graphene.gramine.template import expand_trusted_files
+from golem_graphene.gramine.trusted_files import expand_trusted_files
 from golem_graphene.host.image import EnclaveImage, sim_mrenclave
 from golem_graphene.host.runners import SimRunner, prepare_launch_dir
 from golem_graphene.host.sandbox import (
