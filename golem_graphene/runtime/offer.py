@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import golem_graphene
+from golem_graphene.gramine.sgx_host import check_sgx_host, gramine_version
 from golem_graphene.host.image import load_or_create_signing_key, mrsigner_of
-from golem_graphene.host.runners import check_sgx_host, gramine_version
 from golem_graphene.host.sandbox import bwrap_available
 from golem_graphene.protocol.names import RUNNER_NAMES
 from golem_graphene.protocol.version import PROTOCOL_NAME

@@ -22,7 +22,7 @@ from golem_support import GOLDEN, REPO_ROOT, SHELL_SPEC
 from supervisor import RUNTIME_BINARY, ExeUnitSimulator, parse_deploy_result, run_cli
 
 import golem_graphene
-from golem_graphene.host.runners import check_sgx_host
+from golem_graphene.gramine.sgx_host import check_sgx_host
 from golem_graphene.requestor.golem.package import TaskPackage
 from golem_graphene.runtime.cli import add_arguments, dispatch
 from golem_graphene.runtime.descriptor import descriptor

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 
 from golem_graphene.errors import RunnerError
+from golem_graphene.gramine import sgx_host as sgx_host_module
+from golem_graphene.gramine.sgx_host import check_sgx_host, explain_gramine_error
 from golem_graphene.host import runners
 from golem_graphene.host.image import IMAGE_FORMAT, EnclaveImage
 from golem_graphene.host.runners import (
@@ -33,8 +35,6 @@ from golem_graphene.host.runners import (
     GramineDirectRunner,
     GramineSgxRunner,
     SimRunner,
-    check_sgx_host,
-    explain_gramine_error,
     make_runner,
 )
 
@@ -99,9 +99,9 @@ def sgx_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SgxHos
     server.bind(str(aesm))
     qcnl = host / "sgx_default_qcnl.conf"
     qcnl.write_text('{"pccs_url": "https://localhost:8081/sgx/certification/v4/"}\n')
-    monkeypatch.setattr(runners, "SGX_DEVICE", device)
-    monkeypatch.setattr(runners, "AESM_SOCKET", aesm)
-    monkeypatch.setattr(runners, "QCNL_CONFIG", qcnl)
+    monkeypatch.setattr(sgx_host_module, "SGX_DEVICE", device)
+    monkeypatch.setattr(sgx_host_module, "AESM_SOCKET", aesm)
+    monkeypatch.setattr(sgx_host_module, "QCNL_CONFIG", qcnl)
     yield SgxHost(device, aesm, qcnl)
     server.close()
 
@@ -191,7 +191,7 @@ def test_a_gramine_that_cannot_tell_its_version_is_named(
 def test_a_bare_host_lists_everything_missing(no_gramine: None, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         for name in ("SGX_DEVICE", "AESM_SOCKET", "QCNL_CONFIG"):
-            mp.setattr(runners, name, tmp_path / f"absent-{name}")
+            mp.setattr(sgx_host_module, name, tmp_path / f"absent-{name}")
         check = check_sgx_host()
     assert not check.usable
     assert len(check.missing) == 4
@@ -324,7 +324,7 @@ async def test_launch_needs_the_signed_sgx_files(
 async def test_gramine_direct_needs_no_sgx_host_and_no_signature(
     fake_gramine: FakeGramine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runners, "SGX_DEVICE", tmp_path / "absent")
+    monkeypatch.setattr(sgx_host_module, "SGX_DEVICE", tmp_path / "absent")
     image = make_image(tmp_path / "image", sgx_files=False)
     runner = make_runner("gramine-direct", data_dir=tmp_path, allow_insecure=("gramine-direct",))
     process = await runner.launch(image, tmp_path / "launch", stderr_path=tmp_path / "log")
