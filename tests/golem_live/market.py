@@ -132,6 +132,10 @@ def build_offer(
 class RestError(Exception):
     """A REST call answered with an unexpected status."""
 
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass
 class Rest:
@@ -161,7 +165,7 @@ class Rest:
         ) as response:
             text = await response.text()
             if response.status >= 300:
-                raise RestError(f"{method} {path}: {response.status} {text[:500]}")
+                raise RestError(f"{method} {path}: {response.status} {text[:500]}", response.status)
             return json.loads(text) if text else None
 
 
