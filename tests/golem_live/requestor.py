@@ -60,18 +60,31 @@ async def yapapi_requestor(
         yield YapapiRequestor(rest.Market(market_client), payment, allocation, address)
 
 
-async def collect(subscription: Subscription, seconds: float) -> list[OfferProposal]:
-    """Every proposal the subscription receives within ``seconds``."""
+async def collect(
+    subscription: Subscription, expected: int, *, settle: float = 2.0, timeout: float = 20.0
+) -> list[OfferProposal]:
+    """The proposals the subscription receives: wait (at most ``timeout``) for ``expected`` of
+    them, then ``settle`` seconds more, so that one too many would show."""
     found: list[OfferProposal] = []
+    enough = asyncio.Event()
 
     async def gather() -> None:
         async for proposal in subscription.events():
             found.append(proposal)
+            if len(found) >= expected:
+                enough.set()
 
+    if expected == 0:
+        enough.set()
     task = asyncio.create_task(gather())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    try:
+        await asyncio.wait_for(enough.wait(), timeout)
+        await asyncio.sleep(settle)
+    except TimeoutError:
+        pass  # fewer than expected: the caller's assertion says which are missing
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     return found
 
 

@@ -83,7 +83,7 @@ async def test_empty_template_constraints_never_match_but_ours_do(
         async with yapapi_requestor(node.api_url, ids.requestor_key, ids.requestor_id) as r:
             demand = await r.demand(payloads["sim"], timedelta(minutes=10))
             async with await demand.subscribe(r.market) as subscription:
-                found = await collect(subscription, 2.0)
+                found = await collect(subscription, 2)
     finally:
         for subscription_id in unmerged:
             await provider.rest.call("DELETE", f"/market-api/v1/offers/{subscription_id}")
@@ -128,13 +128,13 @@ async def test_each_runner_matches_only_its_own_offers(
     }
     async with yapapi_requestor(node.api_url, ids.requestor_key, ids.requestor_id) as r:
 
-        async def matched(payload: SgxPayload) -> list[str]:
-            demand = await r.demand(payload, timedelta(minutes=10))
+        async def matched(name: str) -> list[str]:
+            demand = await r.demand(demands[name], timedelta(minutes=10))
             async with await demand.subscribe(r.market) as subscription:
-                found = await collect(subscription, 2.5)
+                found = await collect(subscription, len(expected[name]))
             return sorted(str(p.props["golem.runtime.sgx.runner"]) for p in found)
 
-        results = await asyncio.gather(*(matched(p) for p in demands.values()))
+        results = await asyncio.gather(*(matched(name) for name in demands))
     assert dict(zip(demands, results, strict=True)) == expected
 
 

@@ -159,9 +159,9 @@ class YagnaNode:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         while True:
             if self.process.poll() is not None:
+                status, self.process = self.process.returncode, None
                 raise YagnaError(
-                    f"yagna exited with status {self.process.returncode} while starting\n"
-                    + self.log_tail()
+                    f"yagna exited with status {status} while starting\n" + self.log_tail()
                 )
             try:
                 opener.open(f"{self.api_url}/me", timeout=2)
