@@ -30,6 +30,7 @@ import json
 import secrets
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,7 +98,7 @@ class ExeUnitStandIn:
     runtime_flags: list[str]
     provider: Rest
     gftp_dir: Path
-    set_state: Any
+    set_state: Callable[[str], Awaitable[None]]
     exeunit: ExeUnitSimulator | None = None
     batches: dict[str, Batch] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)

@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -123,7 +124,7 @@ async def _invoice_when_terminated(
     amount = sum(
         (
             Decimal(str(PRESET_COEFFS["golem.usage.duration_sec"]))
-            * Decimal(f"{asyncio.get_running_loop().time() - a.started_at:.3f}")
+            * Decimal(f"{time.monotonic() - a.started_at:.3f}")
             + Decimal(str(PRESET_COEFFS["golem.usage.gramine-sgx.enclave_sec"]))
             * Decimal(f"{a.enclave_seconds():.3f}")
             for a in used
