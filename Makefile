@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEBIAN_PACKAGES := bubblewrap age python3-venv
 
-.PHONY: all setup demo test lint typecheck unit bench clean
+.PHONY: all setup demo test lint typecheck unit golem-live bench clean
 
 all: test
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,golem,golem-node]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,12 +32,20 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	# Three processes: unit and conformance tests; the real-sandbox and real-HTTP integration
-	# tests; the hostile-client suite, which starts and kills many providers and sandboxes. Each
-	# keeps its process-wide state (event-loop policy, logging, caches) to itself.
+	# Four processes: unit and conformance tests; the real-sandbox and real-HTTP integration
+	# tests; the hostile-client suite, which starts and kills many providers and sandboxes; the
+	# live Golem tests against a real yagna daemon. Each keeps its process-wide state (event-loop
+	# policy, logging, caches, the yagna daemon) to itself.
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
+	$(MAKE) --no-print-directory golem-live
+
+# The live Golem tests: a real yagna (the golem-node extra) and the real yapapi. GOLEM_LIVE=require
+# turns a missing yagna into a failure instead of a skip, so this target never passes vacuously.
+golem-live: setup
+	GOLEM_LIVE=require $(BIN)/python -m pytest -q -m golem_live \
+		--basetemp=$(CURDIR)/.pytest-tmp-golem-live tests/golem_live
 
 test: lint typecheck unit
 

@@ -5,7 +5,8 @@
 
 - ``test``: self-check; exit status 0 when the configured runner can run here (a JSON report on
   stdout names every runner and why it is or is not usable);
-- ``offer-template``: ``{"properties": {...}, "constraints": ""}`` on stdout;
+- ``offer-template``: ``{"properties": {...}, "constraints": "(golem.srv.comp.task_package=*)"}``
+  on stdout;
 - ``deploy``: validate the task package, build the enclave image; ``DeployResult`` on stdout;
 - ``start``: the blocking-mode protobuf server on stdin/stdout for the activity's life;
 - ``run --entrypoint E ARGS...``: one protocol step in process-per-command mode;

@@ -34,7 +34,17 @@ from golem_graphene.protocol.names import RUNNER_NAMES
 from golem_graphene.protocol.version import PROTOCOL_NAME
 from golem_graphene.runtime.settings import RUNTIME_NAME, RUNTIME_VERSION, RuntimeSettings
 
-__all__ = ["OFFER_PROPERTIES", "RunnerCheck", "offer_template", "self_test"]
+__all__ = ["OFFER_CONSTRAINTS", "OFFER_PROPERTIES", "RunnerCheck", "offer_template", "self_test"]
+
+OFFER_CONSTRAINTS = "(golem.srv.comp.task_package=*)"
+"""What the offer asks of a demand: a task package to deploy (this runtime cannot run without).
+
+Never empty, so the template is safe however it is published: the ExeUnit and ya-provider treat
+empty constraints as none and put theirs in place (``OfferTemplate::add_constraints``); merged,
+this becomes ``(& (golem.srv.comp.task_package=*) (golem.srv.comp.expiration>...))``. An offer
+posted as it is with empty constraints is accepted by yagna's market but never matches a demand
+(tried on yagna 0.17.6, tests/golem_live).
+"""
 
 OFFER_PROPERTIES = (
     "golem.runtime.sgx.runner",
@@ -122,7 +132,7 @@ def _libos_version(runner: str) -> str:
 
 
 def offer_template(settings: RuntimeSettings) -> dict[str, Any]:
-    """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": ""}``."""
+    """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": OFFER_CONSTRAINTS}``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = load_or_create_signing_key(settings.signing_key_path)
     properties: dict[str, Any] = {
@@ -134,4 +144,4 @@ def offer_template(settings: RuntimeSettings) -> dict[str, Any]:
         "golem.runtime.sgx.protocol": PROTOCOL_NAME,
         "golem.runtime.sgx.mrsigner": mrsigner_of(key.public_key()).hex(),
     }
-    return {"properties": properties, "constraints": ""}
+    return {"properties": properties, "constraints": OFFER_CONSTRAINTS}

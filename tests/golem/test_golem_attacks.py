@@ -31,10 +31,10 @@ from golem_graphene.requestor.golem import (
     GolemChannel,
     Run,
     SendFile,
-    WorkContext,
     build_task_package,
     execute_tasks,
 )
+from golem_graphene.requestor.golem.work import WorkContext
 from golem_graphene.sealing.age import encrypt_stream
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 

@@ -21,13 +21,11 @@ from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskStep
 from golem_graphene.requestor.golem import (
     ConfidentialTask,
     GolemChannel,
-    Script,
-    Task,
-    WorkContext,
     build_task_package,
     execute_tasks,
 )
 from golem_graphene.requestor.golem.package import TaskPackage
+from golem_graphene.requestor.golem.work import Script, Task, WorkContext
 from golem_graphene.requestor.measure import measure_locally
 from golem_graphene.runtime.settings import COUNTER_ENCLAVE_SECONDS
 from golem_graphene.sealing.keys import X25519Identity

@@ -25,12 +25,12 @@ from golem_graphene.requestor.golem import (
     Run,
     SendFile,
     SgxPayload,
-    WorkContext,
     WorkContextExecutor,
     build_task_package,
     confidential_payload,
     task_package_property,
 )
+from golem_graphene.requestor.golem.work import WorkContext
 from golem_graphene.requestor.policy import ENV_VAR, load_policy, policy_from_mapping
 from golem_graphene.runtime.framing import FrameError, frame, read_frame
 
@@ -376,6 +376,7 @@ def test_public_names() -> None:
         "DownloadFile",
         "ExeScriptExecutor",
         "GolemChannel",
+        "HAVE_YAPAPI",
         "Run",
         "Script",
         "SendFile",
@@ -384,6 +385,7 @@ def test_public_names() -> None:
         "TaskPackage",
         "WorkContext",
         "WorkContextExecutor",
+        "YAPAPI_VERSION",
         "build_task_package",
         "confidential_payload",
         "execute_tasks",

@@ -1,16 +1,19 @@
-"""The payload of a confidential task, in the shape of a yapapi ``Payload``.
+"""The payload of a confidential task: a yapapi ``Payload`` (when yapapi is installed).
 
 yapapi's ``Golem.execute_tasks(worker, tasks, payload=...)`` asks the payload to decorate the
 demand: ``await payload.decorate_demand(demand)``, where ``demand.ensure(constraint)`` adds a
 constraint and the demand's property dictionary (``properties`` in recent yapapi, ``props`` in
-older ones) takes properties (yapapi ``payload/__init__.py``, ``props/builder.py``).
-:class:`SgxPayload` does exactly that, so it works with yapapi's engine and with anything that
-offers those two members; it does not import yapapi.
+older ones) takes properties (yapapi ``payload/__init__.py``, ``props/builder.py``). With yapapi
+installed, :class:`SgxPayload` derives from ``yapapi.payload.Payload`` itself; without it, from
+a minimal stand-in with the same ``decorate_demand`` (:mod:`._yapapi`). Either way it decorates
+yapapi's real ``DemandBuilder`` and anything offering those two members.
 
 The demand asks for ``golem.runtime.name = gramine-sgx`` and, by default, for the
 ``gramine-sgx`` runner with DCAP attestation (``golem.runtime.sgx.*`` are our offer
 properties, see :mod:`golem_graphene.runtime.offer`). These only choose providers: the
-requestor trusts the enclave's verified quote, never an offer.
+requestor trusts the enclave's verified quote, never an offer. A real yagna market matches
+these demands against our ``offer-template`` as ya-provider publishes it
+(``tests/golem_live``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import ConfigError
+from golem_graphene.requestor.golem._yapapi import PayloadBase
 from golem_graphene.requestor.golem.package import TaskPackage, build_task_package
 from golem_graphene.runtime.settings import RUNTIME_NAME
 
@@ -36,11 +40,13 @@ def _constraint_value(value: object) -> str:
 
 
 @dataclass(frozen=True)
-class SgxPayload:
+class SgxPayload(PayloadBase):
     """Providers running ``gramine-sgx`` with enough resources, and the task package to deploy.
 
     ``runner`` is ``gramine-sgx`` unless you test against ``sim`` providers (no SGX
-    protection; your policy must also trust their simulation root by name).
+    protection; your policy must also trust their simulation root by name). ``attestation``
+    defaults to what the runner's offers say: ``dcap``, or ``none`` for ``gramine-direct``.
+    Raises :class:`ConfigError` for a malformed package property or an unknown runner.
     """
 
     task_package: str
@@ -48,7 +54,7 @@ class SgxPayload:
     min_storage_gib: float = 2.0
     min_cpu_threads: int = 1
     runner: str = "gramine-sgx"
-    attestation: str = "dcap"
+    attestation: str = ""
     extra_constraints: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -58,6 +64,10 @@ class SgxPayload:
             )
         if self.runner not in _RUNNERS:
             raise ConfigError("unknown runner", expected=" or ".join(_RUNNERS), found=self.runner)
+        if not self.attestation:
+            # Mirrors offer-template: only gramine-direct offers publish attestation = none.
+            default = "none" if self.runner == "gramine-direct" else "dcap"
+            object.__setattr__(self, "attestation", default)
 
     def properties(self) -> dict[str, Any]:
         """Demand properties."""

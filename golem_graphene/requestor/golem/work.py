@@ -8,7 +8,9 @@ accepts or rejects each task (yapapi ``script/__init__.py``, ``ctx.py``, engine
 command raises ``CommandExecutionError`` into the worker at the ``yield``, and its own future is
 never resolved).
 
-This module reproduces that contract without depending on yapapi, which may not be installable:
+This module reproduces that contract without yapapi. With yapapi installed (the ``golem``
+extra), :mod:`golem_graphene.requestor.golem` hands out yapapi's own classes instead; these stay
+for :func:`execute_tasks`, which drives a worker on one activity without yagna:
 
 - :class:`WorkContext`, :class:`Script`, :class:`CommandExecuted`,
   :class:`CommandExecutionError` and :class:`Task` mirror yapapi's names and methods;
