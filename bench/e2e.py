@@ -65,6 +65,7 @@ from typing import Any
 from golem_graphene._logging import configure_logging
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
+from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, parse_size, spec_digest
 from golem_graphene.provider.config import ProviderConfig
@@ -567,8 +568,8 @@ class ChannelRounds:
         task = await requestor.attest(await requestor.create(self.spec))
         seen: dict[str, float] = {}
 
-        def note(event: dict[str, Any]) -> None:
-            seen.setdefault(str(event.get("state")), time.perf_counter())
+        def note(event: TaskEvent) -> None:
+            seen.setdefault(event.state.value, time.perf_counter())
 
         if self.previous is not None:
             await requestor.channel.delete(self.previous.ref)

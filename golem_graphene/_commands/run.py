@@ -23,6 +23,7 @@ from golem_graphene._commands._attestation_flags import (
     warn_opt_ins,
 )
 from golem_graphene.errors import UsageError
+from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.requestor.client import Requestor, TaskResult
 from golem_graphene.requestor.policy import RequestorPolicy
 from golem_graphene.sealing.keys import X25519Identity, load_identities
@@ -121,16 +122,16 @@ class Progress:
         self.started = time.monotonic()
         self.last_state: str | None = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        state = str(event.get("state"))
+    def __call__(self, event: TaskEvent) -> None:
+        state = event.state.value
         elapsed = time.monotonic() - self.started
         if state != self.last_state:
             sys.stderr.write(f"[{elapsed:6.1f}s] {state}\n")
             self.last_state = state
-        done = event.get("bytes_done")
-        if self.tty and isinstance(done, int) and event.get("message"):
+        done = event.bytes_done
+        if self.tty and done is not None and event.message:
             rate = done / max(elapsed, 1e-6) / (1 << 20)
-            sys.stderr.write(f"           {event['message']}: {done} bytes ({rate:.1f} MiB/s)\n")
+            sys.stderr.write(f"           {event.message}: {done} bytes ({rate:.1f} MiB/s)\n")
 
 
 async def _run(

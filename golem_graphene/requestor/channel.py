@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 
 from golem_graphene._batched_write import write_and_close
-from golem_graphene.errors import ProtocolError
+from golem_graphene.errors import Error, ProtocolError
+from golem_graphene.protocol.messages import TaskEvent
 
 __all__ = ["Channel", "ChannelError", "HttpChannel", "OutputStreams", "TaskRef"]
 
@@ -67,7 +68,7 @@ class Channel(Protocol):
     async def put_input(self, task: TaskRef, name: str, body: AsyncIterable[bytes]) -> None: ...
     async def put_manifest(self, task: TaskRef, sealed: bytes) -> None: ...
     async def start(self, task: TaskRef) -> None: ...
-    def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]: ...
+    def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]: ...
     async def outputs(self, task: TaskRef) -> list[dict[str, Any]]: ...
     async def download(self, task: TaskRef, name: str, dest: Path, limit: int) -> int: ...
     async def cancel(self, task: TaskRef) -> None: ...
@@ -197,8 +198,8 @@ class HttpChannel:
     async def start(self, task: TaskRef) -> None:
         await self._json("POST", f"/tasks/{task.task_id}/start", task)
 
-    async def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
-        """Server-Sent Events of the task until its terminal state."""
+    async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
+        """Server-Sent Events of the task until its terminal state, each parsed strictly."""
         since = 0
         while True:
             try:
@@ -218,14 +219,16 @@ class HttpChannel:
                         if not line.startswith(b"data: "):
                             continue
                         try:
-                            event = json.loads(line[6:])
-                        except ValueError as exc:
-                            raise ChannelError("the provider sent a malformed event") from exc
-                        if not isinstance(event, dict):
-                            raise ChannelError("the provider sent a malformed event")
-                        since = int(event.get("seq", since)) + 1
+                            event = TaskEvent.from_json(line[6:])
+                        except Error as exc:
+                            raise ChannelError(
+                                f"the provider sent a malformed event: {exc.describe()}"
+                            ) from None
+                        if event.task_id.hex() != task.task_id:
+                            raise ChannelError("the provider sent an event of another task")
+                        since = event.seq + 1
                         yield event
-                        if event.get("state") in ("done", "failed", "cancelled"):
+                        if event.terminal:
                             return
             except aiohttp.ClientError as exc:
                 raise ChannelError(f"the event stream broke: {exc}") from exc

@@ -38,8 +38,8 @@ from golem_graphene.attestation.verifier import (
 )
 from golem_graphene.errors import Error, ProtocolError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
-from golem_graphene.protocol.messages import Evidence
-from golem_graphene.protocol.names import is_error_code
+from golem_graphene.protocol.messages import Evidence, TaskEvent
+from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
@@ -78,7 +78,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-EventCallback = Callable[[dict[str, Any]], None]
+EventCallback = Callable[[TaskEvent], None]
+"""Called with each task event the provider reports, and with the requestor's own upload
+progress (an ``attested`` event at the last sequence number seen, saying what was sent)."""
 
 UPLOAD_PIPE_BYTES = 4 << 20  # sealed blocks queued for the event loop to send
 DOWNLOAD_PIPE_BYTES = 8 << 20  # received pieces queued for the decrypting thread
@@ -93,14 +95,13 @@ class ProviderTaskError(ProtocolError):
     code = "task_failed"
 
     @classmethod
-    def from_event(cls, event: dict[str, Any], where: str = "") -> ProviderTaskError:
-        state = str(event.get("state"))
-        message = str(event.get("message") or "").strip()
+    def from_event(cls, event: TaskEvent, where: str = "") -> ProviderTaskError:
+        state = event.state.value
+        message = (event.message or "").strip()
         what = " ".join(p for p in (f"the task {state}", where) if p)
         error = cls(f"{what}: {message}" if message else what)
-        code = event.get("code")
-        if is_error_code(code):
-            error.code = str(code)
+        if event.code is not None:
+            error.code = event.code
         elif state == "cancelled":
             error.code = "task_cancelled"
         return error
@@ -338,23 +339,18 @@ class Requestor:
             verified,
         )
 
-    def _note_seq(self, ref: TaskRef, event: dict[str, Any]) -> bool:
+    def _note_seq(self, ref: TaskRef, event: TaskEvent) -> bool:
         """Remember the event's sequence number; False for an event delivered before."""
-        seq = event.get("seq")
-        if not isinstance(seq, int):
-            return True
-        if seq <= self._seen.get(ref.task_id, -1):
+        if event.seq <= self._seen.get(ref.task_id, -1):
             return False
-        self._seen[ref.task_id] = seq
+        self._seen[ref.task_id] = event.seq
         return True
 
-    async def _wait_for_state(
-        self, ref: TaskRef, wanted: set[str], timeout: float
-    ) -> dict[str, Any]:
-        async def watch() -> dict[str, Any]:
+    async def _wait_for_state(self, ref: TaskRef, wanted: set[str], timeout: float) -> TaskEvent:
+        async def watch() -> TaskEvent:
             async for event in self.channel.events(ref):
                 self._note_seq(ref, event)
-                state = event.get("state")
+                state = event.state
                 if state in wanted:
                     return event
                 if state in ("failed", "cancelled"):
@@ -451,12 +447,14 @@ class Requestor:
         plain = await run_piped(pipe, seal, send)
         if on_event:
             on_event(
-                {
-                    "state": "attested",
-                    "message": f"input {name} sealed and uploaded",
-                    "bytes_done": plain,
-                    "bytes_total": plain,
-                }
+                TaskEvent(
+                    task_id=bytes.fromhex(task.ref.task_id),
+                    state=TaskState.ATTESTED,
+                    seq=max(self._seen.get(task.ref.task_id, 0), 0),
+                    message=f"input {name} sealed and uploaded",
+                    bytes_done=plain,
+                    bytes_total=plain,
+                )
             )
         return InputEntry(
             name=name, size=plain, ciphertext_size=sink.size, ciphertext_sha256=sink.hash.digest()
@@ -500,15 +498,15 @@ class Requestor:
         *,
         on_event: EventCallback | None = None,
         timeout: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> TaskEvent:
         """Follow the task's events until it is done; failed or cancelled tasks raise."""
         limit = timeout or task.spec.limits.wall_seconds + 600
 
-        async def follow() -> dict[str, Any]:
+        async def follow() -> TaskEvent:
             async for event in self.channel.events(task.ref):
                 if on_event and self._note_seq(task.ref, event):
                     on_event(event)
-                state = event.get("state")
+                state = event.state
                 if state == "done":
                     return event
                 if state in ("failed", "cancelled"):

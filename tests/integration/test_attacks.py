@@ -30,7 +30,7 @@ from _e2e_support import (
 )
 
 from golem_graphene.protocol.binding import Transcript, parse_task_id
-from golem_graphene.protocol.messages import Evidence
+from golem_graphene.protocol.messages import Evidence, TaskEvent
 from golem_graphene.requestor.channel import HttpChannel, TaskRef
 from golem_graphene.requestor.client import AttestedTask, Requestor, TaskStepError
 from golem_graphene.sealing.age import encrypt_stream
@@ -85,7 +85,7 @@ class HostileChannel:
     async def start(self, task: TaskRef) -> None:
         await self.inner.start(task)
 
-    def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
+    def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
         return self.inner.events(task)
 
     async def outputs(self, task: TaskRef) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from _e2e_support import (
     staging_leftovers,
 )
 
+from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.requestor.client import TaskResult
 
@@ -76,7 +77,7 @@ async def test_spec_end_to_end(
 ) -> None:
     inputs = sample_inputs(spec_dir)
     expected = run_plaintext(spec_dir, inputs, tmp_path / "plain")
-    events: list[dict[str, object]] = []
+    events: list[TaskEvent] = []
     out = tmp_path / "results"
     async with provider.requestor(identity, spec_dir) as requestor:
         result = await requestor.run(spec_dir, inputs, out, on_event=events.append)
@@ -90,7 +91,7 @@ async def test_spec_end_to_end(
     assert result.receipt.receipt.termination == "exited"
     assert result.receipt.plaintexts_checked
     assert result.verified.simulated
-    states = [e.get("state") for e in events]
+    states = [e.state for e in events]
     assert states.index("running") < states.index("sealing") < states.index("done")
 
     # The receipt verifies offline, ciphertexts and plaintexts.

@@ -328,7 +328,7 @@ async def test_provider_killed_while_a_task_runs_then_restarted(
             await requestor.send_inputs(task, {}, args=["-c", f"sleep {marker}"])
             await requestor.start(task)
             async for event in requestor.channel.events(task.ref):
-                if event["state"] == "running":
+                if event.state == "running":
                     break
         launch = data_dir / "tasks" / task.ref.task_id / "launch"
         assert await wait_until(lambda: processes_mentioning(marker) != [])

@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import Error
+from golem_graphene.limits import MAX_EVENT_MESSAGE_CHARS
 from golem_graphene.protocol.binding import format_task_id, new_task_id
-from golem_graphene.protocol.names import validate_file_name
+from golem_graphene.protocol.messages import TaskEvent
+from golem_graphene.protocol.names import TaskState, validate_file_name
 from golem_graphene.requestor.channel import ChannelError, TaskRef
 from golem_graphene.requestor.golem.executor import (
     Command,
@@ -79,6 +81,7 @@ class GolemChannel:
         self._evidence: bytes | None = None
         self._uploads: list[SendFile] = []
         self._failure: str | None = None
+        self._seq = -1  # the last event's sequence number
         self._receipt: Path | None = None
         self._receipt_served = False
         self._fetched: dict[str, Path] = {}
@@ -185,15 +188,18 @@ class GolemChannel:
                 upload.src.unlink(missing_ok=True)
         self._state = "running"
 
-    async def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
         """The task's state; while it runs, this waits for it (``collect-outputs``)."""
         self._check(task)
         if self._state == "running":
             await self._collect()
-        event: dict[str, Any] = {"task_id": task.task_id, "state": self._state}
-        if self._failure:
-            event["message"] = self._failure
-        yield event
+        self._seq += 1
+        yield TaskEvent(
+            task_id=bytes.fromhex(task.task_id),
+            state=TaskState.CREATED if self._state == "new" else TaskState(self._state),
+            seq=self._seq,
+            message=self._failure[:MAX_EVENT_MESSAGE_CHARS] if self._failure else None,
+        )
 
     async def _collect(self) -> None:
         receipt = self._fresh("receipt.json")

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
 from golem_graphene.protocol.binding import Transcript, format_task_id, new_task_id, parse_task_id
-from golem_graphene.protocol.messages import Evidence
+from golem_graphene.protocol.messages import Evidence, TaskEvent
 from golem_graphene.requestor.channel import ChannelError, TaskRef
 from golem_graphene.sealing.age import decrypt_stream, encrypt_stream
 from golem_graphene.sealing.input_manifest import ciphertext_name, open_manifest
@@ -203,10 +203,10 @@ class FakeProvider:
         t.files["receipt.json"] = bundle.to_json()
         self._emit(t, "done", "outputs sealed")
 
-    async def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
         t = self._task(task)
         for event in list(t.events):
-            yield event
+            yield TaskEvent.from_obj(event)
             if event["state"] in ("done", "failed", "cancelled"):
                 return
 

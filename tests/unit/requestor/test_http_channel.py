@@ -235,7 +235,7 @@ async def test_events_resume_after_a_broken_stream_and_stop_at_the_end(serve: An
         return web.Response(body=sse(event), content_type="text/event-stream")
 
     channel = await serve({("GET", f"{TASK_PATH}/events"): handler})
-    seen = [event["state"] async for event in channel.events(TASK)]
+    seen = [event.state async for event in channel.events(TASK)]
     assert seen == states
     assert asked == ["0", "1", "2", "3", "4"]
 

@@ -19,6 +19,7 @@ import pytest
 from _fake_provider import MRENCLAVE, MRSIGNER, FakeProvider
 
 from golem_graphene.host.sim.platform import SimPlatform
+from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.requestor.channel import TaskRef
 from golem_graphene.requestor.client import (
     ProviderTaskError,
@@ -106,7 +107,7 @@ async def test_run_delivers_verified_outputs_and_deletes_the_task(
 ) -> None:
     fake = FakeProvider(platform)
     out = tmp_path / "deep" / "results"
-    events: list[dict[str, Any]] = []
+    events: list[TaskEvent] = []
     async with requestor(fake) as r:
         result = await r.run(spec, inputs, out, args=["x", "y"], on_event=events.append)
     assert result.exit_status == 0
@@ -123,9 +124,9 @@ async def test_run_delivers_verified_outputs_and_deletes_the_task(
     assert set(result.outputs) == {"out", "stdout", "stderr"}
     assert leftovers(out) == []
     assert [c[0] for c in fake.calls] == ["create", "start", "delete", "close"]
-    assert [e["state"] for e in events][-1] == "done"
+    assert [e.state for e in events][-1] == "done"
     # Upload progress is reported too, with the plaintext byte counts.
-    assert any(e.get("bytes_done") == inputs["a"].stat().st_size for e in events)
+    assert any(e.bytes_done == inputs["a"].stat().st_size for e in events)
 
 
 async def test_failed_task_is_cancelled_and_nothing_lands(
@@ -289,8 +290,8 @@ async def test_attest_refuses_a_substituted_enclave_key(platform: SimPlatform, s
 
 async def test_attest_gives_up_after_its_timeout(platform: SimPlatform, spec: Path) -> None:
     class NeverAttests(FakeProvider):
-        async def events(self, task: TaskRef) -> AsyncIterator[dict[str, Any]]:
-            yield {"task_id": task.task_id, "state": "launching", "seq": 0}
+        async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
+            yield TaskEvent.from_obj({"task_id": task.task_id, "state": "launching", "seq": 0})
             await asyncio.Event().wait()
 
     async with requestor(NeverAttests(platform)) as r:
