@@ -1,9 +1,85 @@
 """The error families of golem-graphene.
 
 Every failure a caller can see is an :class:`Error`. Each subclass carries a stable ``code``
-(used in JSON output and HTTP error bodies) and a message that says what was checked, what was
-expected and what was found. Foreign exceptions are wrapped at the boundary (``raise ... from``)
-so that ``ValueError``, ``InvalidSignature`` or ``InvalidTag`` never escape the package.
+(used in JSON output, HTTP error bodies and task failures), an ``http_status`` (what the
+provider's API answers when the error ends a request) and a message that says what was checked,
+what was expected and what was found. Foreign exceptions are wrapped at the boundary
+(``raise ... from``) so that ``ValueError``, ``InvalidSignature`` or ``InvalidTag`` never escape
+the package.
+
+The whole tree (classes defined elsewhere name their module; catch the family you care about)::
+
+    Error
+        AgentError  (enclave.agent)
+        CollateralSourceError
+        ConfigError
+            ManifestError
+                ManifestValidationError  (gramine.problems)
+                    ManifestSyntaxError  (gramine.problems)
+                TemplateError  (gramine.template)
+                TrustedFileError  (gramine.trusted_files)
+            PackageError  (runtime.deploy)
+        ProtocolError
+            AgentProtocolError  (protocol.agent)
+            AuthError
+            CanonicalJsonError  (canonical_json)
+            ChannelError  (requestor.channel)
+            FrameError  (runtime.framing)
+            InputManifestFormatError  (sealing.input_manifest)
+            LimitError
+            NotFoundError
+            ProviderTaskError  (requestor.client)
+            StepError  (runtime.session)
+            TransitionError
+        RunnerError
+        SealingError
+            AgeFormatError
+                AgeArmorError
+                AgeHeaderError
+            AgeHmacError
+            AgeNoMatchError
+            AgePayloadError
+            FileCheckError  (sealing.input_manifest)
+                InputFileError  (sealing.input_manifest)
+            InputManifestAuthError  (sealing.input_manifest)
+            ReceiptError
+                ReceiptCheckError  (sealing.receipt_document)
+                    ReceiptBindingError  (sealing.receipt_document)
+                    ReceiptEvidenceError  (sealing.receipt_document)
+                    ReceiptMeasurementError  (sealing.receipt_document)
+                    ReceiptOutputError  (sealing.receipt_document)
+                    ReceiptSignatureError  (sealing.receipt_document)
+                ReceiptFormatError  (sealing.receipt_document)
+            UnsupportedRecipientError
+        TaskStepError  (requestor.client)
+        UsageError
+        VerificationError
+            BindingError  (protocol.binding)
+            CertificateChainError
+            CertificateExpiredError
+            CertificateNotYetValidError
+            CertificateRevokedError
+            CertificateSignatureError
+            CertificationDataError
+            CollateralError
+                CollateralExpiredError
+                CollateralFormatError
+                CollateralNotYetValidError
+                CollateralSignatureError
+                TcbInfoMismatchError
+                TcbStatusUnknownError
+            CrlError
+                CrlMissingError
+            IasReportError
+            PolicyError
+            QeIdentityMismatchError
+            QeReportDataError
+            QeReportSignatureError
+            QuoteFormatError
+            QuoteSignatureError
+            TcbNotSupportedError
+            UnsupportedQuoteError
+            UntrustedRootError
 """
 
 from __future__ import annotations
@@ -15,6 +91,7 @@ __all__ = [
     "AgeHmacError",
     "AgeNoMatchError",
     "AgePayloadError",
+    "AuthError",
     "CertificateChainError",
     "CertificateExpiredError",
     "CertificateNotYetValidError",
@@ -32,7 +109,9 @@ __all__ = [
     "CrlMissingError",
     "Error",
     "IasReportError",
+    "LimitError",
     "ManifestError",
+    "NotFoundError",
     "PolicyError",
     "ProtocolError",
     "QeIdentityMismatchError",
@@ -46,6 +125,7 @@ __all__ = [
     "TcbInfoMismatchError",
     "TcbNotSupportedError",
     "TcbStatusUnknownError",
+    "TransitionError",
     "UnsupportedQuoteError",
     "UnsupportedRecipientError",
     "UntrustedRootError",
@@ -55,9 +135,14 @@ __all__ = [
 
 
 class Error(Exception):
-    """Root of every error golem-graphene raises on purpose."""
+    """Root of every error golem-graphene raises on purpose.
+
+    ``code`` is stable (JSON output, HTTP error bodies, task failures); ``http_status`` is the
+    status the provider's API answers with when this error ends a request.
+    """
 
     code: str = "error"
+    http_status: int = 422
 
     def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
         self.message = message
@@ -89,6 +174,7 @@ class ConfigError(Error):
     """A configuration file, task spec or environment setting is invalid."""
 
     code = "config"
+    http_status = 400
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -353,6 +439,47 @@ class ProtocolError(Error):
     """A peer sent a message that breaks the task protocol."""
 
     code = "protocol"
+    http_status = 400
+
+
+class NotFoundError(ProtocolError):
+    """No such task (or not yours), spec or file (HTTP 404)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class TransitionError(ProtocolError):
+    """A request that the task's state does not allow (HTTP 409)."""
+
+    code = "invalid_state"
+    http_status = 409
+
+
+class LimitError(ProtocolError):
+    """A configured limit refuses the request (HTTP 413, 429, 408 or 507); the message names
+    the limit and ``code`` which one (``too_many_tasks``, ``input_too_large``, ...)."""
+
+    code = "limit"
+
+    def __init__(
+        self, code: str, message: str, *, status: int, expected: object = None, found: object = None
+    ) -> None:
+        self.code = code
+        self.http_status = status
+        super().__init__(message, expected=expected, found=found)
+
+
+class AuthError(ProtocolError):
+    """A missing or wrong requestor token (HTTP 401) or task token (HTTP 403)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        self.code = code
+        self.http_status = status
+        super().__init__(message)
 
 
 class ManifestError(ConfigError):

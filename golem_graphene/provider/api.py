@@ -26,12 +26,19 @@ from aiohttp import web
 
 from golem_graphene import __version__
 from golem_graphene._batched_write import write_and_close
-from golem_graphene.errors import ConfigError, Error, ProtocolError
+from golem_graphene.errors import (
+    AuthError,
+    Error,
+    LimitError,
+    NotFoundError,
+    ProtocolError,
+    TransitionError,
+)
 from golem_graphene.protocol.messages import CreateTaskRequest, CreateTaskResponse, ErrorBody
 from golem_graphene.protocol.names import TaskState, validate_file_name
 from golem_graphene.protocol.spec import TaskSpec
-from golem_graphene.provider.engine import LimitError, NotFoundError, TaskEngine
-from golem_graphene.provider.lifecycle import Task, TransitionError
+from golem_graphene.provider.engine import TaskEngine
+from golem_graphene.provider.lifecycle import Task
 from golem_graphene.provider.openapi import openapi_document
 from golem_graphene.sealing.age import max_ciphertext_size
 from golem_graphene.sealing.input_manifest import ciphertext_name
@@ -45,29 +52,6 @@ WRITE_BATCH = 4 << 20  # uploads reach the disk a few MiB at a time, off the eve
 MAX_SEALED_MANIFEST = 256 * 1024
 
 ENGINE: web.AppKey[TaskEngine] = web.AppKey("engine", TaskEngine)
-
-
-class AuthError(ProtocolError):
-    """Missing or wrong requestor token (HTTP 401) or task token (HTTP 403)."""
-
-    code = "unauthorized"
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        self.code = code
-        self.status = status
-        super().__init__(message)
-
-
-def _status(exc: Error) -> int:
-    if isinstance(exc, (AuthError, LimitError)):
-        return exc.status
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, TransitionError):
-        return 409
-    if isinstance(exc, (ProtocolError, ConfigError)):
-        return 400
-    return 422
 
 
 def _error(
@@ -84,7 +68,7 @@ async def errors_middleware(
     try:
         return await handler(request)
     except Error as exc:
-        return _error(_status(exc), exc.code, exc.describe())
+        return _error(exc.http_status, exc.code, exc.describe())
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(

@@ -17,12 +17,11 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from golem_graphene._internal.files import write_atomic
-from golem_graphene.errors import Error, ProtocolError
+from golem_graphene.errors import Error, LimitError, NotFoundError, ProtocolError, TransitionError
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import EnclaveRunner, make_runner
 from golem_graphene.host.sandbox import PidsLimit, kill_session
@@ -34,28 +33,11 @@ from golem_graphene.protocol.messages import new_capability_token
 from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.config import ProviderConfig
-from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
+from golem_graphene.provider.lifecycle import Task, TaskStore
 
-__all__ = ["LimitError", "NotFoundError", "TaskEngine", "image_key"]
+__all__ = ["TaskEngine", "image_key"]
 
 log = structlog.get_logger(__name__)
-
-
-class NotFoundError(ProtocolError):
-    """No such task (or not yours), spec or file (HTTP 404)."""
-
-    code = "not_found"
-
-
-class LimitError(ProtocolError):
-    """A configured limit refuses the request (HTTP 413 or 429); the message names the limit."""
-
-    code = "limit"
-
-    def __init__(self, code: str, message: str, *, status: int, **kw: Any) -> None:
-        self.code = code
-        self.status = status
-        super().__init__(message, **kw)
 
 
 @dataclass

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene._internal.files import write_atomic
-from golem_graphene.errors import ProtocolError
+from golem_graphene.errors import TransitionError
 from golem_graphene.protocol.names import TERMINAL_STATES, TaskState, is_error_code
 
-__all__ = ["Task", "TaskStore", "TransitionError"]
+__all__ = ["Task", "TaskStore"]
 
 
 _NEXT: dict[TaskState, frozenset[TaskState]] = {
@@ -35,12 +35,6 @@ _NEXT: dict[TaskState, frozenset[TaskState]] = {
     TaskState.RUNNING: frozenset({TaskState.SEALING}),
     TaskState.SEALING: frozenset({TaskState.DONE}),
 }
-
-
-class TransitionError(ProtocolError):
-    """A request that the task's state does not allow (HTTP 409)."""
-
-    code = "invalid_state"
 
 
 def _now() -> str:

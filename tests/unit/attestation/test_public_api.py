@@ -94,7 +94,13 @@ ERROR_NAMES = {
     "AgePayloadError",
     "ReceiptError",
     "UnsupportedRecipientError",
+    # The provider's request errors (issue 11: one place, mapped to HTTP by ``http_status``).
+    "AuthError",
+    "LimitError",
+    "NotFoundError",
+    "TransitionError",
 }
+
 
 
 def test_attestation_names() -> None:

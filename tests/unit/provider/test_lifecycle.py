@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from _provider_fakes import FakeRunner, make_engine, write_spec
 
+from golem_graphene.errors import TransitionError
 from golem_graphene.protocol.names import TERMINAL_STATES as TERMINAL
 from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import spec_digest
-from golem_graphene.provider.lifecycle import Task, TaskStore, TransitionError
+from golem_graphene.provider.lifecycle import Task, TaskStore
 
 S = TaskState
 # A valid X25519 recipient (the agent's attest command carries it; the fake checks its shape).
