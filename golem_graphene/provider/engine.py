@@ -343,7 +343,8 @@ class TaskEngine:
                 self._reclaim(task)
                 counts["kept"] += 1
                 continue
-            _kill_leftover(task.pid)
+            _kill_leftover(task.pid, self.launch_dir(task.task_id))
+
             if task.state is TaskState.CREATED:
                 self._spawn(task)
                 counts["resumed"] += 1
@@ -399,7 +400,7 @@ def _kill_leftovers(root: Path, launch_folder: bytes) -> None:
             cwd = os.readlink(entry / "cwd") + "/"
         except OSError:
             continue
-        if not (b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline):
+        if not _runs_an_enclave(cmdline):
             continue
         if re.search(re.escape(marker.encode()) + launch_folder, cmdline) or (
             cwd.startswith(marker) and "/launch/" in cwd[len(marker) :]
@@ -407,13 +408,25 @@ def _kill_leftovers(root: Path, launch_folder: bytes) -> None:
             kill_session(int(entry.name))
 
 
-def _kill_leftover(pid: int | None) -> None:
-    """Kill a previous run's enclave session, if that pid still is one of ours."""
+def _kill_leftover(pid: int | None, launch_dir: Path) -> None:
+    """Kill a previous run's enclave session, if that pid still is one of ours: an enclave
+    launcher working in the task's launch folder (a pid reused by anyone else is left alone,
+    whatever its command line says)."""
     if not pid:
         return
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return
-    if b"bwrap" in cmdline or b"gramine" in cmdline or b"prlimit" in cmdline:
+    if _runs_an_enclave(cmdline) and cwd.is_relative_to(launch_dir.resolve()):
         kill_session(pid)
+
+
+_ENCLAVE_LAUNCHERS = frozenset({b"bwrap", b"prlimit", b"gramine-sgx", b"gramine-direct", b"loader"})
+
+
+def _runs_an_enclave(cmdline: bytes) -> bool:
+    """True when the program (argv[0]) is one the runners start an enclave with."""
+    program = cmdline.split(b"\0", 1)[0]
+    return program.rsplit(b"/", 1)[-1] in _ENCLAVE_LAUNCHERS

@@ -1,14 +1,9 @@
 """Names, paths and settings of the ``gramine-sgx`` ExeUnit runtime.
 
-Everything the runtime publishes under its own name is here, so that the descriptor, the offer
-template, the blocking-mode server and the requestor SDK agree on it:
-
-- the runtime name ``gramine-sgx`` (``golem.runtime.name`` in offers; Golem's own SGX runtimes
-  used ``sgx``, ``sgx-js``, ``sgx-wasm``, ``sgx-wasi``, so this name does not collide);
-- the volume the requestor transfers files through: container path ``/golem/io``, host folder
-  ``<workdir>/io``;
-- the ExeScript ``run`` entry points that carry the task protocol;
-- the usage counter the runtime reports (``golem.usage.gramine-sgx.enclave_sec``, ours).
+The names the requestor shares with the runtime (runtime name, volume path, entry points) are
+in :mod:`golem_graphene.protocol.golem` and re-exported here; the runtime's own are here: the
+volume's host folder ``<workdir>/io``, its private state folder, its settings, and the usage
+counter it reports (``golem.usage.gramine-sgx.enclave_sec``, ours).
 """
 
 from __future__ import annotations
@@ -21,6 +16,7 @@ from typing import Final
 import golem_graphene
 from golem_graphene.errors import ConfigError
 from golem_graphene.host.runners import EnclaveRunner, make_runner
+from golem_graphene.protocol.golem import ENTRYPOINTS, RUNTIME_NAME, VOLUME_PATH
 from golem_graphene.protocol.names import RUNNER_NAMES
 
 __all__ = [
@@ -36,9 +32,6 @@ __all__ = [
     "default_runtime_data_dir",
 ]
 
-RUNTIME_NAME: Final = "gramine-sgx"
-"""``golem.runtime.name`` of offers made with this runtime (the descriptor's ``name``)."""
-
 RUNTIME_VERSION: Final = golem_graphene.__version__
 """``golem.runtime.version`` (the descriptor's semver ``version``)."""
 
@@ -48,14 +41,8 @@ SERVICE_PROTOCOL_VERSION: Final = "0.1.0"
 VOLUME_NAME: Final = "io"
 """The volume's folder under the activity's work directory."""
 
-VOLUME_PATH: Final = "/golem/io"
-"""The volume's container path: what the requestor names in file transfers."""
-
 STATE_DIR: Final = ".gramine-sgx"
 """The runtime's private folder under the work directory (deployment, enclave logs)."""
-
-ENTRYPOINTS: Final = ("attest", "receive-inputs", "execute", "collect-outputs", "abort")
-"""ExeScript ``run`` entry points, in protocol order (``abort`` at any time)."""
 
 COUNTER_ENCLAVE_SECONDS: Final = "golem.usage.gramine-sgx.enclave_sec"
 """Usage counter: wall-clock seconds enclaves of this activity have been alive (ours)."""

@@ -30,6 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.attestation.policy import Policy
 from golem_graphene.attestation.quote import Quote
@@ -65,7 +68,6 @@ from golem_graphene.sealing.receipt_document import (
     Termination,
     Timings,
     sign_receipt,
-    verify_receipt_signature,
 )
 
 __all__ = [
@@ -126,6 +128,23 @@ class ReceiptBundle(Message):
 
 
 # --- verification -------------------------------------------------------------------------------
+
+
+def verify_receipt_signature(signed: SignedReceipt | ReceiptBundle) -> None:
+    """Check the Ed25519 signature over the canonical receipt under ``signed.signing_key``.
+
+    This alone proves nothing about the enclave: ``signing_key`` must also be bound by a
+    verified quote (:func:`check_receipt` does both). Raises :class:`ReceiptSignatureError`.
+    """
+    try:
+        public = Ed25519PublicKey.from_public_bytes(signed.signing_key)
+        public.verify(signed.signature, signed.receipt.signed_message())
+    except (InvalidSignature, ValueError) as exc:
+        raise ReceiptSignatureError(
+            "signature",
+            "the receipt signature does not verify under its signing key",
+            found=signed.signing_key.hex(),
+        ) from exc
 
 
 @dataclass(frozen=True)

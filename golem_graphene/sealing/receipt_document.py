@@ -10,18 +10,18 @@ signature from ever being valid as any other message ``S`` might sign. The verif
 signature over what it *parsed* (it re-serialises the model), so the signature covers exactly
 what it interprets; the encodings are strict, so an honest receipt re-serialises identically.
 
-This module is what the in-enclave agent needs; the bundle with the evidence and its offline
-verification are in :mod:`golem_graphene.sealing.receipt`, which re-exports everything here.
+This module is what the in-enclave agent needs (the model and signing); the bundle with the
+evidence and every verification step, the signature's included, are in
+:mod:`golem_graphene.sealing.receipt`, which re-exports everything here.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Self
+from typing import Annotated, ClassVar, Final, Self
 
 import nacl.signing
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from golem_graphene.canonical_json import canonical_json
@@ -42,9 +42,6 @@ from golem_graphene.protocol.fields import (
 from golem_graphene.protocol.names import Termination
 from golem_graphene.protocol.version import PROTOCOL_NAME, ProtocolName
 
-if TYPE_CHECKING:
-    from golem_graphene.sealing.receipt import ReceiptBundle
-
 __all__ = [
     "RECEIPT_SIGNATURE_DOMAIN",
     "STD_STREAMS",
@@ -62,7 +59,6 @@ __all__ = [
     "Termination",
     "Timings",
     "sign_receipt",
-    "verify_receipt_signature",
 ]
 
 RECEIPT_SIGNATURE_DOMAIN: Final = f"{PROTOCOL_NAME}/receipt\n".encode()
@@ -284,20 +280,3 @@ def sign_receipt(
         )
     signature = private.sign(receipt.signed_message())
     return SignedReceipt(receipt=receipt, signature=signature, signing_key=public)
-
-
-def verify_receipt_signature(signed: SignedReceipt | ReceiptBundle) -> None:
-    """Check the Ed25519 signature over the canonical receipt under ``signed.signing_key``.
-
-    This alone proves nothing about the enclave: ``signing_key`` must also be bound by a
-    verified quote (:func:`check_receipt` does both). Raises :class:`ReceiptSignatureError`.
-    """
-    try:
-        public = Ed25519PublicKey.from_public_bytes(signed.signing_key)
-        public.verify(signed.signature, signed.receipt.signed_message())
-    except (InvalidSignature, ValueError) as exc:
-        raise ReceiptSignatureError(
-            "signature",
-            "the receipt signature does not verify under its signing key",
-            found=signed.signing_key.hex(),
-        ) from exc

@@ -33,6 +33,7 @@ from typing import Any
 from golem_graphene.errors import Error
 from golem_graphene.limits import MAX_EVENT_MESSAGE_CHARS
 from golem_graphene.protocol.binding import format_task_id, new_task_id
+from golem_graphene.protocol.golem import VOLUME_PATH
 from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.protocol.names import TaskState, validate_file_name
 from golem_graphene.requestor.channel import ChannelError, TaskRef
@@ -44,7 +45,6 @@ from golem_graphene.requestor.golem.executor import (
     Run,
     SendFile,
 )
-from golem_graphene.runtime.settings import VOLUME_PATH
 from golem_graphene.sealing.input_manifest import ciphertext_name
 from golem_graphene.sealing.receipt import ReceiptBundle
 

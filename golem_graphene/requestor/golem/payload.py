@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene.errors import ConfigError
+from golem_graphene.protocol.golem import RUNTIME_NAME
 from golem_graphene.requestor.golem._yapapi import PayloadBase
 from golem_graphene.requestor.golem.package import TaskPackage, build_task_package
-from golem_graphene.runtime.settings import RUNTIME_NAME
 
 __all__ = ["SgxPayload", "confidential_payload"]
 

@@ -205,8 +205,11 @@ def _persist(tmp_path: Path, task: Task) -> Path:
     return folder
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
+def _spawn(program: str, cwd: Path) -> subprocess.Popen[bytes]:
+    """A process that looks like ``program`` (its argv[0]) working in ``cwd``."""
+    return subprocess.Popen(
+        [program, "-c", "import time; time.sleep(60)"], executable=sys.executable, cwd=cwd
+    )
 
 
 async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
@@ -216,13 +219,18 @@ async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
     done = new_task("3" * 32, S.DONE)
     failed = new_task("4" * 32, S.FAILED)
     attested = new_task("5" * 32, S.ATTESTED)
-    sandbox = _spawn("bwrap", "--as-if")  # what a previous run's enclave looks like
-    stranger = _spawn("unrelated")  # a pid reused by someone else's process
+    folders = {t.task_id: _persist(tmp_path, t) for t in (created, running, done, failed)}
+    # What a previous run's enclave looks like: a launcher working in its task's launch folder.
+    sandbox = _spawn("bwrap", folders[running.task_id] / "launch")
+    # A pid reused by someone else's process, even one whose command line says "gramine".
+    stranger = _spawn("/opt/gramine-tools/python3", tmp_path)
     try:
         running.pid = sandbox.pid
         attested.pid = stranger.pid
-        folders = {t.task_id: _persist(tmp_path, t) for t in (created, running, done, failed)}
+        TaskStore(tmp_path / "data" / "tasks").save(running)
         folders[attested.task_id] = _persist(tmp_path, attested)
+
+
         stray = folders[attested.task_id] / "launch" / "io" / "inputs" / "x.age.part"
         stray.write_bytes(b"half an upload")
 
