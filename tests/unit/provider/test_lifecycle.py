@@ -230,7 +230,6 @@ async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
         TaskStore(tmp_path / "data" / "tasks").save(running)
         folders[attested.task_id] = _persist(tmp_path, attested)
 
-
         stray = folders[attested.task_id] / "launch" / "io" / "inputs" / "x.age.part"
         stray.write_bytes(b"half an upload")
 
