@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import string
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -275,10 +274,11 @@ def _transcript(task_id: bytes, requestor: X25519Identity, enclave: X25519Identi
     )
 
 
-names = st.text(alphabet=string.ascii_letters + string.digits + "._+-", min_size=1, max_size=40)
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,39}", fullmatch=True)
 entries = st.builds(
     InputEntry,
-    name=names.filter(lambda n: not n.startswith(".")),
+    name=names,
+
     size=st.integers(0, 2**53 - 1),
     ciphertext_size=st.integers(0, 2**53 - 1),
     ciphertext_sha256=st.binary(min_size=32, max_size=32),
