@@ -221,7 +221,7 @@ static void member(struct event *e, const char *key)
 void event_string(struct event *e, const char *key, const char *value)
 {
     member(e, key);
-    json_ascii_string(&e->out, value, strlen(value), MAX_EVENT_MESSAGE);
+    json_ascii_string(&e->out, value, strlen(value), SIZE_MAX);
 }
 
 void event_int(struct event *e, const char *key, int64_t value)
@@ -257,6 +257,9 @@ bool control_send_failed(struct control *c, const struct failure *err)
     struct event e;
     event_begin(&e, "failed");
     event_string(&e, "code", fail_code_name(err->code));
-    event_string(&e, "message", err->message[0] ? err->message : fail_code_name(err->code));
+    /* Free text: at most the protocol's 1024 characters, whatever it holds. */
+    const char *message = err->message[0] ? err->message : fail_code_name(err->code);
+    member(&e, "message");
+    json_ascii_string(&e.out, message, strlen(message), MAX_EVENT_MESSAGE);
     return event_send(c, &e);
 }

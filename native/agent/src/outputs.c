@@ -180,7 +180,8 @@ bool output_seal_fd(int outputs_dir, int fd, uint64_t size, const char *name,
     char final_name[MAX_NAME_LEN + 8], tmp_name[MAX_NAME_LEN + 16];
     (void)snprintf(final_name, sizeof final_name, "%s.age", name);
     (void)snprintf(tmp_name, sizeof tmp_name, ".%s.age.tmp", name);
-    (void)snprintf(o->name, sizeof o->name, "%s", name);
+    if (name != o->name)
+        (void)snprintf(o->name, sizeof o->name, "%s", name);
     (void)unlinkat(outputs_dir, tmp_name, 0);
     int out = openat(outputs_dir, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      0644);
