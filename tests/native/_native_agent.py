@@ -11,6 +11,8 @@ with the Python requestor code as the oracle.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import select
@@ -87,11 +89,37 @@ EVENT_KEYS: dict[str, set[str]] = {
 }
 
 STABLE_CODES = frozenset(
-    """workload_format control_message control_closed attestation input_manifest_format
-    input_manifest_auth input_undeclared input_too_large input_required input_missing
-    input_extra input_not_regular input_read input_size input_sha256 age_header age_hmac
-    age_no_match age_payload workload_start output_symlink output_not_regular output_hard_link
-    output_reserved output_too_large too_many_outputs output_read sealing internal""".split()
+    {
+        "workload_format",
+        "control_message",
+        "control_closed",
+        "attestation",
+        "input_manifest_format",
+        "input_manifest_auth",
+        "input_undeclared",
+        "input_too_large",
+        "input_required",
+        "input_missing",
+        "input_extra",
+        "input_not_regular",
+        "input_read",
+        "input_size",
+        "input_sha256",
+        "age_header",
+        "age_hmac",
+        "age_no_match",
+        "age_payload",
+        "workload_start",
+        "output_symlink",
+        "output_not_regular",
+        "output_hard_link",
+        "output_reserved",
+        "output_too_large",
+        "too_many_outputs",
+        "output_read",
+        "sealing",
+        "internal",
+    }
 )
 
 
@@ -231,10 +259,8 @@ class AgentProcess:
             self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     stream.close()
-                except BrokenPipeError:
-                    pass
 
 
 # --- the attestation device ---------------------------------------------------------------------
@@ -366,8 +392,6 @@ class Requestor:
 
 
 def entry_for(name: str, size: int, ciphertext: bytes) -> InputEntry:
-    import hashlib
-
     return InputEntry(
         name=name,
         size=size,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,8 +31,10 @@ from conftest import StartAgent
 
 from golem_graphene.attestation.quote import Quote
 from golem_graphene.attestation.verifier import QuoteVerifier, VerifyOptions
+from golem_graphene.errors import AgeNoMatchError
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.sealing.age import decrypt_file
+from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 from golem_graphene.sealing.receipt import (
     ReceiptBundle,
     SignedReceipt,
@@ -39,7 +42,7 @@ from golem_graphene.sealing.receipt import (
     verify_receipt_signature,
 )
 
-CAT_INPUTS = "mkdir -p outputs; for f in inputs/*; do cat \"$f\"; done > outputs/joined.txt"
+CAT_INPUTS = 'mkdir -p outputs; for f in inputs/*; do cat "$f"; done > outputs/joined.txt'
 
 
 def run_task(
@@ -147,9 +150,10 @@ def test_a_task_runs_end_to_end_and_the_requestor_verifies_everything(
     assert (conv.dirs.root / "joined").read_bytes() == b"alpha\nbeta\n"
     # The receipt is the canonical JSON the signature covers, byte for byte.
     parsed = json.loads(receipt_bytes)
-    assert receipt.canonical_bytes() == json.dumps(
-        parsed["receipt"], separators=(",", ":"), sort_keys=True
-    ).encode()
+    assert (
+        receipt.canonical_bytes()
+        == json.dumps(parsed["receipt"], separators=(",", ":"), sort_keys=True).encode()
+    )
 
 
 def test_evidence_binds_the_keys_in_the_quote_report_data(
@@ -178,7 +182,7 @@ def test_without_a_quote_file_the_runner_is_gramine_direct(
     assert evidence["runner"] == "gramine-direct"
     assert evidence["quote"] is None and evidence["simulated"] is True
     conv.upload({})
-    events, code = conv.run()
+    _events, code = conv.run()
     assert code == 0
     signed = SignedReceipt.from_json((conv.dirs.io / "outputs" / "receipt.json").read_bytes())
     verify_receipt_signature(signed)
@@ -201,8 +205,6 @@ def test_outputs_open_with_the_age_cli_and_inputs_from_the_age_cli_open_in_the_a
     inputs = conv.dirs.io / "inputs"
     inputs.mkdir()
     enclave = conv.requestor.transcript(evidence).enclave_key
-    from golem_graphene.sealing.keys import X25519Recipient
-
     recipient = X25519Recipient.from_public_bytes(enclave).to_string()
     subprocess.run(
         [age, "-r", recipient, "-o", str(inputs / "data.bin.age"), str(tmp_path / "plain")],
@@ -279,10 +281,8 @@ def test_the_whole_process_group_is_killed_when_the_workload_ends(
     marker = tmp_path / "survivor"
     # The leader exits at once; its background child would write the marker a second later.
     script = f"(sleep 1; touch {marker}) & exit 0"
-    conv, events, code = run_task(start_agent, shell(script), {})
+    _conv, _events, code = run_task(start_agent, shell(script), {})
     assert code == 0
-    import time
-
     time.sleep(1.5)
     assert not marker.exists()
 
@@ -294,7 +294,7 @@ def test_the_workload_sees_the_decrypted_inputs_only_in_its_workspace(
         "mkdir -p outputs; ls inputs > outputs/list.txt; wc -c < inputs/one > outputs/size.txt",
         inputs=[{"name": "one", "max_size": 10, "required": True}],
     )
-    conv, events, code = run_task(start_agent, workload, {"one": b"12345"})
+    conv, _events, code = run_task(start_agent, workload, {"one": b"12345"})
     assert code == 0
     assert (conv.dirs.workspace / "inputs" / "one").read_bytes() == b"12345"
     out = conv.dirs.io / "outputs"
@@ -330,11 +330,8 @@ def test_an_empty_task_has_stdout_and_stderr_and_an_empty_input(
 def test_another_requestor_key_cannot_open_the_outputs(
     start_agent: StartAgent, attestation: SimAttestation
 ) -> None:
-    conv, events, code = run_task(start_agent, shell("echo secret"), {})
+    conv, _events, code = run_task(start_agent, shell("echo secret"), {})
     assert code == 0
-    from golem_graphene.errors import AgeNoMatchError
-    from golem_graphene.sealing.keys import X25519Identity
-
     with pytest.raises(AgeNoMatchError):
         decrypt_file(
             conv.dirs.io / "outputs" / "stdout.age",
