@@ -57,10 +57,15 @@ def start_agent(
         binary: Path | None = None,
         requestor: Requestor | None = None,
         name: str = "task",
+        argv: list[str] | None = None,
+        attestation_dir: Path | None = None,
     ) -> Conversation:
         dirs = TaskDirs(tmp_path / name).create(workload)
-        env = {"PATH": "/usr/bin:/bin", "GG_AGENT_TEST_ATTESTATION_DIR": str(attestation.directory)}
-        agent = AgentProcess(binary or agent_bin.test, dirs.argv(), env=env)
+        device = attestation_dir or attestation.directory
+        env = {"PATH": "/usr/bin:/bin", "GG_AGENT_TEST_ATTESTATION_DIR": str(device)}
+        agent = AgentProcess(
+            binary or agent_bin.test, dirs.argv() if argv is None else argv, env=env
+        )
         started.append(agent)
         return Conversation(agent=agent, dirs=dirs, requestor=requestor or Requestor())
 

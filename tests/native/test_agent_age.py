@@ -190,7 +190,9 @@ def test_files_sealed_by_the_age_cli_open(
 def sealed_sample(size: int, identity: X25519Identity, seed: int) -> bytes:
     out = io.BytesIO()
     plain = random.Random(seed).randbytes(size)
-    encrypt_stream(io.BytesIO(plain), out, [X25519Identity.generate().recipient(), identity.recipient()])
+    encrypt_stream(
+        io.BytesIO(plain), out, [X25519Identity.generate().recipient(), identity.recipient()]
+    )
     return out.getvalue()
 
 
