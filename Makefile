@@ -60,13 +60,16 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
-	# Three processes: unit and conformance tests; the real-sandbox and real-HTTP integration
-	# tests; the hostile-client suite, which starts and kills many providers and sandboxes. Each
-	# keeps its process-wide state (event-loop policy, logging, caches) to itself.
+unit: setup agent agent-test-binaries agent-fuzzers
+	# Four processes: unit and conformance tests; the real-sandbox and real-HTTP integration
+	# tests; the hostile-client suite, which starts and kills many providers and sandboxes; the
+	# native agent (built with make, then driven as the host drives it, its sanitizer build and
+	# its fuzz targets for a few seconds). Each keeps its process-wide state (event-loop
+	# policy, logging, caches) to itself.
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-native tests/native
 
 test: lint typecheck unit
 

@@ -59,10 +59,15 @@ def start_agent(
         name: str = "task",
         argv: list[str] | None = None,
         attestation_dir: Path | None = None,
+        env_extra: dict[str, str] | None = None,
     ) -> Conversation:
         dirs = TaskDirs(tmp_path / name).create(workload)
         device = attestation_dir or attestation.directory
-        env = {"PATH": "/usr/bin:/bin", "GG_AGENT_TEST_ATTESTATION_DIR": str(device)}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "GG_AGENT_TEST_ATTESTATION_DIR": str(device),
+            **(env_extra or {}),
+        }
         agent = AgentProcess(
             binary or agent_bin.test, dirs.argv() if argv is None else argv, env=env
         )

@@ -78,6 +78,7 @@ def python_open(data: bytes, identities: list[X25519Identity]) -> Outcome:
 class AgentDecryptor:
     binary: Path
     workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
     count: int = field(default=0)
 
     def open(self, data: bytes, identities: list[X25519Identity]) -> Outcome:
@@ -90,6 +91,7 @@ class AgentDecryptor:
             [str(self.binary), "--test-age-decrypt", str(keys), str(src)],
             capture_output=True,
             timeout=60,
+            env={"PATH": "/usr/bin:/bin", **self.env},
         )
         keys.unlink()
         src.unlink()
@@ -98,6 +100,7 @@ class AgentDecryptor:
             return Outcome("ok", done.stdout)
         assert done.returncode == 1, done.stderr
         words = done.stderr.decode().split()
+        assert len(words) >= 3 and done.stderr.count(b"\n") == 1, done.stderr
         assert words[0] == "age-fail", done.stderr
         return Outcome(words[1], done.stdout, words[2].rstrip(":"))
 
