@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import shutil
 import subprocess
@@ -303,3 +304,57 @@ def test_chunk_manipulations_give_the_same_outcome(edit: str, agent_age: AgentDe
     agent = agent_age.open(mutated, [identity])
     same(agent, python_open(mutated, [identity]))
     assert agent.klass == "payload"
+
+
+# --- what the agent seals ------------------------------------------------------------------------
+
+SEAL_SIZES = [0, 1, 65535, 65536, 65537, 131072, 131073, 5 * 131072 + 7, 3_000_001]
+
+
+@pytest.mark.parametrize(
+    "mode", ["threads", "inline", "first-thread-refused", "last-thread-refused"]
+)
+def test_what_the_agent_seals_opens_with_the_requestor_and_the_digests_hold(
+    agent_bin: AgentBinaries, tmp_path: Path, mode: str
+) -> None:
+    identity = X25519Identity.generate()
+    env = {"PATH": "/usr/bin:/bin"}
+    extra = []
+    if mode == "inline":
+        extra = ["--no-threads"]
+    elif mode == "first-thread-refused":
+        env["GG_AGENT_TEST_REFUSE_THREAD"] = "1"
+    elif mode == "last-thread-refused":
+        env["GG_AGENT_TEST_REFUSE_THREAD"] = "3"
+    for size in SEAL_SIZES:
+        plain = hashlib.shake_256(f"seal{size}".encode()).digest(size)
+        src, dst = tmp_path / "plain", tmp_path / "sealed.age"
+        src.write_bytes(plain)
+        done = subprocess.run(
+            [
+                str(agent_bin.test),
+                "--test-seal",
+                identity.recipient().to_string(),
+                str(src),
+                str(dst),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("sealing on one thread" in done.stderr) == mode.endswith("refused")
+        report = json.loads(done.stdout)
+        sealed = dst.read_bytes()
+        assert report == {
+            "size": size,
+            "plaintext_sha256": hashlib.sha256(plain).hexdigest(),
+            "ciphertext_size": len(sealed),
+            "ciphertext_sha256": hashlib.sha256(sealed).hexdigest(),
+        }
+        # One X25519 stanza to R, the smallest header age writes for it.
+        assert sealed.startswith(b"age-encryption.org/v1\n-> X25519 ")
+        assert sealed.count(b"\n-> ") == 1
+        assert python_open(sealed, [identity]) == Outcome("ok", plain)

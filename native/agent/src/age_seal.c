@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,12 +12,14 @@
 #include "fileio.h"
 #include "sha256.h"
 
-#define BLOCK_CHUNKS 4
+#define BLOCK_CHUNKS 2
 #define BLOCK (BLOCK_CHUNKS * AGE_CHUNK)
 #define SEALED_BLOCK (BLOCK_CHUNKS * AGE_SEALED_CHUNK)
-#define SLOTS 4
+#define SLOTS 8
 
-enum slot_state { SLOT_FREE, SLOT_READ, SLOT_SEALED };
+/* A slot moves through the stages in order and back to FREE. */
+enum slot_state { SLOT_FREE, SLOT_READ, SLOT_SEALED, SLOT_HASHED };
+#define STAGES 4
 
 struct slot {
     enum slot_state state;
@@ -28,24 +31,32 @@ struct slot {
     uint8_t *sealed;
 };
 
+struct pipeline;
+
+struct stage {
+    enum slot_state from, to;
+    bool (*work)(struct pipeline *p, struct slot *s, struct failure *err);
+    bool done;           /* finished its last slot, or stopped */
+    struct failure err;  /* why it stopped */
+};
+
 struct pipeline {
     const struct seal_io *io;
     uint8_t key[32];
     struct slot slots[SLOTS];
+    struct stage stages[STAGES];
     struct sha256 plain_hash, sealed_hash;
     uint64_t read_total;    /* plaintext bytes read (the reader's) */
     uint64_t plain_written; /* plaintext bytes whose ciphertext is written (the writer's) */
-    uint64_t written_total; /* age file bytes written */
+    uint64_t written_total; /* age file bytes written (the writer's) */
     pthread_mutex_t lock;
     pthread_cond_t changed;
     bool stop; /* a stage failed: everyone winds down */
-    struct failure read_err, seal_err;
-    bool read_done, seal_done;
 };
 
-/* --- the stages: each works on one slot, in sequence order --------------------------------- */
+/* --- the stages: read, seal, hash, write; each sequential, on one slot at a time ----------- */
 
-/* Read the next block; sets slot->last when the file ends with it. */
+/* Read the next block; the file must end exactly where it ended when it was opened. */
 static bool stage_read(struct pipeline *p, struct slot *s, struct failure *err)
 {
     const struct seal_io *io = p->io;
@@ -67,12 +78,12 @@ static bool stage_read(struct pipeline *p, struct slot *s, struct failure *err)
             return fail(err, FAIL_OUTPUT_READ, more < 0 ? "cannot read the output"
                                                         : "the output grew while it was sealed");
     }
-    sha256_update(&p->plain_hash, s->plain, s->len);
     return true;
 }
 
-static void stage_seal(struct pipeline *p, struct slot *s)
+static bool stage_seal(struct pipeline *p, struct slot *s, struct failure *err)
 {
+    (void)err;
     size_t out = 0;
     uint64_t counter = s->seq * BLOCK_CHUNKS;
     size_t pos = 0;
@@ -84,11 +95,19 @@ static void stage_seal(struct pipeline *p, struct slot *s)
         pos += take;
     } while (pos < s->len);
     s->sealed_len = out;
+    return true;
+}
+
+/* Both digests in one pass: the two streams interleave on the SHA unit. */
+static bool stage_hash(struct pipeline *p, struct slot *s, struct failure *err)
+{
+    (void)err;
+    sha256_update2(&p->plain_hash, s->plain, s->len, &p->sealed_hash, s->sealed, s->sealed_len);
+    return true;
 }
 
 static bool stage_write(struct pipeline *p, struct slot *s, struct failure *err)
 {
-    sha256_update(&p->sealed_hash, s->sealed, s->sealed_len);
     if (!write_all(p->io->out_fd, s->sealed, s->sealed_len))
         return fail(err, FAIL_SEALING, "cannot write the sealed output: %s", strerror(errno));
     p->written_total += s->sealed_len;
@@ -99,129 +118,122 @@ static bool stage_write(struct pipeline *p, struct slot *s, struct failure *err)
 
 /* --- threads ---------------------------------------------------------------------------------- */
 
-static struct slot *wait_slot(struct pipeline *p, uint64_t seq, enum slot_state want,
-                              const bool *upstream_done)
-{
-    struct slot *s = &p->slots[seq % SLOTS];
-    while (!p->stop && !(s->state == want && (want == SLOT_FREE || s->seq == seq))) {
-        if (upstream_done && *upstream_done && !(s->state == want && s->seq == seq))
-            return NULL;
-        pthread_cond_wait(&p->changed, &p->lock);
-    }
-    return p->stop ? NULL : s;
-}
+struct worker {
+    struct pipeline *p;
+    size_t index;
+};
 
-static void *reader(void *arg)
+/* Run one stage over every slot in sequence order until the last one (or a stop). */
+static bool run_stage(struct pipeline *p, size_t index)
 {
-    struct pipeline *p = arg;
-    pthread_mutex_lock(&p->lock);
-    for (uint64_t seq = 0;; seq++) {
-        struct slot *s = wait_slot(p, seq, SLOT_FREE, NULL);
-        if (s == NULL)
-            break;
-        pthread_mutex_unlock(&p->lock);
-        s->seq = seq;
-        bool ok = stage_read(p, s, &p->read_err);
-        pthread_mutex_lock(&p->lock);
-        if (!ok) {
-            p->stop = true;
-            break;
-        }
-        s->state = SLOT_READ;
-        pthread_cond_broadcast(&p->changed);
-        if (s->last)
-            break;
-    }
-    p->read_done = true;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-static void *sealer(void *arg)
-{
-    struct pipeline *p = arg;
-    pthread_mutex_lock(&p->lock);
-    for (uint64_t seq = 0;; seq++) {
-        struct slot *s = wait_slot(p, seq, SLOT_READ, &p->read_done);
-        if (s == NULL)
-            break;
-        pthread_mutex_unlock(&p->lock);
-        stage_seal(p, s);
-        pthread_mutex_lock(&p->lock);
-        s->state = SLOT_SEALED;
-        pthread_cond_broadcast(&p->changed);
-        if (s->last)
-            break;
-    }
-    p->seal_done = true;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
-}
-
-static bool start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0)
-        return false;
-    (void)pthread_attr_setstacksize(&attr, 128 * 1024);
-    bool ok = pthread_create(t, &attr, fn, arg) == 0;
-    pthread_attr_destroy(&attr);
-    return ok;
-}
-
-/* The writer stage on the calling thread, with the other two on their own threads. */
-static bool run_threaded(struct pipeline *p, bool *started, struct failure *err)
-{
-    pthread_t tr, ts;
-    *started = false;
-    /* The sealer first: until the reader runs it only waits, so if the reader cannot start
-     * nothing has been consumed and the caller can run the stages itself. */
-    if (!start_thread(&ts, sealer, p))
-        return true;
-    if (!start_thread(&tr, reader, p)) {
-        pthread_mutex_lock(&p->lock);
-        p->stop = true;
-        pthread_cond_broadcast(&p->changed);
-        pthread_mutex_unlock(&p->lock);
-        pthread_join(ts, NULL);
-        p->stop = false;
-        return true;
-    }
-    *started = true;
+    struct stage *st = &p->stages[index];
+    const struct stage *up = index ? &p->stages[index - 1] : NULL;
     bool ok = true;
     pthread_mutex_lock(&p->lock);
     for (uint64_t seq = 0;; seq++) {
-        struct slot *s = wait_slot(p, seq, SLOT_SEALED, &p->seal_done);
-        if (s == NULL) {
+        struct slot *s = &p->slots[seq % SLOTS];
+        /* The slot is ours when it reached our input state for this sequence number (a free
+         * slot is any sequence's). Upstream done without it means upstream stopped. */
+        while (!p->stop && !(s->state == st->from && (st->from == SLOT_FREE || s->seq == seq))) {
+            if (up && up->done) {
+                ok = false;
+                break;
+            }
+            pthread_cond_wait(&p->changed, &p->lock);
+        }
+        if (p->stop || !ok) {
             ok = false;
             break;
         }
         pthread_mutex_unlock(&p->lock);
-        bool wrote = stage_write(p, s, &p->seal_err);
+        if (st->from == SLOT_FREE)
+            s->seq = seq;
+        bool worked = st->work(p, s, &st->err);
         pthread_mutex_lock(&p->lock);
-        if (!wrote) {
+        if (!worked) {
             ok = false;
             p->stop = true;
-            pthread_cond_broadcast(&p->changed);
             break;
         }
         bool last = s->last;
-        s->state = SLOT_FREE;
+        s->state = st->to;
         pthread_cond_broadcast(&p->changed);
         if (last)
             break;
     }
+    st->done = true;
+    pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
-    pthread_join(tr, NULL);
-    pthread_join(ts, NULL);
+    return ok;
+}
+
+static void *stage_thread(void *arg)
+{
+    struct worker *w = arg;
+    (void)run_stage(w->p, w->index);
+    return NULL;
+}
+
+static bool start_thread(pthread_t *t, struct worker *w)
+{
+#ifdef AGENT_TEST_BUILD
+    /* Test build only: refuse the Nth thread, as an enclave without free thread slots does. */
+    static int started;
+    const char *refuse = getenv("GG_AGENT_TEST_REFUSE_THREAD");
+    if (refuse != NULL && ++started == atoi(refuse))
+        return false;
+#endif
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return false;
+    (void)pthread_attr_setstacksize(&attr, 128 * 1024);
+    bool ok = pthread_create(t, &attr, stage_thread, w) == 0;
+    pthread_attr_destroy(&attr);
+    return ok;
+}
+
+static void stop_all(struct pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Every stage but the last on its own thread, the last (write) on the calling thread. Threads
+ * start from the last stage backwards: until the reader runs nothing is consumed, so if a
+ * thread cannot be started the caller can still run the stages inline. */
+static bool run_threaded(struct pipeline *p, bool *started, struct failure *err)
+{
+    pthread_t threads[STAGES - 1];
+    struct worker workers[STAGES - 1];
+    size_t running = 0;
+    *started = false;
+    for (size_t i = STAGES - 1; i-- > 0;) {
+        workers[i] = (struct worker){p, i};
+        if (!start_thread(&threads[i], &workers[i])) {
+            stop_all(p);
+            for (size_t j = i + 1; j < STAGES - 1; j++)
+                pthread_join(threads[j], NULL);
+            p->stop = false;
+            for (size_t j = 0; j < STAGES; j++)
+                p->stages[j].done = false;
+            return true;
+        }
+        running++;
+    }
+    *started = true;
+    bool ok = run_stage(p, STAGES - 1);
+    if (!ok)
+        stop_all(p);
+    for (size_t i = 0; i < running; i++)
+        pthread_join(threads[i], NULL);
     if (!ok) {
         /* The first failure in pipeline order: a read error explains a stopped writer. */
-        const struct failure *f = p->read_err.code ? &p->read_err : &p->seal_err;
-        if (f->code == FAIL_NONE)
-            return fail(err, FAIL_INTERNAL, "the sealing pipeline stopped without a reason");
-        return fail(err, f->code, "%s", f->message);
+        for (size_t i = 0; i < STAGES; i++)
+            if (p->stages[i].err.code != FAIL_NONE)
+                return fail(err, p->stages[i].err.code, "%s", p->stages[i].err.message);
+        return fail(err, FAIL_INTERNAL, "the sealing pipeline stopped without a reason");
     }
     return true;
 }
@@ -231,11 +243,9 @@ static bool run_inline(struct pipeline *p, struct failure *err)
     struct slot *s = &p->slots[0];
     for (uint64_t seq = 0;; seq++) {
         s->seq = seq;
-        if (!stage_read(p, s, err))
-            return false;
-        stage_seal(p, s);
-        if (!stage_write(p, s, err))
-            return false;
+        for (size_t i = 0; i < STAGES; i++)
+            if (!p->stages[i].work(p, s, err))
+                return false;
         if (s->last)
             return true;
     }
@@ -248,6 +258,10 @@ bool age_seal(const struct seal_io *io, struct seal_result *res, struct failure 
         return fail(err, FAIL_INTERNAL, "out of memory");
     bool ok = false;
     p->io = io;
+    p->stages[0] = (struct stage){.from = SLOT_FREE, .to = SLOT_READ, .work = stage_read};
+    p->stages[1] = (struct stage){.from = SLOT_READ, .to = SLOT_SEALED, .work = stage_seal};
+    p->stages[2] = (struct stage){.from = SLOT_SEALED, .to = SLOT_HASHED, .work = stage_hash};
+    p->stages[3] = (struct stage){.from = SLOT_HASHED, .to = SLOT_FREE, .work = stage_write};
     size_t slots = io->threads ? SLOTS : 1;
     for (size_t i = 0; i < slots; i++) {
         p->slots[i].plain = malloc(BLOCK);
@@ -285,6 +299,9 @@ bool age_seal(const struct seal_io *io, struct seal_result *res, struct failure 
         pthread_mutex_destroy(&p->lock);
         if (threaded && !done)
             goto out;
+        if (!threaded) /* for the operator's log: slower, and why */
+            fprintf(stderr, "golem-graphene-agent: sealing on one thread (no thread could be "
+                            "started)\n");
     }
     if (!threaded && !run_inline(p, err))
         goto out;

@@ -27,6 +27,9 @@ void sha256_force_portable(bool portable);
 
 void sha256_init(struct sha256 *s);
 void sha256_update(struct sha256 *s, const void *data, size_t len);
+/* Two streams in one call (faster than two calls: see compress_shani_x2). */
+void sha256_update2(struct sha256 *a, const void *data_a, size_t len_a, struct sha256 *b,
+                    const void *data_b, size_t len_b);
 void sha256_final(struct sha256 *s, uint8_t out[32]);
 void sha256_once(const void *data, size_t len, uint8_t out[32]);
 
