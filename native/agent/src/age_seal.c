@@ -12,14 +12,16 @@
 #include "fileio.h"
 #include "sha256.h"
 
-#define BLOCK_CHUNKS 2
+#define BLOCK_CHUNKS 8
 #define BLOCK (BLOCK_CHUNKS * AGE_CHUNK)
 #define SEALED_BLOCK (BLOCK_CHUNKS * AGE_SEALED_CHUNK)
-#define SLOTS 8
+#define SLOTS 4
 
-/* A slot moves through the stages in order and back to FREE. */
-enum slot_state { SLOT_FREE, SLOT_READ, SLOT_SEALED, SLOT_HASHED };
-#define STAGES 4
+/* A slot moves through the stages in order and back to FREE. Two stages of about equal cost
+ * (read + encrypt, hash both streams + write) keep two cores busy; large blocks keep system
+ * calls and wake-ups few (each is an enclave exit under SGX). */
+enum slot_state { SLOT_FREE, SLOT_SEALED };
+#define STAGES 2
 
 struct slot {
     enum slot_state state;
@@ -50,7 +52,7 @@ struct pipeline {
     uint64_t plain_written; /* plaintext bytes whose ciphertext is written (the writer's) */
     uint64_t written_total; /* age file bytes written (the writer's) */
     pthread_mutex_t lock;
-    pthread_cond_t changed;
+    pthread_cond_t ready[STAGES]; /* a slot entered stage i's input state, or a stop */
     bool stop; /* a stage failed: everyone winds down */
 };
 
@@ -81,9 +83,8 @@ static bool stage_read(struct pipeline *p, struct slot *s, struct failure *err)
     return true;
 }
 
-static bool stage_seal(struct pipeline *p, struct slot *s, struct failure *err)
+static void seal_block(struct pipeline *p, struct slot *s)
 {
-    (void)err;
     size_t out = 0;
     uint64_t counter = s->seq * BLOCK_CHUNKS;
     size_t pos = 0;
@@ -95,19 +96,20 @@ static bool stage_seal(struct pipeline *p, struct slot *s, struct failure *err)
         pos += take;
     } while (pos < s->len);
     s->sealed_len = out;
+}
+
+static bool stage_read_seal(struct pipeline *p, struct slot *s, struct failure *err)
+{
+    if (!stage_read(p, s, err))
+        return false;
+    seal_block(p, s);
     return true;
 }
 
-/* Both digests in one pass: the two streams interleave on the SHA unit. */
-static bool stage_hash(struct pipeline *p, struct slot *s, struct failure *err)
+/* Both digests in one pass (the two streams interleave on the SHA unit), then the write. */
+static bool stage_hash_write(struct pipeline *p, struct slot *s, struct failure *err)
 {
-    (void)err;
     sha256_update2(&p->plain_hash, s->plain, s->len, &p->sealed_hash, s->sealed, s->sealed_len);
-    return true;
-}
-
-static bool stage_write(struct pipeline *p, struct slot *s, struct failure *err)
-{
     if (!write_all(p->io->out_fd, s->sealed, s->sealed_len))
         return fail(err, FAIL_SEALING, "cannot write the sealed output: %s", strerror(errno));
     p->written_total += s->sealed_len;
@@ -139,7 +141,7 @@ static bool run_stage(struct pipeline *p, size_t index)
                 ok = false;
                 break;
             }
-            pthread_cond_wait(&p->changed, &p->lock);
+            pthread_cond_wait(&p->ready[index], &p->lock);
         }
         if (p->stop || !ok) {
             ok = false;
@@ -157,12 +159,14 @@ static bool run_stage(struct pipeline *p, size_t index)
         }
         bool last = s->last;
         s->state = st->to;
-        pthread_cond_broadcast(&p->changed);
+        /* Only the stage that takes the slot next can be waiting for it. */
+        pthread_cond_signal(&p->ready[(index + 1) % STAGES]);
         if (last)
             break;
     }
     st->done = true;
-    pthread_cond_broadcast(&p->changed);
+    for (size_t i = 0; i < STAGES; i++)
+        pthread_cond_broadcast(&p->ready[i]);
     pthread_mutex_unlock(&p->lock);
     return ok;
 }
@@ -196,13 +200,14 @@ static void stop_all(struct pipeline *p)
 {
     pthread_mutex_lock(&p->lock);
     p->stop = true;
-    pthread_cond_broadcast(&p->changed);
+    for (size_t i = 0; i < STAGES; i++)
+        pthread_cond_broadcast(&p->ready[i]);
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Every stage but the last on its own thread, the last (write) on the calling thread. Threads
- * start from the last stage backwards: until the reader runs nothing is consumed, so if a
- * thread cannot be started the caller can still run the stages inline. */
+/* Every stage but the last on its own thread, the last (hash + write) on the calling thread.
+ * Threads start from the last stage backwards: until the reader runs nothing is consumed, so if
+ * a thread cannot be started the caller can still run the stages inline. */
 static bool run_threaded(struct pipeline *p, bool *started, struct failure *err)
 {
     pthread_t threads[STAGES - 1];
@@ -258,10 +263,8 @@ bool age_seal(const struct seal_io *io, struct seal_result *res, struct failure 
         return fail(err, FAIL_INTERNAL, "out of memory");
     bool ok = false;
     p->io = io;
-    p->stages[0] = (struct stage){.from = SLOT_FREE, .to = SLOT_READ, .work = stage_read};
-    p->stages[1] = (struct stage){.from = SLOT_READ, .to = SLOT_SEALED, .work = stage_seal};
-    p->stages[2] = (struct stage){.from = SLOT_SEALED, .to = SLOT_HASHED, .work = stage_hash};
-    p->stages[3] = (struct stage){.from = SLOT_HASHED, .to = SLOT_FREE, .work = stage_write};
+    p->stages[0] = (struct stage){.from = SLOT_FREE, .to = SLOT_SEALED, .work = stage_read_seal};
+    p->stages[1] = (struct stage){.from = SLOT_SEALED, .to = SLOT_FREE, .work = stage_hash_write};
     size_t slots = io->threads ? SLOTS : 1;
     for (size_t i = 0; i < slots; i++) {
         p->slots[i].plain = malloc(BLOCK);
@@ -293,9 +296,11 @@ bool age_seal(const struct seal_io *io, struct seal_result *res, struct failure 
     bool threaded = false;
     if (io->threads) {
         pthread_mutex_init(&p->lock, NULL);
-        pthread_cond_init(&p->changed, NULL);
+        for (size_t i = 0; i < STAGES; i++)
+            pthread_cond_init(&p->ready[i], NULL);
         bool done = run_threaded(p, &threaded, err);
-        pthread_cond_destroy(&p->changed);
+        for (size_t i = 0; i < STAGES; i++)
+            pthread_cond_destroy(&p->ready[i]);
         pthread_mutex_destroy(&p->lock);
         if (threaded && !done)
             goto out;

@@ -2,9 +2,10 @@
  * SHA-256 of the plaintext read and of the age file written as they stream (the receipt's
  * digests are of exactly the bytes sealed).
  *
- * Three stages overlap on a ring of blocks: read + hash the plaintext, encrypt, hash + write the
- * ciphertext. Each stage is sequential (SHA-256 is), so with threads the work spreads over
- * the cores; when a thread cannot be started (an enclave with few thread slots) the same stages
+ * Two stages overlap on a ring of 512 KiB blocks: read + encrypt on a second thread, hash
+ * both streams + write on the calling thread. Each stage is sequential (SHA-256 is), and the two
+ * cost about the same, so two cores share the work; when the thread cannot be started (an
+ * enclave with no free thread slot) the same stages
  * run one after the other on the calling thread. */
 #ifndef AGENT_AGE_SEAL_H
 #define AGENT_AGE_SEAL_H
