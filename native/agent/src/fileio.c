@@ -65,12 +65,14 @@ bool write_all(int fd, const void *data, size_t len)
     return true;
 }
 
-ssize_t read_full(int fd, void *data, size_t len)
+/* Read until `len` bytes or end of file, from the file offset (offset < 0) or at `offset`. */
+static ssize_t fill(int fd, void *data, size_t len, off_t offset)
 {
     char *p = data;
     size_t got = 0;
     while (got < len) {
-        ssize_t n = read(fd, p + got, len - got);
+        ssize_t n = offset < 0 ? read(fd, p + got, len - got)
+                               : pread(fd, p + got, len - got, offset + (off_t)got);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -83,20 +85,12 @@ ssize_t read_full(int fd, void *data, size_t len)
     return (ssize_t)got;
 }
 
+ssize_t read_full(int fd, void *data, size_t len)
+{
+    return fill(fd, data, len, -1);
+}
+
 ssize_t pread_full(int fd, void *data, size_t len, off_t offset)
 {
-    char *p = data;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, p + got, len - got, offset + (off_t)got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
+    return fill(fd, data, len, offset);
 }
