@@ -5,9 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBIAN_PACKAGES := bubblewrap age python3-venv
+# The native in-enclave agent (native/agent, see its README) is C11 + libsodium, built with
+# Debian's gcc; its fuzz targets use clang's libFuzzer. It is built into AGENT_BUILD.
+AGENT_PACKAGES := gcc make libsodium-dev
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+DEBIAN_PACKAGES := bubblewrap age python3-venv $(AGENT_PACKAGES) $(FUZZ_PACKAGES)
+AGENT_BUILD := $(CURDIR)/build/agent
 
-.PHONY: all setup demo test lint typecheck unit golem-live bench clean
+.PHONY: all setup demo test lint typecheck unit golem-live bench clean agent agent-test-binaries \
+	agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
 
 all: test
 
@@ -20,6 +26,29 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The static, reproducible agent binary every image carries: $(AGENT_BUILD)/golem-graphene-agent.
+agent: agent-toolchain
+	@$(MAKE) -s -C native/agent BUILD=$(AGENT_BUILD) all
+
+# The test build (test-only entry points) and its AddressSanitizer + UBSan variant.
+agent-test-binaries: agent-toolchain
+	@$(MAKE) -s -C native/agent BUILD=$(AGENT_BUILD) test-binaries
+
+# libFuzzer targets (clang): the age header, input manifest and control frame parsers.
+agent-fuzzers: fuzz-toolchain
+	@$(MAKE) -s -C native/agent BUILD=$(AGENT_BUILD) fuzzers
+
+agent-toolchain:
+	@scripts/ensure-debian-packages $(AGENT_PACKAGES)
+
+fuzz-toolchain: agent-toolchain
+	@scripts/ensure-debian-packages $(FUZZ_PACKAGES)
+
+# Run each fuzz target longer than `make test` does: make fuzz-agent FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 60
+fuzz-agent: agent-fuzzers
+	scripts/fuzz-agent $(FUZZ_SECONDS)
+
 # A local provider (sim runner) and requestor run the csv-stats task end to end.
 demo: setup
 	$(BIN)/golem-graphene demo
@@ -31,14 +60,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
-	# Four processes: unit and conformance tests; the real-sandbox and real-HTTP integration
+unit: setup agent agent-test-binaries agent-fuzzers
+	# Five processes: unit and conformance tests; the real-sandbox and real-HTTP integration
 	# tests; the hostile-client suite, which starts and kills many providers and sandboxes; the
-	# live Golem tests against a real yagna daemon. Each keeps its process-wide state (event-loop
-	# policy, logging, caches, the yagna daemon) to itself.
+	# native agent (built with make, then driven as the host drives it, its sanitizer build and
+	# its fuzz targets for a few seconds); the live Golem tests against a real yagna daemon.
+	# Each keeps its process-wide state (event-loop policy, logging, caches, the yagna daemon)
+	# to itself.
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-native tests/native
 	$(MAKE) --no-print-directory golem-live
 
 # The live Golem tests: a real yagna (the golem-node extra) and the real yapapi. GOLEM_LIVE=require
