@@ -12,7 +12,8 @@ FUZZ_PACKAGES := clang libclang-rt-14-dev
 DEBIAN_PACKAGES := bubblewrap age python3-venv $(AGENT_PACKAGES) $(FUZZ_PACKAGES)
 AGENT_BUILD := $(CURDIR)/build/agent
 
-.PHONY: all setup demo test lint typecheck unit golem-live bench clean agent agent-test-binaries \
+.PHONY: all setup demo test lint typecheck unit golem-live bench clean agent agent-package \
+	agent-test-binaries \
 	agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
 
 all: test
@@ -27,8 +28,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The static, reproducible agent binary every image carries: $(AGENT_BUILD)/golem-graphene-agent.
+# The package ships a copy (golem_graphene/host/agent/), so that requestors and providers of one
+# version measure the same bytes; tests/native checks a fresh build equals it. After changing
+# native/agent, `make agent-package` refreshes the shipped copy (commit it with the source).
 agent: agent-toolchain
 	@$(MAKE) -s -C native/agent BUILD=$(AGENT_BUILD) all
+
+agent-package: agent
+	cp $(AGENT_BUILD)/golem-graphene-agent golem_graphene/host/agent/golem-graphene-agent
+
 
 # The test build (test-only entry points) and its AddressSanitizer + UBSan variant.
 agent-test-binaries: agent-toolchain

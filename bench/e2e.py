@@ -53,7 +53,6 @@ import os
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -76,7 +75,8 @@ from golem_graphene.requestor.client import AttestedTask, Requestor, RequestorPo
 from golem_graphene.sealing.age import encrypt_file
 from golem_graphene.sealing.keys import X25519Identity
 
-TRIVIAL_TARGET_MS = 150.0
+STANDBY_TARGET_MS = 60.0  # a trivial task with a standby enclave, over bare bwrap
+ON_DEMAND_TARGET_MS = 40.0  # the same with the enclave launched for the task (native agent)
 THROUGHPUT_TARGET = 0.5
 MIB = 1 << 20
 
@@ -262,36 +262,6 @@ async def bare(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def agent_startup(image: EnclaveImage, work: Path, runs: int = 5) -> dict[str, float]:
-    """Median seconds to import the agent: as in the sandbox (no bytecode), and with bytecode."""
-    assert image.manifest.loader.argv is not None
-    python = image.manifest.loader.argv[0]
-    code = "import golem_graphene.enclave.agent"
-    lib = str(image.directory / "lib")
-    out: dict[str, float] = {}
-    cached = work / "pycache"
-    subprocess.run(
-        [python, "-S", "-s", "-c", code],
-        env={"PYTHONPATH": lib, "PYTHONPYCACHEPREFIX": str(cached)},
-        check=True,
-    )
-    for label, prefix in (
-        ("no bytecode (as in the sandbox)", work / "empty"),
-        ("bytecode", cached),
-    ):
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(
-                [python, "-S", "-s", "-B", "-c", code],
-                env={"PYTHONPATH": lib, "PYTHONPYCACHEPREFIX": str(prefix)},
-                check=True,
-            )
-            times.append(time.perf_counter() - start)
-        out[label] = statistics.median(times)
-    return out
-
-
 MODES = {
     "standby": "a standby enclave ready (warm_enclaves = 1, the default)",
     "on_demand": "enclave launched per task (warm_enclaves = 0)",
@@ -368,14 +338,14 @@ async def trivial(args: argparse.Namespace, work: Path, runner: SimRunner) -> di
     say("building the trivial image ...")
     image = build_image(spec, work / "images" / "trivial", key_path=work / "key.pem")
     series = await trivial_series(args, work / "trivial", runner, spec, image)
-    added = series["standby"]["added_ms"]
+    standby, on_demand = series["standby"]["added_ms"], series["on_demand"]["added_ms"]
     return {
         "runs": args.runs,
         **series,
-        "added_ms": added,
-        "target_ms": TRIVIAL_TARGET_MS,
-        "met": added <= TRIVIAL_TARGET_MS,
-        "agent_import_s": agent_startup(image, work),
+        "added_ms": standby,
+        "target_ms": STANDBY_TARGET_MS,
+        "on_demand_target_ms": ON_DEMAND_TARGET_MS,
+        "met": standby <= STANDBY_TARGET_MS and on_demand <= ON_DEMAND_TARGET_MS,
     }
 
 
@@ -744,16 +714,15 @@ def report(result: dict[str, Any]) -> None:
             say("   where the flow's time goes (median per phase):")
             for label, value in m["phases_median_ms"].items():
                 say(f"     {label:<34} {value:8.1f} ms")
-        verdict = "met" if r["met"] else "MISSED"
+        standby_ok = r["added_ms"] <= r["target_ms"]
+        demand_ok = r["on_demand"]["added_ms"] <= r["on_demand_target_ms"]
         say("")
         say(
             f"   added per task with a standby enclave: {r['added_ms']:.1f} ms (target <= "
-            f"{r['target_ms']:.0f} ms: {verdict}); launched on demand: "
-            f"{r['on_demand']['added_ms']:.1f} ms"
+            f"{r['target_ms']:.0f} ms: {'met' if standby_ok else 'MISSED'}); launched on demand: "
+            f"{r['on_demand']['added_ms']:.1f} ms (target <= {r['on_demand_target_ms']:.0f} ms: "
+            f"{'met' if demand_ok else 'MISSED'})"
         )
-        say("   in-enclave agent import alone (python, median):")
-        for label, value in r["agent_import_s"].items():
-            say(f"     {label:<34} {value * 1000:8.1f} ms")
         if "profile" in r:
             say("   cProfile of the in-process side (requestor + provider), standby mode:")
             say(r["profile"])

@@ -10,7 +10,6 @@ the package.
 The whole tree (classes defined elsewhere name their module; catch the family you care about)::
 
     Error
-        AgentError  (enclave.agent)
         CollateralSourceError
         ConfigError
             ManifestError

@@ -2,10 +2,11 @@
 
 An image folder holds:
 
-- ``app/``: the spec's app files; ``task.toml``: the spec; ``workload.json``: what the agent runs;
-- ``lib/``: the in-enclave agent's Python modules and the packages it imports (found by
-  importing the agent in a child interpreter, so nothing it needs is missing and nothing else
-  is trusted);
+- ``app/``: the spec's app files; ``task.toml``: the spec; ``workload.json``: what the agent runs
+  (``docs/agent-protocol.md`` section 5);
+- ``agent``: the native in-enclave agent, one static executable shipped inside this package
+  (built reproducibly from ``native/agent/``, so every provider and requestor of one version
+  carries and measures the same bytes);
 - ``agent.manifest``: the Gramine manifest rendered from ``native/agent.manifest.template`` with
   every trusted file expanded and measured;
 - ``sim.sig``: the simulated SIGSTRUCT (MRENCLAVE, MRSIGNER, ISVPRODID, ISVSVN, attributes,
@@ -61,9 +62,9 @@ __all__ = [
 IMAGE_FORMAT = 1
 SIM_MRENCLAVE_TAG = b"golem-graphene/sim/mrenclave/v1\0"
 MANIFEST_NAME = "agent.manifest"
-PYCACHE_DIR = "pycache"
-"""The agent's bytecode in the image, found through ``PYTHONPYCACHEPREFIX=/image/pycache``."""
-AGENT_MODULE = "golem_graphene.enclave.agent"
+AGENT_BINARY = "golem-graphene-agent"
+AGENT_NAME = "agent"
+"""The native agent's file name in the image (``/image/agent`` inside the enclave)."""
 _STDLIB_SKIP = frozenset(
     {
         "site-packages",
@@ -272,10 +273,8 @@ def build_image(
         _copy_app(spec, spec_file.parent, image)
         shutil.copyfile(spec_file, image / "task.toml")
         _write_workload(spec, image)
-        imported: list[Path] = []
-        agent_files = _copy_agent_lib(image / "lib", imported)
-        _compile_bytecode(image, imported, work)
-        manifest = _render(spec, image, agent_files, log_level, work)
+        _copy_agent(image / AGENT_NAME)
+        manifest = _render(spec, image, log_level, work)
         (image / MANIFEST_NAME).write_text(manifest.to_toml())
         mrenclave = sim_mrenclave(manifest)
         sim_sig = SimSignature.sign(key, mrenclave, manifest)
@@ -363,143 +362,20 @@ def sys_python() -> str:
     return str(Path(sys.executable).resolve())
 
 
-def _copy_agent_lib(lib: Path, imported: list[Path] | None = None) -> list[str]:
-    """Copy the agent and exactly the third-party packages it imports into ``lib``.
-
-    The Python sources it imports (their copies in ``lib``, and the standard library's) are
-    appended to ``imported`` when given.
-    """
-    package_root = Path(golem_graphene.__file__).resolve().parent.parent
-    probe = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(package_root)!r})\n"
-        f"import {AGENT_MODULE}\n"
-        "files = {m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)}\n"
-        "main = sys.modules['golem_graphene.enclave'].__file__\n"
-        "files.add(main.replace('__init__', '__main__'))\n"
-        "print(json.dumps(sorted(files)))\n"
-    )
-    site = {
-        p
-        for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}
-        if p and "-packages" in p
-    }
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join(sorted(site)),
-    }
+def shipped_agent() -> bytes:
+    """The native agent's bytes, as this package ships them."""
     try:
-        out = subprocess.run(
-            [sys.executable, "-S", "-s", "-B", "-c", probe],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-            timeout=60,
-        ).stdout
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
+        return resources.files("golem_graphene.host").joinpath("agent", AGENT_BINARY).read_bytes()
+    except OSError as exc:
         raise RunnerError(
-            f"cannot import the in-enclave agent to collect its modules: {detail}"
+            "this installation of golem-graphene lacks its in-enclave agent "
+            f"(golem_graphene/host/agent/{AGENT_BINARY}); reinstall it"
         ) from exc
-    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
-    copied: set[Path] = set()
-    sources = imported if imported is not None else []
-    lib.mkdir()
-    for name in json.loads(out):
-        path = Path(name).resolve()
-        source = path.suffix == ".py"
-        if path.is_relative_to(package_root / "golem_graphene"):
-            dst = lib / path.relative_to(package_root)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dst)
-            if source:
-                sources.append(dst)
-            continue
-        top = _site_top_level(path, site)
-        if top is None:
-            if not path.is_relative_to(stdlib):
-                raise RunnerError(
-                    "the agent imports a module from an unexpected place", found=str(path)
-                )
-            if source:
-                sources.append(path)
-            continue
-        if source:
-            sources.append(lib / path.relative_to(top.parent))
-        if top in copied:
-            continue
-        copied.add(top)
-        if top.is_dir():
-            shutil.copytree(
-                top, lib / top.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-        else:
-            shutil.copyfile(top, lib / top.name)
-    return sorted(str(p) for p in copied)
 
 
-# Run by the enclave's own interpreter: pycache paths exactly as the enclave computes them with
-# PYTHONPYCACHEPREFIX=/image/pycache (the manifest's loader.env), mapped into the image folder.
-_COMPILE = """\
-import importlib.util, json, py_compile, sys
-sys.pycache_prefix = "/image/" + sys.argv[2]
-with open(sys.argv[1]) as f:
-    jobs = json.load(f)
-for source, shown in jobs:
-    target = sys.argv[3] + importlib.util.cache_from_source(shown)[len("/image"):]
-    py_compile.compile(source, cfile=target, dfile=shown, doraise=True,
-                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-"""
-
-
-def _compile_bytecode(image: Path, sources: list[Path], work: Path) -> None:
-    """Compile the agent's modules (``sources``: in the image or the standard library) into
-    ``image/pycache``, reproducibly.
-
-    Inside the enclave nothing trusted is writable across runs, so without this every start
-    compiles the agent and everything it imports (most of its start-up time). The bytecode is
-    part of the measured image, so builds must be byte-identical: hash-checked pycs (no source
-    mtimes), the code's file names as the enclave sees them, and a fresh interpreter with a
-    fixed hash seed compiling in a fixed order (marshal's output depends on the interpreter's
-    state, so never compile in the calling process).
-    """
-    jobs = sorted(
-        (str(p), f"/image/{p.relative_to(image).as_posix()}" if p.is_relative_to(image) else str(p))
-        for p in set(sources)
-    )
-    job_file = work / "bytecode-jobs.json"
-    job_file.write_text(json.dumps(jobs))
-    try:
-        subprocess.run(
-            [
-                sys_python(),
-                "-S",
-                "-s",
-                "-B",
-                "-c",
-                _COMPILE,
-                str(job_file),
-                PYCACHE_DIR,
-                str(image),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"},
-            timeout=300,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        raise RunnerError(f"cannot compile the agent's modules: {detail[-2000:]}") from exc
-
-
-def _site_top_level(path: Path, site: set[str]) -> Path | None:
-    for base in site:
-        root = Path(base).resolve()
-        if path.is_relative_to(root):
-            return root / path.relative_to(root).parts[0]
-    return None
+def _copy_agent(target: Path) -> None:
+    target.write_bytes(shipped_agent())
+    target.chmod(0o755)
 
 
 def _ldd(paths: list[Path]) -> set[Path]:
@@ -521,19 +397,23 @@ def _ldd(paths: list[Path]) -> set[Path]:
     return libs
 
 
-def _system_trusted_files(spec: TaskSpec, image: Path) -> list[str]:
-    """Interpreter, standard library, native workload files and every library they load."""
-    python = Path(sys_python())
-    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
-    entries: list[str] = [str(python)]
-    elf: list[Path] = [python]
-    for child in sorted(stdlib.iterdir()):
-        if child.name in _STDLIB_SKIP or child.name.startswith("config-"):
-            continue
-        entries.append(f"{child}/" if child.is_dir() else str(child))
-        if child.name == "lib-dynload":
-            elf += sorted(child.glob("*.so"))
-    elf += sorted(image.glob("lib/**/*.so"))
+def _system_trusted_files(spec: TaskSpec) -> list[str]:
+    """The workload's files from this host: the interpreter and its standard library for a
+    ``python3`` workload, the spec's native program and trusted files, and every library they
+    load. (The agent needs none: it is static.)"""
+    entries: list[str] = []
+    elf: list[Path] = []
+    if spec.enclave.runtime == "python3":
+        python = Path(sys_python())
+        stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+        entries.append(str(python))
+        elf.append(python)
+        for child in sorted(stdlib.iterdir()):
+            if child.name in _STDLIB_SKIP or child.name.startswith("config-"):
+                continue
+            entries.append(f"{child}/" if child.is_dir() else str(child))
+            if child.name == "lib-dynload":
+                elf += sorted(child.glob("*.so"))
     native = [spec.enclave.entrypoint] if spec.enclave.runtime == "native" else []
     for item in [*native, *spec.enclave.trusted_files]:
         path = Path(item)
@@ -546,19 +426,13 @@ def _system_trusted_files(spec: TaskSpec, image: Path) -> list[str]:
     return list(dict.fromkeys(entries))
 
 
-def _render(
-    spec: TaskSpec, image: Path, agent_files: list[str], log_level: str, work: Path
-) -> Manifest:
+def _render(spec: TaskSpec, image: Path, log_level: str, work: Path) -> Manifest:
     template = resources.files("golem_graphene.host").joinpath(
         "templates", "agent.manifest.template"
     )
-    trusted = _system_trusted_files(spec, image)
+    trusted = _system_trusted_files(spec)
     mounts = sorted({"/" + Path(p.rstrip("/")).parts[1] for p in trusted})
-    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
-    libdirs = [str(stdlib.parent), "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
     variables = {
-        "python_exe": sys_python(),
-        "library_path": ":".join(libdirs),
         "system_mounts": mounts,
         "trusted_system_files": trusted,
         "enclave_size": f"{spec.enclave.enclave_size // (1 << 20)}M",

@@ -278,7 +278,6 @@ names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,39}", fullmatch=True)
 entries = st.builds(
     InputEntry,
     name=names,
-
     size=st.integers(0, 2**53 - 1),
     ciphertext_size=st.integers(0, 2**53 - 1),
     ciphertext_sha256=st.binary(min_size=32, max_size=32),

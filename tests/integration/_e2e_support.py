@@ -33,7 +33,7 @@ REQUESTOR_TOKEN = "integration-requestor-token-0123456789abcdef"
 OTHER_TOKEN = "integration-other-requestor-token-0123456789"
 
 WORKLOAD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-"""The environment the agent gives every workload (``enclave/agent.py``, ``_run_workload``)."""
+"""The environment the agent gives every workload (``docs/agent-protocol.md`` section 6)."""
 
 SHELL = "shell"
 """Shell spec (the requestor's ``args`` are the script) with small limits: 3 s of wall clock

@@ -10,7 +10,6 @@ identity. Nothing of the task may stay on the provider after the requestor delet
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from _e2e_support import (
     staging_leftovers,
 )
 
+from golem_graphene.host.image import shipped_agent
 from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.requestor.client import TaskResult
@@ -226,31 +226,17 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     assert json.loads(checked.stdout)["error"]["code"] == "policy_mrenclave"
 
 
-def test_images_carry_the_agents_bytecode(provider: Provider) -> None:
-    """The agent starts from hash-checked bytecode in the image, valid for its sources.
-
-    The enclave has no trusted writable cache: without these files every start compiles the
-    agent and what it imports. Each must be where the enclave looks (PYTHONPYCACHEPREFIX), and
-    match its source, or Python silently falls back to compiling.
-    """
+def test_images_carry_the_shipped_native_agent(provider: Provider) -> None:
+    """Every image runs the one static agent this package ships, and no interpreter of its own:
+    a shell workload's image trusts no Python file."""
     image = provider.images.get(provider.spec(SHELL))
-    pycache = image.directory / "pycache"
-    agent = pycache / "image" / "lib" / "golem_graphene" / "enclave"
-    assert (agent / f"agent.{sys.implementation.cache_tag}.pyc").is_file()
-    checked = 0
-    for pyc in pycache.rglob("*.pyc"):
-        relative = pyc.relative_to(pycache).with_suffix("").with_suffix(".py")
-        source = (
-            image.directory / relative.relative_to("image")
-            if relative.parts[0] == "image"
-            else Path("/") / relative
-        )
-        data = pyc.read_bytes()
-        assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
-        assert int.from_bytes(data[4:8], "little") == 0b11, f"{pyc} is not hash-checked"
-        assert data[8:16] == importlib.util.source_hash(source.read_bytes()), pyc
-        checked += 1
-    assert checked > 100
-    assert (
-        'PYTHONPYCACHEPREFIX = "/image/pycache"' in (image.directory / "agent.manifest").read_text()
+    assert (image.directory / "agent").read_bytes() == shipped_agent()
+    assert image.manifest.loader.argv == (
+        "/image/agent",
+        "/image/workload.json",
+        "/untrusted",
+        "/workspace",
     )
+    trusted = [t.uri for t in image.manifest.sgx.trusted_files]
+    assert "file:image/agent" in trusted
+    assert not [uri for uri in trusted if uri.endswith(".py") or "python3" in uri]

@@ -20,7 +20,6 @@ ALLOWED: dict[str, set[str]] = {
     "gramine": set(),
     "protocol": {"attestation"},
     "sealing": {"attestation", "protocol"},
-    "enclave": {"protocol", "sealing"},
     "host": {"attestation", "protocol", "sealing", "gramine"},
     "requestor": {"attestation", "protocol", "sealing", "gramine", "host"},
     "provider": {"attestation", "protocol", "sealing", "gramine", "host"},

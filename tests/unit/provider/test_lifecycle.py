@@ -340,7 +340,9 @@ async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -
     await asyncio.wait_for(_until(lambda: task.terminal), 5)
     assert task.state is S.FAILED
     assert task.failure == {"code": "runner", "message": "the fake enclave cannot start"}
-    assert not engine.launch_dir(task.task_id).exists()
+    # Reclaimed on the engine's own thread once the task is failed.
+    await asyncio.wait_for(_until(lambda: not engine.launch_dir(task.task_id).exists()), 5)
+
     await engine.close()
 
 
