@@ -15,6 +15,7 @@ the message may end up in a log or on a terminal). :func:`encode` is the only wa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, Self, TypeAlias, get_args
 
@@ -112,6 +113,9 @@ AgentFailureCode = Literal[
 AGENT_FAILURE_CODES: Final[tuple[str, ...]] = get_args(AgentFailureCode)
 
 
+_PRINTABLE_ASCII: Final = re.compile(rb"[\x20-\x7e]*")
+
+
 class AgentProtocolError(ProtocolError):
     """A frame or message broke the host <-> agent protocol; the message names the rule."""
 
@@ -146,7 +150,7 @@ def decode_frame(line: bytes) -> dict[str, FrameValue]:
             "a frame is too long", expected=f"<= {MAX_AGENT_FRAME_BYTES} bytes", found=len(line)
         )
     body = line[:-1] if line.endswith(b"\n") else line
-    if not body.isascii() or any(byte < 0x20 or byte == 0x7F for byte in body):
+    if _PRINTABLE_ASCII.fullmatch(body) is None:
         raise AgentProtocolError("a frame holds a byte outside printable ASCII")
     try:
         obj = json.loads(
