@@ -1,0 +1,32 @@
+"""Container images: references, sources read by digest, safe flattening and a root store.
+
+A lower part of the package (it imports no host, provider, runtime or requestor code): ``build``
+and ``measure`` turn an image into an enclave image on top of it.
+"""
+
+from __future__ import annotations
+
+from golem_graphene.images.flatten import FlattenReport, flatten, remove_tree
+from golem_graphene.images.limits import ImageLimits
+from golem_graphene.images.reference import ImageReference, parse_reference
+from golem_graphene.images.source import (
+    ImageSource,
+    LayerInfo,
+    LayerStream,
+    RuntimeConfig,
+    open_image,
+)
+
+__all__ = [
+    "FlattenReport",
+    "ImageLimits",
+    "ImageReference",
+    "ImageSource",
+    "LayerInfo",
+    "LayerStream",
+    "RuntimeConfig",
+    "flatten",
+    "open_image",
+    "parse_reference",
+    "remove_tree",
+]
