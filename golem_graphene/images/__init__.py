@@ -16,15 +16,18 @@ from golem_graphene.images.source import (
     RuntimeConfig,
     open_image,
 )
+from golem_graphene.images.store import ImageStore, StoredRoot
 
 __all__ = [
     "FlattenReport",
     "ImageLimits",
     "ImageReference",
     "ImageSource",
+    "ImageStore",
     "LayerInfo",
     "LayerStream",
     "RuntimeConfig",
+    "StoredRoot",
     "flatten",
     "open_image",
     "parse_reference",
