@@ -134,6 +134,8 @@ class BoundedDecompressedReader(io.RawIOBase):
         try:
             data = self._inner.read(len(buffer))
         except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            # Undecompressable bytes are most often altered bytes: say so when the digest shows it.
+            self._compressed.finish()
             raise ImageFormatError(f"{self._what} does not decompress", found=str(exc)) from exc
         if not data:
             self.at_end = True
