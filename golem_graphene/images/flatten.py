@@ -28,7 +28,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -55,8 +55,8 @@ _CHUNK = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class FlattenReport:
-    """What a flattening did: tar entries read, regular files and their bytes in the root, and
-    the paths of device nodes and FIFOs dropped."""
+    """What a flattening did: tar entries read over all layers, regular files in the root and
+    their bytes (a hard-linked file's once), and the paths of device nodes and FIFOs dropped."""
 
     entries: int
     files: int
@@ -81,7 +81,8 @@ def flatten(source: ImageSource, target: Path, *, read_only: bool = False) -> Fl
             for layer in source.layers:
                 with source.open_layer(layer) as stream:
                     state.apply(stream)
-            _finalise(root_fd, "", state.dir_modes, read_only=read_only)
+            tally = _Tally()
+            _finalise(root_fd, "", state.dir_modes, tally, read_only=read_only)
             os.chmod(root_fd, _IMPLICIT_DIR_MODE & ~0o222 if read_only else _IMPLICIT_DIR_MODE)
             os.utime(root_fd, ns=(0, 0))
         finally:
@@ -94,11 +95,11 @@ def flatten(source: ImageSource, target: Path, *, read_only: bool = False) -> Fl
         "image_flattened",
         image=source.digest,
         entries=state.entries,
-        files=state.files,
-        bytes=state.bytes,
+        files=tally.files,
+        bytes=tally.bytes,
         dropped=len(state.dropped),
     )
-    return FlattenReport(state.entries, state.files, state.bytes, tuple(state.dropped))
+    return FlattenReport(state.entries, tally.files, tally.bytes, tuple(state.dropped))
 
 
 def remove_tree(path: Path) -> None:
@@ -129,22 +130,37 @@ def _make_writable(dir_fd: int) -> None:
                 os.close(child)
 
 
-def _finalise(dir_fd: int, prefix: str, modes: dict[str, int], *, read_only: bool) -> None:
+@dataclass
+class _Tally:
+    files: int = 0
+    bytes: int = 0
+    inodes: set[int] = field(default_factory=set)
+
+
+def _finalise(
+    dir_fd: int, prefix: str, modes: dict[str, int], tally: _Tally, *, read_only: bool
+) -> None:
     """Set folder modes (deferred so that read-only folders could be filled), clear write bits
-    when asked, and zero every time; children before their folder."""
+    when asked, zero every time (children before their folder), and count the regular files and
+    their bytes (a hard-linked file's once)."""
     strip = 0o222 if read_only else 0
     for entry in os.scandir(dir_fd):
         path = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=False):
             child = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
             try:
-                _finalise(child, path + "/", modes, read_only=read_only)
+                _finalise(child, path + "/", modes, tally, read_only=read_only)
                 os.chmod(child, modes.get(path, _IMPLICIT_DIR_MODE) & ~strip)
             finally:
                 os.close(child)
-        elif read_only and entry.is_file(follow_symlinks=False):
-            mode = entry.stat(follow_symlinks=False).st_mode
-            os.chmod(entry.name, stat.S_IMODE(mode) & ~strip, dir_fd=dir_fd)
+        elif entry.is_file(follow_symlinks=False):
+            st = entry.stat(follow_symlinks=False)
+            tally.files += 1
+            if st.st_ino not in tally.inodes:
+                tally.inodes.add(st.st_ino)
+                tally.bytes += st.st_size
+            if read_only:
+                os.chmod(entry.name, stat.S_IMODE(st.st_mode) & ~strip, dir_fd=dir_fd)
         os.utime(entry.name, ns=(0, 0), dir_fd=dir_fd, follow_symlinks=False)
 
 
@@ -153,8 +169,6 @@ class _Flattener:
         self.root_fd = root_fd
         self.limits = limits
         self.entries = 0
-        self.files = 0
-        self.bytes = 0
         self.dropped: list[str] = []
         self.dir_modes: dict[str, int] = {}
         # Of the layer being applied: the paths it put in the root, and their ancestors.
@@ -338,8 +352,6 @@ class _Flattener:
             while chunk := data.read(_CHUNK):
                 out.write(chunk)
             os.fchmod(out.fileno(), mode)
-        self.files += 1
-        self.bytes += member.size
 
     def _symlink(self, member: tarfile.TarInfo, parent: int, name: str) -> None:
         target = member.linkname

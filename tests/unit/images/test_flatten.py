@@ -83,6 +83,7 @@ def test_layers_apply_in_order_with_whiteouts(work: Work) -> None:
     root, report = work.flatten(lower, upper)
     assert tree(root) == {"etc": ("dir", 0o755, ""), "etc/a": ("file", 0o644, "new")}
     assert report.dropped == ()
+    assert (report.files, report.bytes) == (1, 3)  # what the root holds, not what was written
 
 
 def test_opaque_hides_lower_entries_but_keeps_the_same_layers_wherever_they_come(
@@ -132,13 +133,14 @@ def test_links_are_kept_as_they_are(work: Work) -> None:
         symlink("etc-abs", "/etc/alternatives/x"),
         symlink("dangling", "../../../nowhere"),
     ]
-    root, _ = work.flatten(layer)
+    root, report = work.flatten(layer)
     got = tree(root)
     assert got["bin"] == ("symlink", 0, "usr/bin")
     assert got["etc-abs"] == ("symlink", 0, "/etc/alternatives/x")
     assert got["dangling"] == ("symlink", 0, "../../../nowhere")
     perl, perl5 = (root / "usr/bin/perl").lstat(), (root / "usr/bin/perl5.36").lstat()
     assert perl.st_ino == perl5.st_ino and perl.st_nlink == 2
+    assert (report.files, report.bytes) == (2, 6)  # a hard-linked file's bytes count once
 
 
 def test_a_hard_link_to_a_lower_layers_file(work: Work) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from _image_builder import (
     Built,
-    compress,
     file,
     folder,
     layer_tar,
@@ -316,9 +315,12 @@ def test_total_unpacked_bytes_are_bounded(tmp_path: Path) -> None:
     write_oci_layout(layout, [layer, layer])
     store = tmp_path / "store"
     store.mkdir()
-    with open_image(f"oci:{layout}:t", limits=ImageLimits(max_unpacked_bytes=150_000)) as source:
-        with pytest.raises(ImageLimitError, match="unpack"):
-            flatten(source, store / "root")
+    limits = ImageLimits(max_unpacked_bytes=150_000)
+    with (
+        open_image(f"oci:{layout}:t", limits=limits) as source,
+        pytest.raises(ImageLimitError, match="unpack"),
+    ):
+        flatten(source, store / "root")
     assert list(store.iterdir()) == []
 
 
