@@ -521,15 +521,16 @@ class ImageError(ConfigError):
 
 class ImageReferenceError(ImageError):
     """An image reference (``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``,
-    ``docker-archive:FILE[:NAME:TAG]``, optionally ``@sha256:DIGEST``) is malformed, or names a
-    tag, image or pinned digest the source does not hold."""
+    ``docker-archive:FILE[:NAME:TAG]``, optionally ``@sha256:DIGEST``) is malformed, names a
+    source, tag or image that is not there, or a source holding several images without a tag."""
 
     code = "image_reference"
 
 
 class ImageDigestError(ImageError):
     """A blob's bytes (or a layer's uncompressed bytes) do not have the digest or size that
-    names them: the image was altered or truncated."""
+    names them (the image was altered or truncated), or the image is not the one a reference's
+    ``@sha256:`` pins."""
 
     code = "image_digest"
 

@@ -17,6 +17,8 @@ from golem_graphene.errors import (
     ImageReferenceError,
 )
 
+_MAX_LINK_HOPS = 8
+
 
 class Blobs(Protocol):
     def open(self, name: str) -> IO[bytes]:
@@ -109,12 +111,18 @@ class TarBlobs:
 
     def open(self, name: str) -> IO[bytes]:
         member = self._member(name)
-        try:
-            stream = self._tar.extractfile(member)
-        except (tarfile.TarError, KeyError) as exc:
-            raise ImageBlobMissingError(
-                "an image archive link names no file", expected=name, found=member.linkname
-            ) from exc
+        # Links inside the archive (``docker save``'s ``<id>/layer.tar``) are resolved here, by
+        # a bounded number of hops, not by tarfile (which recurses without bound on a loop).
+        for _ in range(_MAX_LINK_HOPS):
+            if member.isfile():
+                break
+            target = member.linkname
+            if member.issym():
+                target = posixpath.join(posixpath.dirname(member.name), target)
+            member = self._member(target)
+        else:
+            raise ImageFormatError("an image archive's links loop or chain too long", found=name)
+        stream = self._tar.extractfile(member)
         if stream is None:
             raise ImageBlobMissingError("an image archive entry is no file", found=name)
         return stream

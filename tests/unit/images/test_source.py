@@ -328,3 +328,40 @@ def test_oversized_documents(tmp_path: Path) -> None:
     layout, _ = _layout(tmp_path)
     with pytest.raises(ImageLimitError):
         open_image(f"oci:{layout}:t", limits=ImageLimits(max_document_bytes=100))
+
+
+def test_links_inside_an_archive_resolve_and_loops_are_refused(tmp_path: Path) -> None:
+    built = write_docker_archive(tmp_path / "d.tar", LAYERS)
+    with tarfile.open(tmp_path / "d.tar") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    manifest = json.loads(files["manifest.json"])
+    names = manifest[0]["Layers"]
+
+    def write(links: dict[str, str], path: Path) -> None:
+        with tarfile.open(path, "w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            for name, target in links.items():
+                info = tarfile.TarInfo(name)
+                info.type = tarfile.SYMTYPE
+                info.linkname = target
+                tar.addfile(info)
+
+    # Like skopeo's and Docker's <id>/layer.tar -> ../<hex>.tar
+    files["real.tar"] = files.pop(names[0])
+    write({names[0]: "../real.tar"}, tmp_path / "ok.tar")
+    with open_image(f"docker-archive:{tmp_path / 'ok.tar'}") as source:
+        assert source.digest == built.digest
+        assert _flat(source, tmp_path) == EXPECTED
+    del files["real.tar"]
+    write(
+        {names[0]: "loop.tar", f"{names[0].split('/')[0]}/loop.tar": "layer.tar"},
+        tmp_path / "loop.tar",
+    )
+    with (
+        open_image(f"docker-archive:{tmp_path / 'loop.tar'}") as source,
+        pytest.raises(ImageFormatError),
+    ):
+        _flat(source, tmp_path)
