@@ -417,7 +417,16 @@ class _Flattener:
         if folder is None:
             return
         try:
-            self._remove(folder, victim, path)
+            if path in self._upper_dirs:
+                # The layer also put entries under the victim: only the lower ones go.
+                victim_fd = self._open_dir([*where, victim], create=False)
+                assert victim_fd is not None
+                try:
+                    self._hide_lower(victim_fd, path)
+                finally:
+                    os.close(victim_fd)
+            else:
+                self._remove(folder, victim, path)
         finally:
             os.close(folder)
 

@@ -113,6 +113,12 @@ def test_a_whiteout_does_not_hide_its_own_layers_entry(work: Work) -> None:
     assert (root / "a").read_bytes() == b"upper"
 
 
+def test_a_whiteout_spares_what_its_own_layer_put_under_the_victim(work: Work) -> None:
+    lower = [folder("d"), file("d/lower", b"l")]
+    root, _ = work.flatten(lower, [file("d/upper", b"u"), file(".wh.d")])
+    assert sorted(tree(root)) == ["d", "d/upper"]
+
+
 def test_whiteout_of_a_missing_name_is_harmless_and_markers_never_appear(work: Work) -> None:
     root, _ = work.flatten([file("a")], [file(".wh.nothing"), file("gone/.wh.x")])
     assert sorted(tree(root)) == ["a"]
