@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from golem_graphene.errors import ImageFormatError, UnsupportedImageError
+from golem_graphene.images._stream import Compression
 from golem_graphene.images.reference import DIGEST_PATTERN
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -23,7 +24,7 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
-LAYER_COMPRESSION = {
+LAYER_COMPRESSION: dict[str, Compression] = {
     "application/vnd.oci.image.layer.v1.tar": "none",
     "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
     "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
@@ -91,9 +92,7 @@ class DockerArchiveEntry(_Lenient):
     layers: list[str] = Field(alias="Layers")
 
 
-class DockerArchiveManifest(BaseModel):
-    model_config = ConfigDict(frozen=True, strict=True)
-    entries: list[DockerArchiveEntry]
+_DOCKER_MANIFEST = TypeAdapter(list[DockerArchiveEntry], config=ConfigDict(strict=True))
 
 
 def parse(model: type[_Model], data: bytes, what: str) -> _Model:
@@ -106,9 +105,16 @@ def parse(model: type[_Model], data: bytes, what: str) -> _Model:
         raise ImageFormatError(f"{what} is malformed at {where}", found=first["msg"]) from exc
 
 
-def parse_docker_manifest(data: bytes) -> DockerArchiveManifest:
-    wrapped = b'{"entries":' + data + b"}"
-    return parse(DockerArchiveManifest, wrapped, "the docker archive's manifest.json")
+def parse_docker_manifest(data: bytes) -> list[DockerArchiveEntry]:
+    """A docker archive's ``manifest.json``: a list of images."""
+    try:
+        return _DOCKER_MANIFEST.validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        raise ImageFormatError(
+            f"the docker archive's manifest.json is malformed at {where}", found=first["msg"]
+        ) from exc
 
 
 def check_digest(digest: str, what: str) -> str:

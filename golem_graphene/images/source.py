@@ -311,7 +311,7 @@ def _open_oci(ref: ImageReference, blobs: Blobs, limits: ImageLimits) -> ImageSo
                 digest=digest,
                 size=layer.size,
                 diff_id=config.rootfs.diff_ids[i],
-                compression=compression,  # type: ignore[arg-type]
+                compression=compression,
             )
         )
     return ImageSource(
@@ -413,7 +413,7 @@ def _familiar(name: str) -> str:
 def _open_docker_archive(ref: ImageReference, blobs: Blobs, limits: ImageLimits) -> ImageSource:
     entries = docs.parse_docker_manifest(
         _read_document(blobs, "manifest.json", limits.max_document_bytes, "manifest.json")
-    ).entries
+    )
     if ref.tag is not None:
         want = _familiar(ref.tag)
         entries = [e for e in entries if any(_familiar(t) == want for t in e.repo_tags or ())]

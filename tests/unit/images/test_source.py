@@ -365,3 +365,35 @@ def test_links_inside_an_archive_resolve_and_loops_are_refused(tmp_path: Path) -
         pytest.raises(ImageFormatError),
     ):
         _flat(source, tmp_path)
+
+
+@pytest.mark.parametrize("text", [b"{}", b"not json", b'[{"Config": 1, "Layers": []}]', b"[]"])
+def test_a_malformed_docker_manifest(tmp_path: Path, text: bytes) -> None:
+    _write_tar(tmp_path / "d.tar", {"manifest.json": text})
+    with pytest.raises((ImageFormatError, ImageReferenceError)):
+        open_image(f"docker-archive:{tmp_path / 'd.tar'}")
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        b"not json",
+        b'{"schemaVersion": 2}',
+        b'{"schemaVersion": 3, "manifests": []}',
+        b'{"schemaVersion": 2, "manifests": [{"mediaType": "x", "digest": "sha256:0", "size": 1}]}',
+    ],
+)
+def test_a_malformed_index(tmp_path: Path, index: bytes) -> None:
+    layout, _ = _layout(tmp_path)
+    (layout / "index.json").write_bytes(index)
+    with pytest.raises((ImageFormatError, ImageReferenceError, UnsupportedImageError)):
+        open_image(f"oci:{layout}")
+
+
+def test_an_index_entry_of_another_digest_algorithm(tmp_path: Path) -> None:
+    layout, _ = _layout(tmp_path)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["digest"] = "sha512:" + "ab" * 64
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UnsupportedImageError, match="sha512"):
+        open_image(f"oci:{layout}:t")
