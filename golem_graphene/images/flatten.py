@@ -223,8 +223,9 @@ class _Flattener:
         return parts
 
     def _open_dir(self, parts: list[str], *, create: bool) -> int | None:
-        """An fd of the folder ``parts`` names, resolved without following any link; ``None``
-        when it is missing and ``create`` is false."""
+        """An fd of the folder ``parts`` names, resolved without following any link. When it is
+        missing (or a file stands in its path) and ``create`` is false: ``None``. A symbolic link
+        in the path is always refused."""
         fd = os.dup(self.root_fd)
         try:
             for i, part in enumerate(parts):
@@ -239,6 +240,9 @@ class _Flattener:
                 except OSError as exc:
                     where = "/".join(parts[: i + 1])
                     kind = stat.S_IFMT(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+                    if kind != stat.S_IFLNK and not create:
+                        os.close(fd)
+                        return None  # nothing can be under a file: a whiteout there is moot
                     what = "a symbolic link" if kind == stat.S_IFLNK else "no directory"
                     raise UnsafeLayerEntryError(
                         f"{self._layer} has an entry under {where}, which is {what}",
@@ -395,14 +399,13 @@ class _Flattener:
         marker = parts[-1]
         where = parts[:-1]
         if marker == OPAQUE_MARKER:
-            folder = self._open_dir(where, create=True)
-            assert folder is not None
+            folder = self._open_dir(where, create=False)
+            if folder is None:
+                return  # no folder to make opaque (umoci makes none either)
             try:
                 self._hide_lower(folder, "/".join(where))
             finally:
                 os.close(folder)
-            if where:
-                self._mark_upper(where)
             return
         victim = marker[len(WHITEOUT_PREFIX) :]
         if victim in {"", ".", ".."}:
@@ -411,22 +414,22 @@ class _Flattener:
                 found="/".join(parts),
             )
         path = "/".join([*where, victim])
-        if path in self._upper:
-            return  # a whiteout hides lower layers only
         folder = self._open_dir(where, create=False)
         if folder is None:
             return
         try:
-            if path in self._upper_dirs:
-                # The layer also put entries under the victim: only the lower ones go.
-                victim_fd = self._open_dir([*where, victim], create=False)
-                assert victim_fd is not None
+            if path not in self._upper and path not in self._upper_dirs:
+                self._remove(folder, victim, path)
+                return
+            # A whiteout hides lower layers only: of a folder this layer also wrote (or wrote
+            # under), only what lower layers put in it goes; a non-folder of this layer stays.
+            st = os.stat(victim, dir_fd=folder, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                victim_fd = os.open(victim, _DIR_FLAGS, dir_fd=folder)
                 try:
                     self._hide_lower(victim_fd, path)
                 finally:
                     os.close(victim_fd)
-            else:
-                self._remove(folder, victim, path)
         finally:
             os.close(folder)
 

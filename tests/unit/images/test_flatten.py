@@ -119,6 +119,29 @@ def test_a_whiteout_spares_what_its_own_layer_put_under_the_victim(work: Work) -
     assert sorted(tree(root)) == ["d", "d/upper"]
 
 
+def test_a_whiteout_of_a_folder_its_own_layer_carries_hides_only_the_lower_content(
+    work: Work,
+) -> None:
+    lower = [folder("a"), file("a/x", b"lower")]
+    root, _ = work.flatten(lower, [folder("a", 0o750), file(".wh.a"), folder("a/x/z")])
+    assert tree(root) == {
+        "a": ("dir", 0o750, ""),
+        "a/x": ("dir", 0o755, ""),
+        "a/x/z": ("dir", 0o755, ""),
+    }
+
+
+def test_an_opaque_marker_makes_no_folder_and_whiteouts_under_a_file_are_moot(work: Work) -> None:
+    root, _ = work.flatten([file("f")], [file("d/.wh..wh..opq"), file("f/.wh.x"), file(".wh.g")])
+    assert sorted(tree(root)) == ["f"]
+
+
+def test_an_opaque_marker_does_not_shield_its_folder_from_a_whiteout(work: Work) -> None:
+    # As umoci unpack does: the marker is no entry of the folder itself.
+    root, _ = work.flatten([folder("a"), file("a/x")], [file("a/.wh..wh..opq"), file(".wh.a")])
+    assert tree(root) == {}
+
+
 def test_whiteout_of_a_missing_name_is_harmless_and_markers_never_appear(work: Work) -> None:
     root, _ = work.flatten([file("a")], [file(".wh.nothing"), file("gone/.wh.x")])
     assert sorted(tree(root)) == ["a"]
