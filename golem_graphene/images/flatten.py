@@ -2,7 +2,9 @@
 
 Layers apply in order, each a tar changeset over the ones below (OCI ``layer.md``): a regular
 file ``.wh.NAME`` deletes ``NAME`` of lower layers, ``.wh..wh..opq`` hides everything lower layers
-put in its directory (the current layer's entries stay, wherever they come in the tar).
+put in its directory (the current layer's entries stay, wherever they come in the tar). As
+in ``umoci unpack``: a marker makes no folder, a marker under a file is moot, and a whiteout of
+a folder the same layer also wrote hides only what lower layers put in it.
 
 Every name is resolved by us, one component at a time, with ``O_NOFOLLOW`` relative to the
 folder above it, so no link (planted by an earlier entry or layer) is ever followed. Refused
@@ -17,7 +19,9 @@ runtime provides it. Symbolic links (absolute ones too) and hard links inside th
 as they are. Owners are not kept (the root is read by one user); times are all zero, so two
 flattenings of the same content are identical.
 
-The root is built in a temporary folder beside the target and renamed into place only after the
+A layer's tar must end cleanly: only zero padding may follow its end (tarfile stops at the
+first zero or unreadable header, where other extractors might go on). The root is built in a
+temporary folder beside the target and renamed into place only after the
 last layer's digests verified; on any failure the temporary folder is removed.
 """
 
@@ -184,6 +188,15 @@ class _Flattener:
             with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
                 for member in tar:
                     self._entry(tar, member)
+            # tarfile ends at the first zero or unreadable header; entries hidden behind one
+            # would be content other extractors apply, so only zero padding may follow.
+            while chunk := stream.read(_CHUNK):
+                if chunk.count(0) != len(chunk):
+                    raise ImageFormatError(
+                        f"{self._layer} has data after the end of its tar",
+                        expected="zero padding",
+                        found="other bytes",
+                    )
         except (tarfile.TarError, EOFError) as exc:
             # A damaged tar is most often a damaged blob: say so when the digests show it.
             stream.finish()

@@ -21,7 +21,12 @@ from _image_builder import (
     write_oci_layout,
 )
 
-from golem_graphene.errors import ImageError, ImageLimitError, UnsafeLayerEntryError
+from golem_graphene.errors import (
+    ImageError,
+    ImageFormatError,
+    ImageLimitError,
+    UnsafeLayerEntryError,
+)
 from golem_graphene.images import FlattenReport, ImageLimits, flatten, open_image
 
 
@@ -322,6 +327,24 @@ def test_an_unknown_entry_type_is_refused(work: Work) -> None:
     with open_image(f"oci:{work.layout}:t") as source, pytest.raises(UnsafeLayerEntryError):
         flatten(source, work.store / "root")
     assert list(work.store.iterdir()) == []
+
+
+def test_entries_hidden_behind_the_end_of_a_tar_are_refused(work: Work) -> None:
+    hidden = layer_tar([file("a")]) + layer_tar([file("hidden", b"x")])
+    write_oci_layout(work.layout, [hidden], compression="none")
+    with (
+        open_image(f"oci:{work.layout}:t") as source,
+        pytest.raises(ImageFormatError, match="after the end"),
+    ):
+        flatten(source, work.store / "root")
+    assert list(work.store.iterdir()) == []
+
+
+def test_zero_padding_after_the_end_is_fine(work: Work) -> None:
+    write_oci_layout(work.layout, [layer_tar([file("a")]) + bytes(100_000)], compression="gzip")
+    with open_image(f"oci:{work.layout}:t") as source:
+        flatten(source, work.store / "root")
+    assert sorted(tree(work.store / "root")) == ["a"]
 
 
 def test_too_many_entries(work: Work) -> None:
