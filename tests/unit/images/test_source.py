@@ -293,10 +293,13 @@ def test_no_such_source(tmp_path: Path) -> None:
 # --- bombs --------------------------------------------------------------------------------------
 
 
-def test_a_compression_bomb_stops_at_the_ratio(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compression_bomb_stops_at_the_ratio(tmp_path: Path, compression: str) -> None:
     layout = tmp_path / "l"
     write_oci_layout(
-        layout, [layer_tar([file("zeros", b"\0" * (4 * 1024 * 1024))])], compression="zstd"
+        layout,
+        [layer_tar([file("zeros", b"\0" * (4 * 1024 * 1024))])],
+        compression=compression,  # type: ignore[arg-type]
     )
     limits = ImageLimits(max_compression_ratio=50, ratio_floor_bytes=1024 * 1024)
     store = tmp_path / "store"
@@ -397,3 +400,29 @@ def test_an_index_entry_of_another_digest_algorithm(tmp_path: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(UnsupportedImageError, match="sha512"):
         open_image(f"oci:{layout}:t")
+
+
+def test_a_docker_archive_of_two_images_needs_a_name_and_pins_are_checked(tmp_path: Path) -> None:
+    one = write_docker_archive(tmp_path / "one.tar", LAYERS, name="one:1")
+    two = write_docker_archive(tmp_path / "two.tar", LAYERS[:1], name="two:1")
+    files: dict[str, bytes] = {}
+    entries = []
+    for archive in ("one.tar", "two.tar"):
+        with tarfile.open(tmp_path / archive) as tar:
+            for member in tar:
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if member.name == "manifest.json":
+                    entries += json.loads(data)
+                else:
+                    files.setdefault(member.name, data)
+    files["manifest.json"] = json.dumps(entries).encode()
+    _write_tar(tmp_path / "both.tar", files)
+    both = f"docker-archive:{tmp_path / 'both.tar'}"
+    with pytest.raises(ImageReferenceError, match="2 images"):
+        open_image(both)
+    with open_image(f"{both}:two:1") as source:
+        assert source.digest == two.digest
+    with open_image(f"{both}@{one.digest}") as source:
+        assert source.digest == one.digest
+    with pytest.raises(ImageDigestError, match="pinned"):
+        open_image(f"{both}:two:1@{one.digest}")
