@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian's gcc; its fuzz targets use clang's libFuzzer. It is built into AGENT_BUILD.
 AGENT_PACKAGES := gcc make libsodium-dev
 FUZZ_PACKAGES := clang libclang-rt-14-dev
-DEBIAN_PACKAGES := bubblewrap age time python3-venv $(AGENT_PACKAGES) $(FUZZ_PACKAGES)
+DEBIAN_PACKAGES := bubblewrap age time python3-venv umoci skopeo $(AGENT_PACKAGES) $(FUZZ_PACKAGES)
 AGENT_BUILD := $(CURDIR)/build/agent
 
 .PHONY: all setup demo test lint typecheck unit golem-live bench clean agent agent-package \

@@ -12,6 +12,14 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
     Error
         CollateralSourceError
         ConfigError
+            ImageError
+                ImageBlobMissingError
+                ImageDigestError
+                ImageFormatError
+                ImageLimitError
+                ImageReferenceError
+                UnsafeLayerEntryError
+                UnsupportedImageError
             ManifestError
                 ManifestValidationError  (gramine.problems)
                     ManifestSyntaxError  (gramine.problems)
@@ -491,3 +499,64 @@ class RunnerError(Error):
     """An enclave runner could not launch, supervise or finish a workload."""
 
     code = "runner"
+
+
+# --- container images ---------------------------------------------------------------------------
+
+
+class ImageError(ConfigError):
+    """A container image could not be read or flattened; the message names the image part (a
+    blob digest, a layer and an entry name) and the rule it broke."""
+
+    code = "image"
+
+
+class ImageReferenceError(ImageError):
+    """An image reference (``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``,
+    ``docker-archive:FILE[:NAME:TAG]``, optionally ``@sha256:DIGEST``) is malformed, names a
+    source, tag or image that is not there, or a source holding several images without a tag."""
+
+    code = "image_reference"
+
+
+class ImageDigestError(ImageError):
+    """A blob's bytes (or a layer's uncompressed bytes) do not have the digest or size that
+    names them (the image was altered or truncated), or the image is not the one a reference's
+    ``@sha256:`` pins."""
+
+    code = "image_digest"
+
+
+class ImageBlobMissingError(ImageError):
+    """A blob a descriptor names is absent from the image layout or archive."""
+
+    code = "image_blob_missing"
+
+
+class ImageFormatError(ImageError):
+    """An image document (layout, index, manifest, config, ``manifest.json``) or a layer tar is
+    malformed."""
+
+    code = "image_format"
+
+
+class UnsupportedImageError(ImageError):
+    """The image is well formed but of a kind we do not read: a media type, digest algorithm,
+    platform (only linux/amd64) or layer compression we refuse."""
+
+    code = "image_unsupported"
+
+
+class UnsafeLayerEntryError(ImageError):
+    """A layer entry would escape or corrupt the root: an absolute name, ``..``, a path through
+    a symbolic link, a hard link to outside the root or to nothing, a whiteout of ``""``, ``.``
+    or ``..``, or an entry type we do not unpack."""
+
+    code = "image_unsafe_entry"
+
+
+class ImageLimitError(ImageError):
+    """An image exceeds a bound of :mod:`golem_graphene.limits` (entries, a file's size, total
+    uncompressed bytes, compression ratio, path length): possibly a decompression bomb."""
+
+    code = "image_limit"

@@ -108,3 +108,47 @@ PCS_TIMEOUT_S: Final = 30.0
 MAX_CACHED_COLLATERAL_DOCUMENTS: Final = 1024
 """Parsed collateral documents kept in memory per process (one per FMSPC and CA kind, plus the
 QE identity and the root CA CRL, per cache directory)."""
+
+# --- container images -------------------------------------------------------------------------
+MAX_IMAGE_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
+"""An image index, manifest, config or ``manifest.json``; real ones are a few KiB (a config with
+a long history tens of KiB)."""
+
+MAX_IMAGE_LAYERS: Final = 256
+"""Layers of one image; Docker refuses more than 127."""
+
+MAX_IMAGE_ARCHIVE_MEMBERS: Final = 100_000
+"""Members of an ``oci-archive``/``docker-archive`` tar: a few per layer plus the documents."""
+
+MAX_IMAGE_INDEX_DEPTH: Final = 4
+"""Nested image indexes followed from ``index.json`` to a manifest (real layouts: one or two)."""
+
+MAX_IMAGE_ENTRIES: Final = 1_000_000
+"""Tar entries over all layers of an image; a Debian image with Python has about 10,000."""
+
+MAX_IMAGE_FILE_BYTES: Final = 4 * 1024 * 1024 * 1024
+"""One regular file of a layer."""
+
+MAX_IMAGE_UNPACKED_BYTES: Final = 16 * 1024 * 1024 * 1024
+"""Uncompressed tar bytes over all layers of an image (a decompression-bomb bound)."""
+
+MAX_IMAGE_COMPRESSION_RATIO: Final = 200
+"""Uncompressed over compressed bytes of one layer, checked once a layer passed
+IMAGE_RATIO_FLOOR_BYTES: text compresses 3-10x and sparse binaries rarely beyond 50x, while
+gzip and zstd bombs reach 1,000x and more."""
+
+IMAGE_RATIO_FLOOR_BYTES: Final = 64 * 1024 * 1024
+"""Uncompressed bytes of a layer below which its compression ratio is not checked (a small
+layer of zeros is harmless)."""
+
+MAX_IMAGE_PATH_BYTES: Final = 4096
+"""A layer entry's name or link target (Linux PATH_MAX)."""
+
+MAX_IMAGE_PATH_DEPTH: Final = 128
+"""Components of a layer entry's name."""
+
+MAX_IMAGE_STORE_ROOTS: Final = 16
+"""Flattened roots kept by an image store before the least recently used go."""
+
+MAX_IMAGE_STORE_BYTES: Final = 32 * 1024 * 1024 * 1024
+"""Bytes of flattened roots kept by an image store before the least recently used go."""

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "attestation": set(),
     "gramine": set(),
     "protocol": {"attestation"},
+    "images": set(),
     "sealing": {"attestation", "protocol"},
     "host": {"attestation", "protocol", "sealing", "gramine"},
     "requestor": {"attestation", "protocol", "sealing", "gramine", "host"},

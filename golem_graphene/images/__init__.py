@@ -1,0 +1,55 @@
+"""Container images: references, sources read by digest, safe flattening and a root store.
+
+A lower part of the package (it imports no host, provider, runtime or requestor code): ``build``
+and ``measure`` turn an image into an enclave image on top of it.
+"""
+
+from __future__ import annotations
+
+from golem_graphene.errors import (
+    ImageBlobMissingError,
+    ImageDigestError,
+    ImageError,
+    ImageFormatError,
+    ImageLimitError,
+    ImageReferenceError,
+    UnsafeLayerEntryError,
+    UnsupportedImageError,
+)
+from golem_graphene.images.flatten import FlattenReport, flatten, remove_tree
+from golem_graphene.images.limits import ImageLimits
+from golem_graphene.images.reference import ImageReference, parse_reference
+from golem_graphene.images.source import (
+    ImageSource,
+    LayerInfo,
+    LayerStream,
+    RuntimeConfig,
+    open_image,
+)
+from golem_graphene.images.store import ImageStore, StoredRoot
+
+# The error family lives in golem_graphene.errors (one tree); it is exported here, where callers
+# of this part look for it.
+__all__ = [
+    "FlattenReport",
+    "ImageBlobMissingError",
+    "ImageDigestError",
+    "ImageError",
+    "ImageFormatError",
+    "ImageLimitError",
+    "ImageLimits",
+    "ImageReference",
+    "ImageReferenceError",
+    "ImageSource",
+    "ImageStore",
+    "LayerInfo",
+    "LayerStream",
+    "RuntimeConfig",
+    "StoredRoot",
+    "UnsafeLayerEntryError",
+    "UnsupportedImageError",
+    "flatten",
+    "open_image",
+    "parse_reference",
+    "remove_tree",
+]
