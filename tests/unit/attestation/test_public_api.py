@@ -99,6 +99,15 @@ ERROR_NAMES = {
     "LimitError",
     "NotFoundError",
     "TransitionError",
+    # Container images (issue 13).
+    "ImageBlobMissingError",
+    "ImageDigestError",
+    "ImageError",
+    "ImageFormatError",
+    "ImageLimitError",
+    "ImageReferenceError",
+    "UnsafeLayerEntryError",
+    "UnsupportedImageError",
 }
 
 
