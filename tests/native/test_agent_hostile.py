@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -614,6 +615,43 @@ def test_the_standard_streams_are_sealed_from_the_agents_own_files(
         conv.dirs.io / "outputs" / "stdout.age", conv.dirs.root / "out", [conv.requestor.identity]
     )
     assert (conv.dirs.root / "out").read_bytes() == b"written\n"
+
+
+def test_an_outputs_folder_the_workload_replaced_by_a_link_is_refused(
+    start_agent: StartAgent,
+) -> None:
+    conv = start_agent(shell("rm -r outputs; ln -s / outputs"))
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert events[-1]["code"] == "output_read" and status == 1
+
+
+def test_an_outputs_folder_the_workload_removed_means_no_outputs(start_agent: StartAgent) -> None:
+    conv = start_agent(shell("echo x > outputs/a; rm -r outputs"))
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert status == 0 and outcome(events)["outputs"] == 2
+
+
+def test_a_host_that_ignores_sigchld_cannot_hide_how_the_workload_ended(
+    start_agent: StartAgent,
+) -> None:
+    # An ignored SIGCHLD survives exec; the kernel would then reap the workload before the
+    # agent could read its status. The agent restores the default.
+    ignore = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "os.execv(sys.argv[1], sys.argv[1:])",
+    ]
+    conv = start_agent(shell("sleep 0.2; exit 3"), prefix=ignore)
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert status == 0
+    assert outcome(events)["exit_status"] == 3 and outcome(events)["termination"] == "exited"
 
 
 def test_a_linked_outputs_folder_on_the_host_side_is_refused(start_agent: StartAgent) -> None:
