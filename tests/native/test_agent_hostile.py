@@ -13,10 +13,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from _native_agent import Conversation, Workload, entry_for, frame, outcome, shell
+from _native_agent import Conversation, Requestor, Workload, entry_for, frame, outcome, shell
 from conftest import StartAgent
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -25,7 +26,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from golem_graphene.canonical_json import canonical_json
 from golem_graphene.sealing.age import decrypt_file, encrypt_stream
-from golem_graphene.sealing.input_manifest import manifest_transcript_hash
+from golem_graphene.sealing.input_manifest import (
+    InputManifest,
+    InputManifestFormatError,
+    manifest_transcript_hash,
+)
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
 MARKER = "ZZMARKERZZ"
@@ -316,6 +321,23 @@ MANIFEST_FORMAT: dict[str, Any] = {
     ),
     "deep-nesting": lambda c: _manifest(c)[:-1] + b', "env": ' + b"[" * 100 + b"]" * 100 + b"}",
 }
+
+
+# Where the Python model is laxer than the protocol: pydantic's JSON reader lets the last of two
+# equal keys win; docs/agent-protocol.md (section 6, step 1) refuses them, as the agent does.
+PYTHON_ACCEPTS = {"duplicate-key"}
+
+
+@pytest.mark.parametrize("name", MANIFEST_FORMAT)
+def test_the_python_model_refuses_the_same_manifests(name: str) -> None:
+    requestor = Requestor()
+    data = MANIFEST_FORMAT[name](SimpleNamespace(requestor=requestor))
+    try:
+        parsed = InputManifest.from_json(data)
+    except InputManifestFormatError:
+        assert name not in PYTHON_ACCEPTS
+        return
+    assert name in PYTHON_ACCEPTS or parsed.task_id != requestor.task_id
 
 
 @pytest.mark.parametrize("make", MANIFEST_FORMAT.values(), ids=MANIFEST_FORMAT.keys())
