@@ -2,11 +2,11 @@
  * SHA-256 of the plaintext read and of the age file written as they stream (the receipt's
  * digests are of exactly the bytes sealed).
  *
- * Two workers take 512 KiB blocks in turn: each reads and encrypts its block, waits for its
- * block's turn to feed both digests (SHA-256 is sequential), and writes the block at its place
- * in the file. Only the hashing is serial, and it overlaps the other worker's reading,
- * encrypting and writing, so two cores share the work. When no second thread can be started (an
- * enclave with no free thread slot) the calling thread does it all. */
+ * Workers (one per CPU, up to four) take 512 KiB blocks in turn: each reads and encrypts its
+ * block, waits for its block's turn to feed both digests (SHA-256 is sequential), and writes the
+ * block at its place in the file. Only the hashing is serial, and it overlaps the other
+ * workers' reading, encrypting and writing, so the cores share the work. When no other thread
+ * can be started (an enclave with no free thread slot) the calling thread does it all. */
 #ifndef AGENT_AGE_SEAL_H
 #define AGENT_AGE_SEAL_H
 
