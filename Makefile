@@ -93,4 +93,4 @@ bench: setup
 	$(BIN)/python bench/verify.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(AGENT_BUILD)

@@ -60,6 +60,7 @@ def start_agent(
         argv: list[str] | None = None,
         attestation_dir: Path | None = None,
         env_extra: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> Conversation:
         dirs = TaskDirs(tmp_path / name).create(workload)
         device = attestation_dir or attestation.directory
@@ -68,9 +69,8 @@ def start_agent(
             "GG_AGENT_TEST_ATTESTATION_DIR": str(device),
             **(env_extra or {}),
         }
-        agent = AgentProcess(
-            binary or agent_bin.test, dirs.argv() if argv is None else argv, env=env
-        )
+        command = dirs.argv() if argv is None else argv
+        agent = AgentProcess(binary or agent_bin.test, command, env=env, prefix=prefix)
         started.append(agent)
         return Conversation(agent=agent, dirs=dirs, requestor=requestor or Requestor())
 

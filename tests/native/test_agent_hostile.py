@@ -11,11 +11,13 @@ import contextlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from _native_agent import Conversation, Workload, entry_for, frame, outcome, shell
+from _native_agent import Conversation, Requestor, Workload, entry_for, frame, outcome, shell
 from conftest import StartAgent
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -24,7 +26,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from golem_graphene.canonical_json import canonical_json
 from golem_graphene.sealing.age import decrypt_file, encrypt_stream
-from golem_graphene.sealing.input_manifest import manifest_transcript_hash
+from golem_graphene.sealing.input_manifest import (
+    InputManifest,
+    InputManifestFormatError,
+    manifest_transcript_hash,
+)
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
 MARKER = "ZZMARKERZZ"
@@ -315,6 +321,23 @@ MANIFEST_FORMAT: dict[str, Any] = {
     ),
     "deep-nesting": lambda c: _manifest(c)[:-1] + b', "env": ' + b"[" * 100 + b"]" * 100 + b"}",
 }
+
+
+# Where the Python model is laxer than the protocol: pydantic's JSON reader lets the last of two
+# equal keys win; docs/agent-protocol.md (section 6, step 1) refuses them, as the agent does.
+PYTHON_ACCEPTS = {"duplicate-key"}
+
+
+@pytest.mark.parametrize("name", MANIFEST_FORMAT)
+def test_the_python_model_refuses_the_same_manifests(name: str) -> None:
+    requestor = Requestor()
+    data = MANIFEST_FORMAT[name](SimpleNamespace(requestor=requestor))
+    try:
+        parsed = InputManifest.from_json(data)
+    except InputManifestFormatError:
+        assert name not in PYTHON_ACCEPTS
+        return
+    assert name in PYTHON_ACCEPTS or parsed.task_id != requestor.task_id
 
 
 @pytest.mark.parametrize("make", MANIFEST_FORMAT.values(), ids=MANIFEST_FORMAT.keys())
@@ -614,6 +637,43 @@ def test_the_standard_streams_are_sealed_from_the_agents_own_files(
         conv.dirs.io / "outputs" / "stdout.age", conv.dirs.root / "out", [conv.requestor.identity]
     )
     assert (conv.dirs.root / "out").read_bytes() == b"written\n"
+
+
+def test_an_outputs_folder_the_workload_replaced_by_a_link_is_refused(
+    start_agent: StartAgent,
+) -> None:
+    conv = start_agent(shell("rm -r outputs; ln -s / outputs"))
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert events[-1]["code"] == "output_read" and status == 1
+
+
+def test_an_outputs_folder_the_workload_removed_means_no_outputs(start_agent: StartAgent) -> None:
+    conv = start_agent(shell("echo x > outputs/a; rm -r outputs"))
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert status == 0 and outcome(events)["outputs"] == 2
+
+
+def test_a_host_that_ignores_sigchld_cannot_hide_how_the_workload_ended(
+    start_agent: StartAgent,
+) -> None:
+    # An ignored SIGCHLD survives exec; the kernel would then reap the workload before the
+    # agent could read its status. The agent restores the default.
+    ignore = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "os.execv(sys.argv[1], sys.argv[1:])",
+    ]
+    conv = start_agent(shell("sleep 0.2; exit 3"), prefix=ignore)
+    conv.to_evidence()
+    conv.upload({})
+    events, status = conv.run()
+    assert status == 0
+    assert outcome(events)["exit_status"] == 3 and outcome(events)["termination"] == "exited"
 
 
 def test_a_linked_outputs_folder_on_the_host_side_is_refused(start_agent: StartAgent) -> None:

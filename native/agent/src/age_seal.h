@@ -2,11 +2,11 @@
  * SHA-256 of the plaintext read and of the age file written as they stream (the receipt's
  * digests are of exactly the bytes sealed).
  *
- * Two stages overlap on a ring of 512 KiB blocks: read + encrypt on a second thread, hash
- * both streams + write on the calling thread. Each stage is sequential (SHA-256 is), and the two
- * cost about the same, so two cores share the work; when the thread cannot be started (an
- * enclave with no free thread slot) the same stages
- * run one after the other on the calling thread. */
+ * Workers (one per CPU, up to four) take 512 KiB blocks in turn: each reads and encrypts its
+ * block, waits for its block's turn to feed both digests (SHA-256 is sequential), and writes the
+ * block at its place in the file. Only the hashing is serial, and it overlaps the other
+ * workers' reading, encrypting and writing, so the cores share the work. When no other thread
+ * can be started (an enclave with no free thread slot) the calling thread does it all. */
 #ifndef AGENT_AGE_SEAL_H
 #define AGENT_AGE_SEAL_H
 

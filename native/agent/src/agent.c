@@ -176,10 +176,12 @@ static bool do_run(struct session *s, const char *io_dir, const char *workspace)
     event_begin(&e, "running");
     if (!send_or_gone(s, &e)) {
         (void)kill(-s->run.pid, SIGKILL);
-        runner_wait(&s->workload, &s->run);
+        struct failure ignored = {0};
+        (void)runner_wait(&s->workload, &s->run, &ignored);
         return false;
     }
-    runner_wait(&s->workload, &s->run);
+    if (!runner_wait(&s->workload, &s->run, &s->err))
+        return false;
     event_begin(&e, "sealing");
     event_int(&e, "exit_status", s->run.exit_status);
     event_string(&e, "termination", s->run.termination);
@@ -244,8 +246,10 @@ static void session_free(struct session *s)
 int agent_main(int argc, char **argv)
 {
     /* The host may vanish: a write to a closed pipe is an error to handle, not a signal that
-     * kills us (the workload gets the default back). */
+     * kills us (the workload gets the default back). SIGCHLD ignored by whoever started us
+     * would make the kernel reap the workload unseen: its end must be ours to read. */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
     struct session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return 1;

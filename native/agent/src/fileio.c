@@ -45,11 +45,14 @@ int open_regular_at(int dirfd, const char *name, struct stat *st, enum open_resu
     return fd;
 }
 
-bool write_all(int fd, const void *data, size_t len)
+/* Write all of `len` bytes, at the file offset (offset < 0) or at `offset`. */
+static bool drain(int fd, const void *data, size_t len, off_t offset)
 {
     const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = offset < 0 ? write(fd, p + done, len - done)
+                               : pwrite(fd, p + done, len - done, offset + (off_t)done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -59,10 +62,19 @@ bool write_all(int fd, const void *data, size_t len)
             errno = EIO;
             return false;
         }
-        p += n;
-        len -= (size_t)n;
+        done += (size_t)n;
     }
     return true;
+}
+
+bool write_all(int fd, const void *data, size_t len)
+{
+    return drain(fd, data, len, -1);
+}
+
+bool pwrite_all(int fd, const void *data, size_t len, off_t offset)
+{
+    return drain(fd, data, len, offset);
 }
 
 /* Read until `len` bytes or end of file, from the file offset (offset < 0) or at `offset`. */

@@ -24,6 +24,8 @@ int open_regular_at(int dirfd, const char *name, struct stat *st, enum open_resu
                     int *error_number);
 
 bool write_all(int fd, const void *data, size_t len);
+/* The same at a file offset (the descriptor's offset is not used or moved). */
+bool pwrite_all(int fd, const void *data, size_t len, off_t offset);
 /* Read until `len` bytes or end of file; returns the bytes read, or -1 on an error. */
 ssize_t read_full(int fd, void *data, size_t len);
 ssize_t pread_full(int fd, void *data, size_t len, off_t offset);

@@ -527,6 +527,31 @@ struct json_doc *json_parse(char *text, size_t len, const struct json_options *o
     return p.doc;
 }
 
+const struct json_value *json_parse_document(char *text, size_t len, const char *const *allowed,
+                                             const char *const *required, const char *what,
+                                             enum fail_code code, struct json_doc **doc,
+                                             struct failure *err)
+{
+    static const struct json_options options = {.max_depth = MAX_JSON_DEPTH,
+                                                 .max_values = MAX_JSON_VALUES};
+    char why[160];
+    *doc = json_parse(text, len, &options, why, sizeof why);
+    if (*doc == NULL) {
+        fail(err, code, "%s is not strict JSON: %s", what, why);
+        return NULL;
+    }
+    const struct json_value *root = json_root(*doc);
+    if (root->type != JSON_OBJECT) {
+        fail(err, code, "%s is not a JSON object", what);
+        return NULL;
+    }
+    if (!json_check_keys(root, allowed, required, why, sizeof why)) {
+        fail(err, code, "%s: %s", what, why);
+        return NULL;
+    }
+    return root;
+}
+
 /* --- lookups and checks ------------------------------------------------------------------ */
 
 const struct json_value *json_get(const struct json_value *obj, const char *key)

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fail.h"
+
 enum json_type { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_INT, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
 
 struct json_value;
@@ -52,6 +54,14 @@ struct json_doc *json_parse(char *text, size_t len, const struct json_options *o
                             size_t why_len);
 void json_free(struct json_doc *doc);
 const struct json_value *json_root(const struct json_doc *doc);
+
+/* The documents the agent reads: strict JSON, nested at most MAX_JSON_DEPTH, at most
+ * MAX_JSON_VALUES values, an object with keys only from `allowed` and all of `required`. On any
+ * failure records `code` with `what` (the document's name) and the rule, and returns NULL. */
+const struct json_value *json_parse_document(char *text, size_t len, const char *const *allowed,
+                                             const char *const *required, const char *what,
+                                             enum fail_code code, struct json_doc **doc,
+                                             struct failure *err);
 
 /* The member called `key` in an object, or NULL. */
 const struct json_value *json_get(const struct json_value *obj, const char *key);

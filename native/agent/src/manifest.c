@@ -15,9 +15,6 @@
 #define MANIFEST_LABEL PROTOCOL_NAME "/input-manifest"
 #define MANIFEST_KEY_INFO PROTOCOL_NAME "/input-manifest-key"
 
-static const struct json_options DOCUMENT = {.max_depth = MAX_JSON_DEPTH,
-                                             .max_values = MAX_JSON_VALUES};
-
 static bool format_fail(struct failure *err, const char *what)
 {
     return fail(err, FAIL_INPUT_MANIFEST_FORMAT, "input manifest: %s", what);
@@ -56,22 +53,17 @@ bool manifest_parse_sealed(char *sealed, size_t len, uint8_t nonce[12], uint8_t 
                            size_t *ciphertext_len, struct failure *err)
 {
     static const char *const keys[] = {"v", "nonce", "ciphertext", NULL};
-    char why[160];
     if (len > MAX_SEALED_MANIFEST_BYTES)
         return fail(err, FAIL_INPUT_MANIFEST_FORMAT,
                     "the sealed input manifest is larger than %d bytes",
                     MAX_SEALED_MANIFEST_BYTES);
-    struct json_doc *doc = json_parse(sealed, len, &DOCUMENT, why, sizeof why);
-    if (doc == NULL)
-        return fail(err, FAIL_INPUT_MANIFEST_FORMAT,
-                    "the sealed input manifest is not strict JSON: %s", why);
-    const struct json_value *root = json_root(doc);
+    struct json_doc *doc;
+    const struct json_value *root =
+        json_parse_document(sealed, len, keys, keys, "the sealed input manifest",
+                            FAIL_INPUT_MANIFEST_FORMAT, &doc, err);
     bool ok = false;
-    if (root->type != JSON_OBJECT || !json_check_keys(root, keys, keys, why, sizeof why)) {
-        format_fail(err, "the sealed form is an object with exactly the keys v, nonce, "
-                         "ciphertext");
+    if (root == NULL)
         goto out;
-    }
     const struct json_value *v = json_get(root, "v");
     if (v->type != JSON_INT || v->integer != 1) {
         format_fail(err, "unsupported sealed manifest version (expected 1)");
@@ -244,18 +236,13 @@ bool manifest_parse(char *text, size_t len, const uint8_t task_id[16], struct ma
 {
     static const char *const keys[] = {"protocol", "task_id", "args", "env", "inputs", NULL};
     static const char *const required[] = {"task_id", NULL};
-    char why[160];
     memset(m, 0, sizeof *m);
     m->plaintext = text;
-    m->doc = json_parse(text, len, &DOCUMENT, why, sizeof why);
-    if (m->doc == NULL)
-        return fail(err, FAIL_INPUT_MANIFEST_FORMAT, "the input manifest is not strict JSON: %s",
-                    why);
-    const struct json_value *root = json_root(m->doc);
-    if (root->type != JSON_OBJECT)
-        return format_fail(err, "not a JSON object");
-    if (!json_check_keys(root, keys, required, why, sizeof why))
-        return fail(err, FAIL_INPUT_MANIFEST_FORMAT, "input manifest: %s", why);
+    const struct json_value *root =
+        json_parse_document(text, len, keys, required, "the input manifest",
+                            FAIL_INPUT_MANIFEST_FORMAT, &m->doc, err);
+    if (root == NULL)
+        return false;
     const struct json_value *protocol = json_get(root, "protocol");
     if (protocol && (protocol->type != JSON_STRING ||
                      strcmp(protocol->string, PROTOCOL_NAME) != 0 ||

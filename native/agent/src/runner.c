@@ -245,7 +245,7 @@ out:
     return ok;
 }
 
-void runner_wait(const struct workload *w, struct run *r)
+bool runner_wait(const struct workload *w, struct run *r, struct failure *err)
 {
     int status = 0;
     bool timed_out = false;
@@ -255,8 +255,10 @@ void runner_wait(const struct workload *w, struct run *r)
         if (done == r->pid)
             break;
         if (done < 0 && errno != EINTR) {
-            status = 0;
-            break; /* cannot happen for our own child; end the wait rather than spin */
+            int e = errno;
+            (void)kill(-r->pid, SIGKILL);
+            r->pid = -1;
+            return fail(err, FAIL_INTERNAL, "cannot wait for the workload: %s", strerror(e));
         }
         int64_t left = w->wall_ms - elapsed_ms(&r->started_mono);
         if (left <= 0) {
@@ -291,4 +293,5 @@ void runner_wait(const struct workload *w, struct run *r)
     if (timed_out)
         r->termination = "timeout";
     r->pid = -1;
+    return true;
 }

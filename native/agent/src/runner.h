@@ -29,7 +29,8 @@ bool runner_start(const struct workload *w, const struct manifest *m, const char
                   int workspace_fd, struct run *r, struct failure *err);
 
 /* Wait at most wall_ms, kill the process group (on expiry, and in any case once the workload
- * ended) and fill the results. */
-void runner_wait(const struct workload *w, struct run *r);
+ * ended) and fill the results. Fails (internal) only if the workload cannot be waited for,
+ * rather than report an end it did not see. */
+bool runner_wait(const struct workload *w, struct run *r, struct failure *err);
 
 #endif

@@ -68,7 +68,8 @@ compress_shani(uint32_t h[8], const uint8_t *data, size_t blocks)
                 _mm_add_epi32(_mm_sha256msg1_epu32(m[(g) & 3], m[((g) + 1) & 3]),                \
                               _mm_alignr_epi8(m[((g) + 3) & 3], m[((g) + 2) & 3], 4)),           \
                 m[((g) + 3) & 3]);                                                               \
-        msg = _mm_add_epi32(m[(g) & 3], _mm_loadu_si128((const __m128i *)(const void *)&K[4 * (g)])); \
+        msg = _mm_add_epi32(m[(g) & 3],                                                          \
+                            _mm_loadu_si128((const __m128i *)(const void *)&K[4 * (g)]));        \
         s1 = _mm_sha256rnds2_epu32(s1, s0, msg);                                                 \
         s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(msg, 0x0E));                        \
     } while (0)

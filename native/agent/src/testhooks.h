@@ -10,7 +10,8 @@
  *                                  libsodium's
  *   --test-manifest TASK_ID IN     parse a manifest plaintext; print its canonical digest or
  *                                  "manifest-fail CODE: MESSAGE"
- * The production binary also never reads GG_AGENT_TEST_ATTESTATION_DIR (attest.c). */
+ * The production binary also never reads GG_AGENT_TEST_ATTESTATION_DIR (attest.c) or
+ * GG_AGENT_TEST_REFUSE_THREAD (age_seal.c: refuse the Nth thread and later ones). */
 #ifndef AGENT_TESTHOOKS_H
 #define AGENT_TESTHOOKS_H
 

@@ -114,22 +114,14 @@ static bool parse_inputs(struct workload *w, const struct json_value *v, struct 
 
 bool workload_parse(struct workload *w, char *text, size_t len, struct failure *err)
 {
-    static const struct json_options opt = {
-        .max_depth = MAX_JSON_DEPTH, .max_values = MAX_JSON_VALUES};
     static const char *const keys[] = {"format", "argv", "args", "env", "inputs", "outputs",
                                        "limits", NULL};
-    char why[160];
     memset(w, 0, sizeof *w);
     w->text = text;
-    w->doc = json_parse(text, len, &opt, why, sizeof why);
-    if (w->doc == NULL)
-        return fail(err, FAIL_WORKLOAD_FORMAT, "workload description is not strict JSON: %s",
-                    why);
-    const struct json_value *root = json_root(w->doc);
-    if (root->type != JSON_OBJECT)
-        return bad(err, "not a JSON object");
-    if (!json_check_keys(root, keys, keys, why, sizeof why))
-        return fail(err, FAIL_WORKLOAD_FORMAT, "workload description: %s", why);
+    const struct json_value *root = json_parse_document(
+        text, len, keys, keys, "the workload description", FAIL_WORKLOAD_FORMAT, &w->doc, err);
+    if (root == NULL)
+        return false;
     const struct json_value *format = json_get(root, "format");
     if (format->type != JSON_INT || format->integer != 1)
         return bad(err, "\"format\" must be 1");
