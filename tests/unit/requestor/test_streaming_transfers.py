@@ -19,6 +19,7 @@ import pytest
 from _fake_provider import MRENCLAVE, FakeProvider
 
 from golem_graphene.errors import SealingError
+from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.requestor import client as client_module
 from golem_graphene.requestor.channel import ChannelError, OutputStreams, TaskRef
@@ -103,7 +104,8 @@ def requestor(provider: FakeProvider) -> Requestor:
 
 
 def leftovers(out: Path) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.*"))
+    """Temporary files beside ``out``: the private staging folders (and any ``.out.*``)."""
+    return sorted(out.parent.glob(f".{out.name}.*")) + sorted(out.parent.glob(f"{STAGING_PREFIX}*"))
 
 
 def workers() -> list[str]:
@@ -141,7 +143,8 @@ async def test_an_output_is_checked_and_opened_while_it_streams(
     out = tmp_path / "out"
     async with requestor(provider) as r:
         result = await r.run(spec, {"a": big_input}, out)
-    assert provider.streamed == ["out.age", "stdout.age", "stderr.age"]
+    # The receipt streams too (under the same minimum-rate guard), before any output.
+    assert provider.streamed == ["receipt.json", "out.age", "stdout.age", "stderr.age"]
     assert result.outputs["out"].read_bytes() == big_input.read_bytes()
     assert result.receipt.outputs_checked and result.receipt.plaintexts_checked
     task = next(iter(provider.tasks.values()), None)
