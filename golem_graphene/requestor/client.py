@@ -230,6 +230,16 @@ class _Created:
         return self.spec_file or self.spec_dir / "task.toml"
 
 
+@dataclass(frozen=True)
+class _Work:
+    """What the enclave is to run on: the inputs, the workload's arguments and environment."""
+
+    inputs: Mapping[str, str | Path]
+    args: Sequence[str] | None
+    env: Mapping[str, str] | None
+    prestaged: Mapping[str, str | Path] | None
+
+
 @dataclass
 class _Plan:
     """A run's local part, checked before the provider is contacted."""
@@ -332,25 +342,13 @@ class Requestor:
             raise TaskStepError("prepare", exc) from exc
         with plan.staging:
             return await self._run_planned(
-                plan,
-                inputs,
-                args=args,
-                env=env,
-                prestaged=prestaged,
-                on_event=on_event,
-                on_progress=on_progress,
-                keep_task=keep_task,
-                records=records,
+                plan, _Work(inputs, args, env, prestaged), on_event, on_progress, keep_task, records
             )
 
     async def _run_planned(
         self,
         plan: _Plan,
-        inputs: Mapping[str, str | Path],
-        *,
-        args: Sequence[str] | None,
-        env: Mapping[str, str] | None,
-        prestaged: Mapping[str, str | Path] | None,
+        work: _Work,
         on_event: EventCallback | None,
         on_progress: ProgressCallback | None,
         keep_task: bool,
@@ -379,10 +377,10 @@ class Requestor:
                 step = "send_inputs"
                 manifest = await self.send_inputs(
                     attested,
-                    inputs,
-                    args=args,
-                    env=env,
-                    prestaged=prestaged,
+                    work.inputs,
+                    args=work.args,
+                    env=work.env,
+                    prestaged=work.prestaged,
                     on_progress=on_progress,
                 )
                 record = record.update(record_path, input_manifest=manifest)
@@ -492,6 +490,12 @@ class Requestor:
             _readable_file(path, f"prestaged input {name!r}")
         _check_out_dir(Path(out_dir))
         return spec_file, parsed
+
+    @staticmethod
+    def check_out_dir(out_dir: str | Path) -> None:
+        """``out_dir`` must be absent or an empty folder whose parent can be created; raises
+        :class:`UsageError`."""
+        _check_out_dir(Path(out_dir))
 
     async def _prepare(
         self,
@@ -1094,6 +1098,7 @@ class Requestor:
         *,
         on_event: EventCallback | None = None,
         on_progress: ProgressCallback | None = None,
+        keep_task: bool = False,
     ) -> TaskResult:
         """Fetch the outputs of the task ``record`` describes, with every check of :meth:`run`.
 
@@ -1101,9 +1106,10 @@ class Requestor:
         attested when the task ran pinned unless the policy pins one), the report data must
         bind the record's task, nonce and this identity, the task is waited for if it is still
         running, and the receipt must carry the record's input manifest digest; then the
-        outputs land in ``out_dir`` all or nothing. The spec file must still be the one the task
-        was created with. Bounded by the whole-task deadline (``total``). Raises
-        :class:`TaskStepError` (step ``prepare`` for local problems).
+        outputs land in ``out_dir`` all or nothing, and the task is deleted on the provider
+        (unless ``keep_task``). The spec file must still be the one the task was created with.
+        Bounded by the whole-task deadline (``total``). Raises :class:`TaskStepError` (step
+        ``prepare`` for local problems).
         """
         try:
             spec_file = Path(record.spec)
@@ -1141,7 +1147,7 @@ class Requestor:
                 step = "wait"
                 await self.wait(attested, on_event=on_event)
                 step = "fetch"
-                return await self.fetch(
+                result = await self.fetch(
                     attested, out, on_progress=on_progress, input_manifest=record.input_manifest
                 )
         except TimeoutError:
@@ -1153,6 +1159,9 @@ class Requestor:
             ) from None
         finally:
             self.policy = saved_policy
+        if not keep_task:
+            await self._cleanup(self.channel.delete(ref))
+        return result
 
 
 def _task_ref(answer: Any) -> TaskRef:

@@ -144,7 +144,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str
 
 
 def base_args(f: Files, *extra: str | Path) -> list[str | Path]:
-    return [f.bundle, "--root", f.root, "--at", AT, *extra]
+    """The bundle, its test root, the time, and a pinned measurement (unless ``extra`` pins)."""
+    pin = [] if "--mrenclave" in extra else ["--mrenclave", tp.MRENCLAVE.hex()]
+    return [f.bundle, "--root", f.root, "--at", AT, *pin, *extra]
 
 
 def test_ok_human(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,7 +228,7 @@ def test_intel_root_refuses_a_test_pki_bundle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = make_files(tmp_path)
-    code, _, err = run(capsys, f.bundle, "--at", AT)
+    code, _, err = run(capsys, f.bundle, "--at", AT, "--mrenclave", tp.MRENCLAVE.hex())
     assert code == 1
     assert err.startswith("FAIL: untrusted_root: ")
 
@@ -241,6 +243,38 @@ def test_simulated_needs_explicit_trust(tmp_path: Path, capsys: pytest.CaptureFi
     assert "WARNING: a SIMULATED root is trusted" in err
     assert "WARNING: SIMULATED run" in err
     assert json.loads(out)["simulated"] is True
+
+
+def test_simulated_root_trusted_by_fingerprint_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for ``run``, ``--trust-simulated-root FP`` is enough: the quote's own chain ends in
+    the root with that fingerprint, so no ``--root`` file is needed (issue 14, item 5)."""
+    f = make_files(tmp_path, simulated=True)
+    pin = ["--mrenclave", tp.MRENCLAVE.hex()]
+    code, _, err = run(capsys, f.bundle, "--at", AT, *pin, "--trust-simulated-root", f.fingerprint)
+    assert code == 0, err
+    # Another fingerprint is no trust at all: the default root refuses the chain, and the
+    # message never offers the chain's own fingerprint to copy.
+    other = "ab" * 32
+    code, _, err = run(capsys, f.bundle, "--at", AT, *pin, "--trust-simulated-root", other)
+    assert code == 1
+    assert "\nFAIL: untrusted_root: " in err
+    assert f.fingerprint not in err
+
+
+def test_no_pinned_measurement_is_said_loudly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = make_files(tmp_path)
+    code, _, err = run(capsys, f.bundle, "--root", f.root, "--at", AT)
+    assert code == 0, err
+    assert "WARNING: NO MEASUREMENT IS PINNED" in err
+    assert "ANY enclave is accepted" in err
+    assert tp.MRENCLAVE.hex() in err
+    code, _, err = run(capsys, *base_args(f))
+    assert code == 0, err
+    assert "NO MEASUREMENT" not in err
 
 
 def test_collateral_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
