@@ -232,7 +232,7 @@ class RateGuard:
         return f"{self.done}{of} bytes of {self.what} had moved"
 
     async def __aenter__(self) -> RateGuard:
-        self._timeout = asyncio.timeout(asyncio.get_running_loop().time() + self.window)
+        self._timeout = asyncio.timeout_at(asyncio.get_running_loop().time() + self.window)
         await self._timeout.__aenter__()
         return self
 
