@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from _fake_provider import MRENCLAVE, FakeProvider
 
-from golem_graphene.errors import SealingError
 from golem_graphene._internal.staging import STAGING_PREFIX
+from golem_graphene.errors import SealingError
 from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.requestor import client as client_module
 from golem_graphene.requestor.channel import ChannelError, OutputStreams, TaskRef
