@@ -30,7 +30,8 @@ def check_output_path(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
 
 
 class AtomicOutput:
-    """A temporary file beside ``dst``; :meth:`commit` moves it into place, anything else drops it.
+    """A temporary file in a private staging folder beside ``dst``; :meth:`commit` moves it into
+    place, anything else drops it.
 
     Raises UsageError if ``dst`` exists and ``overwrite`` is false (checked at creation and again,
     atomically, at commit) or if the temporary file cannot be created.
