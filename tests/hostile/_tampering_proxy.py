@@ -27,6 +27,7 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class TamperingProxy:
             return await special(request)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         body = await request.read() if request.can_read_body else None
-        session: aiohttp.ClientSession = request.app["session"]
+        session = request.app[SESSION]
         async with session.request(
             request.method,
             self.upstream + request.path_qs,
@@ -104,7 +105,7 @@ class TamperingProxy:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            app["session"] = session
+            app[SESSION] = session
             async with _serving(app) as url:
                 self.url = url
                 yield self

@@ -109,7 +109,7 @@ async def test_a_failure_message_cannot_erase_fail_or_draw_ok(
     verdict = [line for line in lines if line.startswith(("OK", "FAIL"))]
     assert verdict == ["FAIL: oops: attest: the task failed on the provider"]
     said = lines[lines.index(verdict[0]) + 1]
-    assert said.startswith('  the provider says (untrusted): "\\x1b[1A\\x1b[2K\\r')
+    assert said.startswith('  the provider says (untrusted): "\\x1b[1A\\x1b[2K\\x0dOK: task')
     assert "\\x1b]0;pwned\\x07" in said and "\\u202eevil" in said
     # The fake OK is inside the quoted, marked line; never at a line's start.
     assert not any(line.startswith("OK") for line in lines)
@@ -289,6 +289,8 @@ async def test_sigkill_leaves_plaintext_only_in_the_private_staging_swept_by_the
         record.stem,
         "--out",
         out,
+        "--provider",
+        provider.url,  # the proxy is gone
         "-i",
         identity,
         "--trust-simulated-root",
