@@ -115,10 +115,10 @@ async def serve_forever(
         loop.add_signal_handler(sig, stop.set)
     async with ProviderServer(config) as server:
         document = json.dumps(ready_document(server), sort_keys=True)
-        sys.stdout.write(document + "\n")
-        sys.stdout.flush()
         if ready_file is not None:
             write_atomic(ready_file, document.encode() + b"\n", mode=0o644)
+        sys.stdout.write(document + "\n")
+        sys.stdout.flush()
         if announce:
             _announce(server)
         try:

@@ -1191,12 +1191,10 @@ def _retriable(failure: BaseException) -> bool:
 def _readable_file(path: Path, what: str) -> int | None:
     """The size of a file we can read (None when it is not a regular file, e.g. a pipe)."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f:  # a folder: IsADirectoryError
             info = os.fstat(f.fileno())
     except OSError as exc:
         raise UsageError(f"cannot read {what} at {str(path)!r}: {exc.strerror or exc}") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"{what} at {str(path)!r} is a folder, not a file")
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
@@ -1214,12 +1212,15 @@ def _check_out_dir(out: Path) -> None:
         if not empty:
             raise UsageError(f"the output folder {str(out)!r} is not empty")
     parent = out.parent
-    while not parent.exists():
+    while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    try:  # a real attempt: permission bits say nothing for root, or for /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".golem-graphene-probe-", dir=parent))
+    except OSError as exc:
         raise UsageError(
-            f"cannot create the output folder {str(out)!r}: {str(parent)!r} is not writable"
-        )
+            f"cannot create the output folder {str(out)!r}: {str(parent)!r} is not "
+            f"writable ({exc.strerror or exc})"
+        ) from None
 
 
 class _PipeWriter:

@@ -384,3 +384,47 @@ def _real_args(
         "--mrenclave",
         provider.template.mrenclave,
     ]
+
+
+# --- a provider a script can start: its bound address ------------------------------------------
+
+
+async def test_provider_says_where_it_listens(tmp_path: Path, template: Any) -> None:
+    """``--port 0``: the bound address in one JSON line on stdout, and in ``--ready-file``
+    (removed at shutdown)."""
+    import aiohttp
+
+    data = template.copy_to(tmp_path / "data")
+    ready = tmp_path / "ready.json"
+    proc = await start_cli(
+        "provider",
+        "serve",
+        "--open",
+        "--port",
+        "0",
+        "--data-dir",
+        data,
+        "--specs-dir",
+        template.specs_dir,
+        "--ready-file",
+        ready,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        announced = json.loads(line)
+        assert announced == json.loads(ready.read_text())
+        assert announced["event"] == "listening"
+        assert announced["port"] > 0 and announced["url"].endswith(f":{announced['port']}")
+        assert announced["runner"] == "sim"
+        assert announced["simulation_root"] == template.root_fingerprint
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(announced["url"] + "/v1/openapi.json") as response,
+        ):
+            assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert not ready.exists()

@@ -537,3 +537,20 @@ async def test_start_refuses_an_unknown_task(platform: SimPlatform, spec: Path) 
         with pytest.raises(TaskStepError) as caught:
             await r.start(task)
     assert (caught.value.step, caught.value.code) == ("start", "not_found")
+
+
+async def test_a_receipt_for_another_input_manifest_is_refused(
+    platform: SimPlatform, spec: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The enclave signed a receipt naming another input manifest (another run's inputs or
+    arguments): the requestor compares it with the manifest it sealed (issue 15, item 5)."""
+    fake = FakeProvider(platform)
+    fake.signed_manifest = b"\x07" * 32
+    out = tmp_path / "out"
+    async with requestor(fake) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.run(spec, inputs, out)
+    assert (caught.value.step, caught.value.code) == ("fetch", "receipt_input_manifest")
+    assert "07" * 32 in str(caught.value)
+    assert not out.exists()
+    assert leftovers(out) == []
