@@ -37,6 +37,7 @@ MAX_JSON_RESPONSE = 4 << 20
 MAX_ERROR_BODY = 64 * 1024
 MAX_EVENT_LINE = 64 * 1024
 EVENT_RETRY_MAX = 5.0  # seconds between reopenings of an event stream that brings nothing new
+EVENT_SILENCE_MAX = 60.0  # seconds an event stream may stay silent (keep-alives come every 15 s)
 WRITE_BATCH = 1 << 20  # downloads are written off the event loop, a MiB at a time
 
 
@@ -293,6 +294,13 @@ class HttpChannel:
                     self._url(f"/tasks/{task.task_id}/events"),
                     params={"since": str(since)},
                     headers=self._headers(task),
+                    # A provider sends a keep-alive every 15 s: silence is bounded apart from
+                    # a short request deadline; the caller's deadline bounds the whole wait.
+                    timeout=aiohttp.ClientTimeout(
+                        total=None,
+                        sock_connect=self.request_timeout,
+                        sock_read=max(EVENT_SILENCE_MAX, self.request_timeout),
+                    ),
                 ) as response:
                     await self._check(response)
                     while True:

@@ -280,6 +280,7 @@ class Requestor:
         self._last: dict[str, TaskEvent] = {}  # last event seen per task
         self._moving: dict[str, RateGuard] = {}  # the transfer in progress per task
         self._manifests: dict[str, InputManifest] = {}  # the manifest sealed per task
+        self._pins: dict[str, str] = {}  # resumed tasks: the MRENCLAVE that attested before
 
     async def __aenter__(self) -> Requestor:
         return self
@@ -587,7 +588,10 @@ class Requestor:
 
     async def _attestation_policy(self, created: _Created, runner: str) -> AllOf:
         policy = self.policy
-        if not policy.pins_for(created.spec, runner):
+        pinned = self._pins.get(created.ref.task_id)
+        if pinned is not None and not policy.pins_enclave:
+            policy = policy.with_expected_mrenclave(pinned)
+        elif not policy.pins_for(created.spec, runner):
             policy = policy.with_expected_mrenclave(await self._measure(created.spec_path, runner))
         return policy.attestation_policy(created.spec, runner)
 
@@ -1136,9 +1140,8 @@ class Requestor:
             raise TaskStepError("prepare", exc) from exc
         ref = TaskRef(record.task_id.hex(), record.capability_token)
         created = _Created(ref, parsed, spec_file.parent, record.nonce, spec_file)
-        saved_policy = self.policy
-        if record.mrenclave is not None and not self.policy.pins_enclave:
-            self.policy = self.policy.with_expected_mrenclave(record.mrenclave.hex())
+        if record.mrenclave is not None:
+            self._pins[ref.task_id] = record.mrenclave.hex()
         total = self.deadlines.total_for(parsed.limits.wall_seconds)
         step = "attest"
         try:
@@ -1158,7 +1161,7 @@ class Requestor:
                 ),
             ) from None
         finally:
-            self.policy = saved_policy
+            self._pins.pop(ref.task_id, None)
         if not keep_task:
             await self._cleanup(self.channel.delete(ref))
         return result
