@@ -407,7 +407,10 @@ class Requestor:
                     step, DeadlineError("total", total, "the provider did not create the task")
                 )
             if created is not None:
-                kept = keep_task or (step == "fetch" and _retriable(failure))
+                # Kept for a later fetch only where a record says how to fetch it.
+                kept = keep_task or (
+                    records is not None and step == "fetch" and _retriable(failure)
+                )
                 if not kept:
                     await self._cleanup(self.channel.cancel(created.ref))
                 if record_path is not None and not kept:
@@ -1194,10 +1197,16 @@ def _retriable(failure: BaseException) -> bool:
 def _readable_file(path: Path, what: str) -> int | None:
     """The size of a file we can read (None when it is not a regular file, e.g. a pipe)."""
     try:
-        with open(path, "rb") as f:  # a folder: IsADirectoryError
-            info = os.fstat(f.fileno())
+        # Non-blocking: opening a FIFO must not wait for a writer. A folder: EISDIR.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"cannot read {what} at {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"cannot read {what} at {str(path)!r}: Is a directory")
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
