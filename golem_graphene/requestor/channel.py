@@ -41,8 +41,8 @@ EVENT_SILENCE_MAX = 60.0  # seconds an event stream may stay silent (keep-alives
 WRITE_BATCH = 1 << 20  # downloads are written off the event loop, a MiB at a time
 
 
-class ProviderWords(Error):
-    """An error that carries the provider's own words about it.
+class ProviderWords(ProtocolError):
+    """A provider's failure that comes with the provider's own words about it.
 
     ``message`` is ours; ``provider_text`` holds what the provider said (an error body's
     message, a failure event's message, a runtime's answer), raw: :meth:`describe` shows it
@@ -70,7 +70,7 @@ class ProviderWords(Error):
         return f"{own}; {provider_says(self.provider_text)}" if self.provider_text else own
 
 
-class ChannelError(ProviderWords, ProtocolError):
+class ChannelError(ProviderWords):
     """The provider answered with an error, or could not be reached (see
     :class:`ProviderWords` for ``provider_text``)."""
 

@@ -137,7 +137,7 @@ class LocalProgress:
 ProgressCallback = Callable[[LocalProgress], None]
 
 
-class ProviderTaskError(ProviderWords, ProtocolError):
+class ProviderTaskError(ProviderWords):
     """The task failed or was cancelled on the provider. ``code`` is the failure's own code
     from the provider's event (the agent's ``input_sha256``, ``output_symlink``, the provider's
     ``task_timeout``, ...), else ``task_failed`` or ``task_cancelled``; ``provider_text`` is the
