@@ -511,13 +511,7 @@ class Requestor:
     ) -> _Plan:
         spec_file, parsed = self.check_local(spec, inputs, out_dir, prestaged=prestaged)
         out = Path(out_dir)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            staging = StagingArea(out.parent)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write into {str(out.parent)!r}: {exc.strerror or exc}"
-            ) from exc
+        staging = _staging_beside(out)
         try:
             # The measurement the enclave must have, when nothing pins it: a local build,
             # before the provider is contacted (the runner it will most likely name).
@@ -928,13 +922,7 @@ class Requestor:
         try:
             if staging is None:
                 _check_out_dir(out)
-                try:
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    staging = StagingArea(out.parent)
-                except OSError as exc:
-                    raise UsageError(
-                        f"cannot write into {str(out.parent)!r}: {exc.strerror or exc}"
-                    ) from exc
+                staging = _staging_beside(out)
             manifest = input_manifest or self._manifests.get(task.ref.task_id)
             work = Path(tempfile.mkdtemp(prefix="fetch-", dir=staging.path))
             return await within(
@@ -1208,6 +1196,16 @@ def _readable_file(path: Path, what: str) -> int | None:
     if stat.S_ISDIR(info.st_mode):
         raise UsageError(f"cannot read {what} at {str(path)!r}: Is a directory")
     return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _staging_beside(out: Path) -> StagingArea:
+    """A private staging folder beside ``out`` (its parent created); :class:`UsageError` when
+    that folder cannot be written."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return StagingArea(out.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write into {str(out.parent)!r}: {exc.strerror or exc}") from exc
 
 
 def _check_out_dir(out: Path) -> None:
