@@ -269,6 +269,16 @@ def settle(
         on_failure()
         return code, None
     except KeyboardInterrupt:
+        if as_json:
+            interrupted = {
+                "verdict": "fail",
+                "step": None,
+                "code": "interrupted",
+                "message": "interrupted by a signal; everything not verified was removed",
+                "task_id": task_id(),
+                "provider_message": None,
+            }
+            sys.stdout.write(json.dumps(interrupted) + "\n")
         on_failure()
         raise
     summary = describe(result)

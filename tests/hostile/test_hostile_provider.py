@@ -253,19 +253,27 @@ async def test_a_signal_during_the_download_leaves_no_plaintext(
     out = tmp_path / "out"
     proxy = TamperingProxy(provider.url, stall={"/outputs/stderr.age": 40})
     async with proxy.running():
-        proc = await start_cli(*_real_args(provider, proxy.url, identity, data, out), env=home)
+        proc = await start_cli(
+            *_real_args(provider, proxy.url, identity, data, out), "--json", env=home
+        )
         await asyncio.wait_for(proxy.stalled.wait(), 120)
         # out.txt is decrypted by now, waiting in the private staging folder for the rest.
         [folder] = staging(out)
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         assert data.read_bytes() in [p.read_bytes() for p in folder.rglob("out.txt")]
         proc.send_signal(sig)
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        stdout, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 130, err.decode()
     assert staging(out) == [] and not out.exists()
     assert "interrupted" in err.decode()
     [record] = records(home)
     assert f"golem-graphene fetch {record.stem}" in err.decode()
+    result = json.loads(stdout)
+    assert (result["verdict"], result["code"], result["task_id"]) == (
+        "fail",
+        "interrupted",
+        record.stem,
+    )
 
 
 async def test_sigkill_leaves_plaintext_only_in_the_private_staging_swept_by_the_next_fetch(
