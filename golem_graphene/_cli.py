@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "golem_graphene._commands.build",
     "golem_graphene._commands.provider",
     "golem_graphene._commands.run",
+    "golem_graphene._commands.fetch",
     "golem_graphene._commands.demo",
     "golem_graphene._commands.manifest",
     "golem_graphene._commands.verify_receipt",
@@ -41,6 +42,10 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
     "golem_graphene._commands.build": ("build", "build the enclave image of a task spec"),
     "golem_graphene._commands.provider": ("provider", "run a provider"),
     "golem_graphene._commands.run": ("run", "run a confidential task on a provider"),
+    "golem_graphene._commands.fetch": (
+        "fetch",
+        "fetch a task's outputs later, with the same checks as run",
+    ),
     "golem_graphene._commands.demo": (
         "demo",
         "run a confidential task end to end on a local sim provider",

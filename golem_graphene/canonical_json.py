@@ -19,14 +19,18 @@ value outside the subset raises :class:`CanonicalJsonError` instead of producing
 another JCS implementation would render differently.
 
 :func:`parse_json` is the strict inverse for this subset: it refuses duplicate keys, floats,
-``NaN``/``Infinity``, lone surrogates and excessive nesting.
+``NaN``/``Infinity``, lone surrogates and excessive nesting. It is also the one parser of every
+JSON document that comes from outside (with ``floats=True`` where a document may hold finite
+floats, such as a policy file).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final
 
+from golem_graphene._internal.text import escape, quoted
 from golem_graphene.errors import ProtocolError
 from golem_graphene.limits import MAX_JSON_DEPTH
 
@@ -43,6 +47,8 @@ JsonValue = None | bool | int | str | list["JsonValue"] | tuple["JsonValue", ...
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 """ECMAScript's ``Number.MAX_SAFE_INTEGER``: the largest integer every JSON peer reads exactly."""
+
+_MAX_INT_CHARS: Final = len(str(-MAX_SAFE_INTEGER))
 
 _SHORT_ESCAPES: Final = {
     0x08: "\\b",
@@ -68,11 +74,15 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _string(value: str, out: list[str]) -> None:
+def _valid_string(value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise CanonicalJsonError("a string contains a lone surrogate (not valid Unicode)") from None
+
+
+def _string(value: str, out: list[str]) -> None:
+    _valid_string(value)
     out.append('"')
     out.append(value.translate(_TRANSLATION))
     out.append('"')
@@ -137,52 +147,89 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, item in pairs:
         if key in obj:
-            raise CanonicalJsonError("duplicate object key", found=key[:80])
+            raise CanonicalJsonError("duplicate object key", found=quoted(key, 80))
         obj[key] = item
     return obj
 
 
 def _no_float(text: str) -> Any:
-    raise CanonicalJsonError("floats are not part of the canonical subset", found=text[:40])
+    raise CanonicalJsonError("floats are not part of the canonical subset", found=quoted(text, 40))
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as inf
+        raise CanonicalJsonError("a number is too large to be finite", found=quoted(text, 40))
+    return value
+
+
+def _safe_int(text: str) -> int:
+    # Bounded before int() reads it: a megabyte of digits is refused without being converted.
+    value = int(text) if len(text) <= _MAX_INT_CHARS else MAX_SAFE_INTEGER + 1
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise CanonicalJsonError(
+            "integer outside the I-JSON safe range",
+            expected=f"|n| <= {MAX_SAFE_INTEGER}",
+            found=quoted(text, 40),
+        )
+    return value
 
 
 def _no_constant(text: str) -> Any:
     raise CanonicalJsonError("NaN and Infinity are not JSON", found=text)
 
 
-def _depth(value: object, depth: int = 0) -> None:
+def _check(value: object, path: str = "", depth: int = 0) -> None:
+    """Depth and strings (keys included): what the parser's hooks cannot see. ``path`` names
+    the place (``outputs[2].name``) in the error."""
     if depth > MAX_JSON_DEPTH:
-        raise CanonicalJsonError("JSON value nests too deeply", expected=f"<= {MAX_JSON_DEPTH}")
-    if isinstance(value, dict):
-        for item in value.values():
-            _depth(item, depth + 1)
+        raise CanonicalJsonError(
+            f"JSON value nests too deeply at {path or '(top)'}", expected=f"<= {MAX_JSON_DEPTH}"
+        )
+    if isinstance(value, str):
+        try:
+            _valid_string(value)
+        except CanonicalJsonError as exc:
+            raise CanonicalJsonError(f"{exc.message} at {path or '(top)'}") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{escape(key, 80)}" if path else escape(key, 80)
+            try:
+                _valid_string(key)
+            except CanonicalJsonError as exc:
+                raise CanonicalJsonError(f"{exc.message} in a key at {path or '(top)'}") from None
+            _check(item, name, depth + 1)
     elif isinstance(value, list):
-        for item in value:
-            _depth(item, depth + 1)
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1)
 
 
-def parse_json(data: str | bytes) -> JsonValue:
-    """Parse JSON text strictly into a value :func:`canonical_json` accepts.
+def parse_json(data: str | bytes | bytearray | memoryview, *, floats: bool = False) -> JsonValue:
+    """Parse JSON text from outside strictly: the one JSON parser of golem-graphene.
 
-    Raises :class:`CanonicalJsonError` for invalid JSON or UTF-8, duplicate keys, floats,
-    ``NaN``/``Infinity``, integers or strings outside the subset, and excessive nesting.
+    Refuses, with :class:`CanonicalJsonError`: text that is not UTF-8 (or starts with a byte
+    order mark), invalid JSON, duplicate object keys (another reader might keep the other
+    value), ``NaN``/``Infinity``, integers outside the I-JSON safe range ``|n| <= 2**53 - 1``,
+    lone surrogates in strings or keys, and nesting deeper than ``MAX_JSON_DEPTH``. Floats are
+    refused too (the canonical subset) unless ``floats`` is true; then they must be finite.
+    Every document from a provider, a file or a service goes through here before a model
+    interprets it.
     """
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        text = bytes(data).decode("utf-8") if not isinstance(data, str) else data
         value = json.loads(
             text,
             object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
+            parse_float=_finite_float if floats else _no_float,
+            parse_int=_safe_int,
             parse_constant=_no_constant,
         )
     except UnicodeDecodeError as exc:
         raise CanonicalJsonError(f"JSON text is not UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise CanonicalJsonError("JSON value nests too deeply") from exc
-    except ValueError as exc:  # json.JSONDecodeError
+    except ValueError as exc:  # json.JSONDecodeError, with a position and no content
         raise CanonicalJsonError(f"invalid JSON: {exc}") from exc
-    _depth(value)
-    # Re-emitting checks the remaining rules (integer range, lone surrogates from \\ud800).
-    canonical_json(value)
+    _check(value)
     result: JsonValue = value
     return result

@@ -30,12 +30,15 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
             AgentProtocolError  (protocol.agent)
             AuthError
             CanonicalJsonError  (canonical_json)
-            ChannelError  (requestor.channel)
+            DeadlineError  (requestor.deadlines)
+                TransferRateError  (requestor.deadlines)
             FrameError  (runtime.framing)
             InputManifestFormatError  (sealing.input_manifest)
             LimitError
             NotFoundError
-            ProviderTaskError  (requestor.client)
+            ProviderWords  (requestor.channel)
+                ChannelError  (requestor.channel)
+                ProviderTaskError  (requestor.client)
             StepError  (runtime.session)
             TransitionError
         RunnerError

@@ -55,7 +55,7 @@ def _say(text: str) -> None:
 
 
 async def _demo(spec: Path, work: Path) -> TaskResult:
-    from golem_graphene._commands.run import Progress, load_or_create_identity
+    from golem_graphene._commands._requestor_cli import Progress, load_identity
     from golem_graphene.provider.server import ProviderServer
     from golem_graphene.requestor.measure import measure_locally
 
@@ -71,7 +71,7 @@ async def _demo(spec: Path, work: Path) -> TaskResult:
     _say(f"1. building the {spec.name} enclave image locally to know its expected measurement")
     mrenclave = await asyncio.to_thread(measure_locally, spec / "task.toml", "sim")
     _say(f"   expected MRENCLAVE[sim] = {mrenclave}")
-    identity = load_or_create_identity(work / "requestor" / "identity.txt")
+    identity = load_identity(work / "requestor" / "identity.txt", create=True)
     async with ProviderServer(config) as server:
         platform = server.engine.runner.platform  # type: ignore[attr-defined]
         _say(f"2. provider listening on {server.url} (sim runner)")
@@ -85,7 +85,10 @@ async def _demo(spec: Path, work: Path) -> TaskResult:
         inputs = {i.name: spec / "sample" / i.name for i in _spec_inputs(spec)}
         _say(f"3. running the task on {', '.join(str(p) for p in inputs.values())}")
         async with Requestor(server.url, identity=identity, policy=policy) as requestor:
-            return await requestor.run(spec, inputs, work / "results", on_event=Progress())
+            progress = Progress(server.url)
+            return await requestor.run(
+                spec, inputs, work / "results", on_event=progress.event, on_progress=progress.local
+            )
 
 
 def _spec_inputs(spec: Path) -> list[Any]:

@@ -19,13 +19,21 @@ def register(sub: Any) -> None:
     serve = group.add_parser(
         "serve",
         help="serve the provider HTTP API",
-        description="Serve the provider API until SIGINT/SIGTERM.",
+        description="Serve the provider API until SIGINT/SIGTERM. Once listening, one JSON "
+        'line on stdout gives the bound address ({"event": "listening", "url": ..., "port": '
+        "...}; with --port 0 the port the system picked), and --ready-file writes it to a file.",
     )
     serve.add_argument("--config", metavar="FILE", help="provider config (TOML)")
     serve.add_argument("--bind", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7465; 0 picks a free one)")
     serve.add_argument("--data-dir", help="where tasks, images and the sim platform live")
     serve.add_argument("--specs-dir", help="folder of offered task specs")
+    serve.add_argument(
+        "--ready-file",
+        metavar="FILE",
+        help="once listening, write the bound address as JSON to FILE (also printed as one "
+        "JSON line on stdout; removed at shutdown)",
+    )
     serve.add_argument(
         "--open",
         action="store_true",
@@ -58,5 +66,8 @@ def run_serve(args: argparse.Namespace) -> int:
         sys.stderr.write("WARNING: open mode: anyone who reaches this port can create tasks\n")
     from golem_graphene.provider.server import serve_forever
 
-    asyncio.run(serve_forever(config))
+    ready = Path(args.ready_file) if args.ready_file else None
+    if ready is not None and not ready.parent.is_dir():
+        raise UsageError(f"--ready-file: the folder {str(ready.parent)!r} does not exist")
+    asyncio.run(serve_forever(config, ready_file=ready))
     return 0

@@ -1,18 +1,28 @@
 """``golem-graphene run SPEC --provider URL --input NAME=PATH ... --out DIR``.
 
-Runs one confidential task: the provider's enclave is attested against the spec's expected
-measurement (or a local build of the spec) and the policy flags before any input is sealed to
-it; outputs land in ``--out`` only after the signed receipt and every digest verified.
+Runs one confidential task. Everything local is checked first (the spec, every input, the
+output folder); then the provider's enclave is attested against the expected measurement (the
+spec's pin, or a local build of the spec) and the policy flags before any input is sealed to
+it; outputs land in ``--out`` only after the signed receipt, the input manifest's digest and
+every output verified, all together.
+
+Every step has a deadline (``--timeout`` for the whole task, ``--deadline STEP=SECONDS``, a
+minimum transfer rate): a provider that stalls or drips fails the step that waited, naming
+the deadline and what had arrived. The task id is printed as soon as the task exists; when the
+download is interrupted or breaks off, the task stays on the provider and
+``golem-graphene fetch TASK_ID --out DIR`` fetches it later with the same checks.
+
+Exit 0 when the task verified and its workload exited 0; 1 when a check failed or the workload
+did not exit 0; 2 on usage errors. stderr says ``OK: ...`` or ``FAIL: <code>: ...`` (the
+provider's own words, if any, on the next line, marked); ``--json`` prints one object on
+stdout in both cases.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +32,22 @@ from golem_graphene._commands._attestation_flags import (
     requestor_policy_from_args,
     warn_opt_ins,
 )
+from golem_graphene._commands._requestor_cli import (
+    Progress,
+    add_deadline_flags,
+    deadlines_from_args,
+    default_identity_path,
+    load_identity,
+    settle,
+)
 from golem_graphene.errors import UsageError
-from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.requestor.client import Requestor, TaskResult
+from golem_graphene.requestor.deadlines import Deadlines
 from golem_graphene.requestor.policy import RequestorPolicy
-from golem_graphene.sealing.keys import X25519Identity, load_identities
+from golem_graphene.requestor.record import default_records_dir, record_path
+from golem_graphene.sealing.keys import X25519Identity
 
-DEFAULT_IDENTITY = "identity.txt"
+__all__ = ["register", "run"]
 
 
 def register(sub: Any) -> None:
@@ -61,7 +80,8 @@ def register(sub: Any) -> None:
         "-i",
         "--identity",
         metavar="FILE",
-        help="your age identity (default ~/.config/golem-graphene/identity.txt, created if absent)",
+        help="your age identity (default ~/.config/golem-graphene/identity.txt, created on "
+        "first use once the local checks passed)",
     )
     p.add_argument(
         "--arg",
@@ -79,29 +99,9 @@ def register(sub: Any) -> None:
     )
     add_trust_flags(p, with_time=False)
     add_policy_flags(p)
+    add_deadline_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
-
-
-def default_identity_path() -> Path:
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "golem-graphene" / DEFAULT_IDENTITY
-
-
-def load_or_create_identity(path: Path) -> X25519Identity:
-    """Your age identity; created (mode 0600) on first use, its recipient printed."""
-    if path.exists():
-        identities = load_identities(path)
-        if len(identities) != 1:
-            raise UsageError(f"{path} must hold exactly one identity", found=len(identities))
-        return identities[0]
-    identity = X25519Identity.generate()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"# public key: {identity.recipient().to_string()}\n{identity.to_string()}\n")
-    sys.stderr.write(f"created identity {path} (public key {identity.recipient().to_string()})\n")
-    return identity
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -110,85 +110,69 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise UsageError(f"{flag} takes NAME=VALUE", found=item)
+        if name in out:
+            raise UsageError(f"{flag} names {name!r} twice")
         out[name] = value
     return out
 
 
-class Progress:
-    """State changes and byte counts on stderr; quiet details when stderr is not a terminal."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.last_state: str | None = None
-
-    def __call__(self, event: TaskEvent) -> None:
-        state = event.state.value
-        elapsed = time.monotonic() - self.started
-        if state != self.last_state:
-            sys.stderr.write(f"[{elapsed:6.1f}s] {state}\n")
-            self.last_state = state
-        done = event.bytes_done
-        if self.tty and done is not None and event.message:
-            rate = done / max(elapsed, 1e-6) / (1 << 20)
-            sys.stderr.write(f"           {event.message}: {done} bytes ({rate:.1f} MiB/s)\n")
+def run(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit status."""
+    policy = requestor_policy_from_args(args)
+    deadlines = deadlines_from_args(args)
+    inputs = _pairs(args.input, "--input")
+    prestaged = _pairs(args.prestaged, "--prestaged")
+    env = _pairs(args.env, "--env")
+    # Everything local before anything else: no identity is created and no provider contacted
+    # for a command that cannot succeed.
+    Requestor.check_local(args.spec, inputs, args.out, prestaged=prestaged)
+    identity = load_identity(
+        Path(args.identity) if args.identity else default_identity_path(), create=True
+    )
+    warn_opt_ins(policy)
+    progress = Progress(args.provider)
+    code, _ = settle(
+        _run(args, policy, deadlines, identity, inputs, prestaged, env, progress),
+        as_json=args.json,
+        task_id=lambda: progress.task_id,
+        on_failure=lambda: _kept_hint(progress.task_id),
+    )
+    return code
 
 
 async def _run(
-    args: argparse.Namespace, policy: RequestorPolicy, identity: X25519Identity
+    args: argparse.Namespace,
+    policy: RequestorPolicy,
+    deadlines: Deadlines,
+    identity: X25519Identity,
+    inputs: dict[str, str],
+    prestaged: dict[str, str],
+    env: dict[str, str],
+    progress: Progress,
 ) -> TaskResult:
     token = args.token or os.environ.get("GOLEM_GRAPHENE_TOKEN")
-    async with Requestor(args.provider, identity=identity, token=token, policy=policy) as requestor:
+    async with Requestor(
+        args.provider, identity=identity, token=token, policy=policy, deadlines=deadlines
+    ) as requestor:
         return await requestor.run(
             Path(args.spec),
-            _pairs(args.input, "--input"),
+            inputs,
             Path(args.out),
             args=args.args,
-            env=_pairs(args.env, "--env"),
-            prestaged=_pairs(args.prestaged, "--prestaged"),
-            on_event=Progress(),
+            env=env,
+            prestaged=prestaged,
+            on_event=progress.event,
+            on_progress=progress.local,
+            records=default_records_dir(),
         )
 
 
-def describe(result: TaskResult) -> dict[str, Any]:
-    return {
-        "verdict": "ok",
-        "task_id": result.task_id,
-        "out_dir": str(result.out_dir),
-        "outputs": {k: str(v) for k, v in result.outputs.items()},
-        "receipt": str(result.receipt_path),
-        "exit_status": result.exit_status,
-        "status": result.verified.status.value,
-        "simulated": result.verified.simulated,
-        "mrenclave": result.verified.quote.report_body.mrenclave.hex(),
-    }
-
-
-def run(args: argparse.Namespace) -> int:
-    identity = load_or_create_identity(
-        Path(args.identity) if args.identity else default_identity_path()
-    )
-    policy = requestor_policy_from_args(args)
-    warn_opt_ins(policy)
-    if not policy.pins_enclave:
-        from golem_graphene.requestor.measure import expected_mrenclave
-
-        runner = "sim" if args.trust_simulated_root else "gramine-sgx"
-        value, built = expected_mrenclave(Path(args.spec), runner)
-        if built:
-            sys.stderr.write(
-                f"expected MRENCLAVE[{runner}] from a local build of the spec: {value}\n"
-            )
-        policy = policy.with_expected_mrenclave(value)
-    result = asyncio.run(_run(args, policy, identity))
-    summary = describe(result)
+def _kept_hint(task_id: str | None) -> None:
+    """When the task's record stayed (an interrupted or broken-off download), say how to
+    fetch the outputs later."""
+    if task_id is None or not record_path(task_id).exists():
+        return
     sys.stderr.write(
-        f"OK: task {result.task_id} verified (exit status {result.exit_status}"
-        f"{', SIMULATED' if result.verified.simulated else ''})\n"
+        f"the task {task_id} stays on the provider with its outputs; fetch them with:\n"
+        f"  golem-graphene fetch {task_id} --out DIR [the same policy flags]\n"
     )
-    for name, path in summary["outputs"].items():
-        sys.stderr.write(f"  {name}: {path}\n")
-    sys.stderr.write(f"  receipt: {result.receipt_path}\n")
-    if args.json:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    return 0 if result.exit_status == 0 else 1

@@ -23,6 +23,7 @@ from golem_graphene._commands._attestation_flags import (
     requestor_policy_from_args,
     warn_opt_ins,
 )
+from golem_graphene._internal.text import escape
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.attestation.quote import Quote
@@ -163,7 +164,8 @@ def _finish(args: argparse.Namespace, out: dict[str, Any], error: Error | None) 
     out["verdict"] = "fail" if error else "ok"
     if error is not None:
         out["error"] = error.to_dict()
-        sys.stderr.write(f"FAIL: {error.code}: {error.describe()}\n")
+        # A quote may come from a provider (a certificate's subject is its text): escaped.
+        sys.stderr.write(f"FAIL: {error.code}: {escape(error.describe(), 2000)}\n")
     else:
         sys.stderr.write("OK\n")
         if not args.json:

@@ -21,6 +21,7 @@ from golem_graphene.attestation.tcb import (
     parse_qe_tcb_status,
     parse_tcb_status,
 )
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import CollateralFormatError
 from golem_graphene.limits import MAX_COLLATERAL_BYTES, MAX_TCB_LEVELS
 
@@ -72,9 +73,9 @@ class QuoteCollateral:
                 found=len(data),
             )
         try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise CollateralFormatError(f"collateral is not valid JSON: {exc}") from exc
+            obj = parse_json(data)
+        except CanonicalJsonError as exc:
+            raise CollateralFormatError(f"collateral is not valid JSON: {exc.describe()}") from exc
         if not isinstance(obj, dict):
             raise CollateralFormatError(
                 "collateral must be a JSON object", found=type(obj).__name__
@@ -400,7 +401,11 @@ _M = TypeVar("_M", bound=BaseModel)
 
 def _validate(model: type[_M], text: str, what: str) -> _M:
     try:
-        return model.model_validate_json(text)
+        obj = parse_json(text)
+    except CanonicalJsonError as exc:
+        raise CollateralFormatError(f"{what} is not valid JSON: {exc.describe()}") from None
+    try:
+        return model.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"

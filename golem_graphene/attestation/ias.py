@@ -57,7 +57,6 @@ reports.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import struct
 from collections.abc import Mapping
@@ -76,6 +75,7 @@ from golem_graphene.attestation._internal import pki
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.quote import HEADER_SIZE, SIGNED_REGION_END, EnclaveReportBody
 from golem_graphene.attestation.tcb import TcbStatus
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import CertificateChainError, IasReportError, VerificationError
 from golem_graphene.limits import MAX_IAS_REPORT_BYTES
 
@@ -512,18 +512,16 @@ def _parse_report(data: bytes) -> _ParsedReport:
     Kept apart from the signature check so that the parser can be tested on edited bodies.
     """
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IasReportError(f"the IAS report body is not UTF-8: {exc}") from exc
-    try:
-        # json.loads first: it refuses duplicate keys and NaN, which pydantic would accept.
-        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise IasReportError(f"the IAS report body is not valid JSON: {exc}") from exc
+        # The one strict parser: duplicate keys, NaN, lone surrogates... which pydantic accepts.
+        obj = parse_json(data, floats=True)
+    except CanonicalJsonError as exc:
+        raise IasReportError(f"the IAS report body is not valid JSON: {exc.describe()}") from exc
     if not isinstance(obj, dict):
         raise IasReportError("the IAS report body must be a JSON object", found=type(obj).__name__)
     try:
-        doc = _ReportDocument.model_validate_json(text)
+        # The model reads the same text as JSON (its strict mode takes arrays as tuples only
+        # there); the text passed the strict parser, so both see one document.
+        doc = _ReportDocument.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
@@ -614,16 +612,3 @@ def _b64_field(value: str, name: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError as exc:
         raise IasReportError(f"{name} is not valid base64: {exc}") from exc
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from golem_graphene._internal.age_recipient import decode_recipient, encode_recipient
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import Error, ProtocolError
 from golem_graphene.limits import MAX_MESSAGE_BYTES
 from golem_graphene.protocol.binding import TASK_ID_SIZE
@@ -201,8 +202,13 @@ class Message(BaseModel):
     def from_json(cls, data: str | bytes | bytearray) -> Self:
         """Parse a JSON document of this type.
 
-        Raises ``format_error`` (a :class:`ProtocolError` unless the subclass says otherwise)
-        for oversized input, invalid JSON, unknown or missing fields and every field rule.
+        The text goes through the one strict parser
+        (:func:`~golem_graphene.canonical_json.parse_json`) before the model reads it: another
+        reader must not be able to see a different document in the same bytes. Raises
+        ``format_error`` (a :class:`ProtocolError` unless the subclass says otherwise) for
+        oversized input, text that is not UTF-8, invalid JSON, duplicate keys, floats,
+        ``NaN``/``Infinity``, integers beyond the safe range, lone surrogates, over-deep
+        nesting, unknown or missing fields and every field rule.
         """
         if len(data) > cls.max_json_bytes:
             raise cls.format_error(
@@ -211,13 +217,10 @@ class Message(BaseModel):
                 found=len(data),
             )
         try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            raise cls.format_error(
-                f"invalid {cls.__name__}: {describe_validation_error(exc)}"
-            ) from None
-        except (ValueError, RecursionError) as exc:  # defensive: the JSON parser's own errors
-            raise cls.format_error(f"invalid {cls.__name__}: {exc}") from exc
+            obj = parse_json(data)
+        except CanonicalJsonError as exc:
+            raise cls.format_error(f"invalid {cls.__name__}: {exc.describe()}") from None
+        return cls.from_obj(obj)
 
     @classmethod
     def from_obj(cls, obj: object) -> Self:

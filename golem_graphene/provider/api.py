@@ -58,7 +58,7 @@ def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = ErrorBody(code=code, message=message[:1000])
-    return web.json_response(json.loads(body.to_json()), status=status, headers=headers)
+    return web.json_response(body.model_dump(mode="json"), status=status, headers=headers)
 
 
 @web.middleware
@@ -186,7 +186,7 @@ async def create_task(request: web.Request) -> web.Response:
         requestor_key=body.requestor_key,
     )
     response = CreateTaskResponse(task_id=bytes.fromhex(task.task_id), capability_token=token)
-    return web.json_response(json.loads(response.to_json()), status=201)
+    return web.json_response(response.model_dump(mode="json"), status=201)
 
 
 async def get_task(request: web.Request) -> web.Response:

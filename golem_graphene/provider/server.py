@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 from types import TracebackType
 
@@ -12,12 +15,13 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from golem_graphene._internal.files import write_atomic
 from golem_graphene.host.runners import EnclaveRunner
 from golem_graphene.provider.api import build_app
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.engine import TaskEngine
 
-__all__ = ["ProviderServer", "serve_forever"]
+__all__ = ["ProviderServer", "ready_document", "serve_forever"]
 
 log = structlog.get_logger(__name__)
 
@@ -96,21 +100,50 @@ def quiet_malformed_requests() -> None:
         logger.addFilter(_MalformedRequestFilter())
 
 
-async def serve_forever(config: ProviderConfig, *, announce: bool = True) -> None:
-    """Serve until SIGINT or SIGTERM."""
+async def serve_forever(
+    config: ProviderConfig, *, announce: bool = True, ready_file: Path | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM.
+
+    Once listening, one JSON line on stdout says where (:func:`ready_document`: the bound
+    address, useful with ``port = 0``); with ``ready_file`` the same object is also written
+    to that file (atomically, mode 0644), which is removed at shutdown.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with ProviderServer(config) as server:
+        document = json.dumps(ready_document(server), sort_keys=True)
+        if ready_file is not None:
+            write_atomic(ready_file, document.encode() + b"\n", mode=0o644)
+        sys.stdout.write(document + "\n")
+        sys.stdout.flush()
         if announce:
             _announce(server)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            if ready_file is not None:
+                ready_file.unlink(missing_ok=True)
+
+
+def ready_document(server: ProviderServer) -> dict[str, object]:
+    """What a listening provider tells a script: ``url``, ``bind``, ``port``, ``runner``,
+    ``pid`` and, for the sim runner, ``simulation_root`` (its SPKI SHA-256)."""
+    platform = getattr(server.engine.runner, "platform", None)
+    return {
+        "event": "listening",
+        "url": server.url,
+        "bind": server.config.bind,
+        "port": server.port,
+        "runner": server.engine.runner.name,
+        "pid": os.getpid(),
+        "simulation_root": platform.root_fingerprint if platform is not None else None,
+    }
 
 
 def _announce(server: ProviderServer) -> None:
-    import sys
-
     sys.stderr.write(f"provider listening on {server.url} (runner {server.engine.runner.name})\n")
     platform = getattr(server.engine.runner, "platform", None)
     if platform is not None:

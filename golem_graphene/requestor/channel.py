@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -19,26 +18,82 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 
 from golem_graphene._batched_write import write_and_close
+from golem_graphene._internal.text import escape, provider_says
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import Error, ProtocolError
-from golem_graphene.protocol.messages import TaskEvent
+from golem_graphene.protocol.messages import ErrorBody, TaskEvent
+from golem_graphene.requestor.deadlines import within
 
-__all__ = ["Channel", "ChannelError", "HttpChannel", "OutputStreams", "TaskRef"]
+__all__ = [
+    "Channel",
+    "ChannelError",
+    "HttpChannel",
+    "OutputStreams",
+    "ProviderWords",
+    "TaskRef",
+]
 
 MAX_JSON_RESPONSE = 4 << 20
+MAX_ERROR_BODY = 64 * 1024
 MAX_EVENT_LINE = 64 * 1024
+EVENT_RETRY_MAX = 5.0  # seconds between reopenings of an event stream that brings nothing new
+EVENT_SILENCE_MAX = 60.0  # seconds an event stream may stay silent (keep-alives come every 15 s)
 WRITE_BATCH = 1 << 20  # downloads are written off the event loop, a MiB at a time
 
 
-class ChannelError(ProtocolError):
-    """The provider answered with an error, or could not be reached."""
+class ProviderWords(ProtocolError):
+    """A provider's failure that comes with the provider's own words about it.
+
+    ``message`` is ours; ``provider_text`` holds what the provider said (an error body's
+    message, a failure event's message, a runtime's answer), raw: :meth:`describe` shows it
+    escaped, bounded and marked as the provider's words, and :meth:`describe_own` leaves it
+    out, for the line that carries a verdict.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_text: str | None = None,
+        expected: object = None,
+        found: object = None,
+    ) -> None:
+        self.provider_text = provider_text or None
+        super().__init__(message, expected=expected, found=found)
+
+    def describe_own(self) -> str:
+        """Our own words about the failure, without the provider's."""
+        return super().describe()
+
+    def describe(self) -> str:
+        own = self.describe_own()
+        return f"{own}; {provider_says(self.provider_text)}" if self.provider_text else own
+
+
+class ChannelError(ProviderWords):
+    """The provider answered with an error, or could not be reached (see
+    :class:`ProviderWords` for ``provider_text``)."""
 
     code = "channel"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        provider_text: str | None = None,
+    ) -> None:
         if code:
             self.code = code
         self.status = status
-        super().__init__(message)
+        super().__init__(message, provider_text=provider_text)
+
+
+def _client_error(what: str, exc: BaseException) -> ChannelError:
+    """An aiohttp failure as a :class:`ChannelError`: its text may quote the provider (a reason
+    phrase, a header), so it is escaped and bounded."""
+    return ChannelError(f"{what}: {escape(str(exc) or type(exc).__name__, 200)}")
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -97,10 +152,14 @@ class HttpChannel:
         session: aiohttp.ClientSession | None = None,
         timeout: float = 60.0,
     ) -> None:
+        """``timeout`` bounds connecting, every read that brings no byte, and each whole
+        request with a small answer (create, evidence, start, cancel, delete); uploads,
+        downloads and the event stream are bounded by the requestor's deadlines."""
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._session = session
         self._own_session = session is None
+        self.request_timeout = timeout
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
 
     def _http(self) -> aiohttp.ClientSession:
@@ -120,16 +179,23 @@ class HttpChannel:
         return f"{self.base_url}/v1{path}"
 
     async def _check(self, response: aiohttp.ClientResponse) -> None:
+        """Raise :class:`ChannelError` for an error status: the body's code when it is a well
+        formed error body (its message kept as the provider's words), else ``http_error``."""
         if response.status < 400:
             return
-        body = await response.content.read(64 * 1024)
+        body = await _read_bounded(response, MAX_ERROR_BODY)
         try:
-            obj = json.loads(body)
-            code, message = str(obj["code"]), str(obj["message"])
-        except (ValueError, KeyError, TypeError):
-            code, message = "http_error", body[:200].decode(errors="replace")
+            if body is None:
+                raise ProtocolError("the error body is too large")
+            error = ErrorBody.from_json(body)
+            code, text = error.code, error.message
+        except Error:
+            code, text = "http_error", (body or b"")[:MAX_ERROR_BODY].decode(errors="replace")
         raise ChannelError(
-            f"provider answered {response.status}: {message}", code=code, status=response.status
+            f"the provider answered HTTP {response.status} ({code})",
+            code=code,
+            status=response.status,
+            provider_text=text,
         )
 
     async def _json(
@@ -139,20 +205,27 @@ class HttpChannel:
         task: TaskRef | None = None,
         payload: dict[str, Any] | None = None,
     ) -> Any:
-        try:
+        async def request() -> bytes | None:
             async with self._http().request(
                 method, self._url(path), json=payload, headers=self._headers(task)
             ) as response:
                 await self._check(response)
-                data = await _read_bounded(response, MAX_JSON_RESPONSE)
+                return await _read_bounded(response, MAX_JSON_RESPONSE)
+
+        try:
+            data = await within(
+                "request", self.request_timeout, f"no complete answer to {method} {path}", request()
+            )
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"cannot reach the provider at {self.base_url}: {exc}") from exc
+            raise _client_error(f"cannot reach the provider at {self.base_url}", exc) from exc
         if data is None:
             raise ChannelError("the provider's answer is too large")
         try:
-            return json.loads(data) if data else None
-        except ValueError as exc:
-            raise ChannelError("the provider answered with malformed JSON") from exc
+            return parse_json(data) if data else None
+        except CanonicalJsonError as exc:
+            raise ChannelError(
+                f"the provider answered with malformed JSON: {exc.describe()}"
+            ) from exc
 
     async def create(self, request: dict[str, Any]) -> dict[str, Any]:
         result = await self._json("POST", "/tasks", payload=request)
@@ -161,14 +234,19 @@ class HttpChannel:
         return result
 
     async def evidence(self, task: TaskRef) -> bytes:
-        try:
+        async def request() -> bytes | None:
             async with self._http().get(
                 self._url(f"/tasks/{task.task_id}/evidence"), headers=self._headers(task)
             ) as response:
                 await self._check(response)
-                data = await _read_bounded(response, MAX_JSON_RESPONSE)
+                return await _read_bounded(response, MAX_JSON_RESPONSE)
+
+        try:
+            data = await within(
+                "request", self.request_timeout, "the evidence did not arrive whole", request()
+            )
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"cannot fetch the evidence: {exc}") from exc
+            raise _client_error("cannot fetch the evidence", exc) from exc
         if data is None:
             raise ChannelError("the evidence is too large")
         return data
@@ -182,7 +260,7 @@ class HttpChannel:
             ) as response:
                 await self._check(response)
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"uploading input {name!r} failed: {exc}") from exc
+            raise _client_error(f"uploading input {name!r} failed", exc) from exc
 
     async def put_manifest(self, task: TaskRef, sealed: bytes) -> None:
         try:
@@ -193,21 +271,36 @@ class HttpChannel:
             ) as response:
                 await self._check(response)
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"uploading the input manifest failed: {exc}") from exc
+            raise _client_error("uploading the input manifest failed", exc) from exc
 
     async def start(self, task: TaskRef) -> None:
         await self._json("POST", f"/tasks/{task.task_id}/start", task)
 
     async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
-        """Server-Sent Events of the task until its terminal state, each parsed strictly."""
+        """Server-Sent Events of the task until its terminal state, each parsed strictly.
+
+        A stream that ends early is reopened from the next event; one that brought nothing new
+        is reopened only after a pause (up to :data:`EVENT_RETRY_MAX` seconds), so a provider
+        that keeps closing it costs nothing. The caller's deadline bounds the whole wait.
+        """
         since = 0
+        pause = 0.0
         while True:
+            if pause:
+                await asyncio.sleep(pause)
+            before = since
             try:
                 async with self._http().get(
                     self._url(f"/tasks/{task.task_id}/events"),
                     params={"since": str(since)},
                     headers=self._headers(task),
-                    timeout=aiohttp.ClientTimeout(sock_read=60),
+                    # A provider sends a keep-alive every 15 s: silence is bounded apart from
+                    # a short request deadline; the caller's deadline bounds the whole wait.
+                    timeout=aiohttp.ClientTimeout(
+                        total=None,
+                        sock_connect=self.request_timeout,
+                        sock_read=max(EVENT_SILENCE_MAX, self.request_timeout),
+                    ),
                 ) as response:
                     await self._check(response)
                     while True:
@@ -231,7 +324,8 @@ class HttpChannel:
                         if event.terminal:
                             return
             except aiohttp.ClientError as exc:
-                raise ChannelError(f"the event stream broke: {exc}") from exc
+                raise _client_error("the event stream broke", exc) from exc
+            pause = 0.0 if since > before else min(EVENT_RETRY_MAX, max(0.1, 2 * pause))
 
     async def outputs(self, task: TaskRef) -> list[dict[str, Any]]:
         result = await self._json("GET", f"/tasks/{task.task_id}/outputs", task)
@@ -262,7 +356,7 @@ class HttpChannel:
                         raise ChannelError(f"output {name!r} is larger than the task allows")
                     yield piece
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"downloading {name!r} failed: {exc}") from exc
+            raise _client_error(f"downloading {name!r} failed", exc) from exc
 
     async def download(self, task: TaskRef, name: str, dest: Path, limit: int) -> int:
         """Stream one output file to ``dest`` (created, not overwritten); refuses more than
@@ -288,20 +382,23 @@ class HttpChannel:
                 finally:
                     os.close(fd)
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"downloading {name!r} failed: {exc}") from exc
+            raise _client_error(f"downloading {name!r} failed", exc) from exc
         return written
 
     async def cancel(self, task: TaskRef) -> None:
         await self._json("POST", f"/tasks/{task.task_id}/cancel", task)
 
     async def delete(self, task: TaskRef) -> None:
-        try:
+        async def request() -> None:
             async with self._http().delete(
                 self._url(f"/tasks/{task.task_id}"), headers=self._headers(task)
             ) as response:
                 await self._check(response)
+
+        try:
+            await within("request", self.request_timeout, "the task was not deleted", request())
         except aiohttp.ClientError as exc:
-            raise ChannelError(f"deleting the task failed: {exc}") from exc
+            raise _client_error("deleting the task failed", exc) from exc
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:

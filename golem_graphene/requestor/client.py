@@ -6,12 +6,17 @@
         result = await r.run("task_specs/csv-stats", inputs={"data.csv": "data.csv"},
                              out_dir="results")
 
-``run`` is the whole flow of DESIGN.md section 4; the steps are public for callers who need them:
-:meth:`Requestor.create`, :meth:`~Requestor.attest`, :meth:`~Requestor.send_inputs`,
-:meth:`~Requestor.start`, :meth:`~Requestor.wait`, :meth:`~Requestor.fetch`. Nothing is
-encrypted to the enclave before its quote verified against the policy and bound this task's
-nonce and keys; outputs land in ``out_dir`` all or nothing, after the receipt verified. Every
-failure is a :class:`TaskStepError` naming the step and carrying the precise cause.
+``run`` is the whole flow of docs/design.md section 4; the steps are public for callers who
+need them: :meth:`Requestor.create`, :meth:`~Requestor.attest`, :meth:`~Requestor.send_inputs`,
+:meth:`~Requestor.start`, :meth:`~Requestor.wait`, :meth:`~Requestor.fetch`, and
+:meth:`~Requestor.resume` to fetch a task's outputs later from its record. Everything local is
+checked before the provider is contacted (:meth:`~Requestor.check_local`). Nothing is encrypted
+to the enclave before its quote verified against the policy and bound this task's nonce and
+keys; outputs land in ``out_dir`` all or nothing, after the receipt verified, including the
+digest of the input manifest that was sent. Every step has a deadline (:class:`Deadlines`);
+every failure is a :class:`TaskStepError` naming the step and carrying the precise cause. What
+the provider says in words (a failure message, an error body) is kept apart from ours
+(``provider_text``), and shown escaped and marked.
 """
 
 from __future__ import annotations
@@ -19,36 +24,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
+import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Final, Literal, cast
 
 import structlog
 
-from golem_graphene.attestation.anchors import TrustAnchor
+from golem_graphene._internal.staging import StagingArea
+from golem_graphene._internal.text import provider_says
+from golem_graphene.attestation.policy import AllOf
 from golem_graphene.attestation.quote import Quote
-from golem_graphene.attestation.verifier import (
-    QuoteVerifier,
-    VerifiedQuote,
-)
-from golem_graphene.errors import Error, ProtocolError, UsageError
+from golem_graphene.attestation.verifier import QuoteVerifier, VerifiedQuote
+from golem_graphene.errors import Error, ProtocolError, UntrustedRootError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
 from golem_graphene.protocol.messages import Evidence, TaskEvent
-from golem_graphene.protocol.names import TaskState
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.requestor._pipe import Pipe, run_piped
-from golem_graphene.requestor.channel import Channel, HttpChannel, OutputStreams, TaskRef
-from golem_graphene.requestor.policy import RequestorPolicy
-from golem_graphene.sealing.age import (
-    encrypt_stream,
-    plaintext_size,
-    retarget_header,
+from golem_graphene.requestor.channel import (
+    Channel,
+    HttpChannel,
+    OutputStreams,
+    ProviderWords,
+    TaskRef,
 )
+from golem_graphene.requestor.deadlines import (
+    DeadlineError,
+    Deadlines,
+    RateGuard,
+    within,
+)
+from golem_graphene.requestor.policy import RequestorPolicy
+from golem_graphene.requestor.record import TaskRecord
+from golem_graphene.requestor.record import record_path as record_path_for
+from golem_graphene.sealing.age import encrypt_stream, plaintext_size, retarget_header
 from golem_graphene.sealing.digests import HashingSink, PulledCiphertext
 from golem_graphene.sealing.input_manifest import (
     InputEntry,
@@ -62,13 +76,17 @@ from golem_graphene.sealing.receipt import (
     OutputCheck,
     OutputEntry,
     ReceiptBundle,
+    ReceiptCheckError,
     ReceiptOutputError,
     VerifiedReceipt,
     check_receipt,
 )
 
 __all__ = [
+    "INPUT_MANIFEST_FILE",
     "AttestedTask",
+    "Deadlines",
+    "LocalProgress",
     "ProviderTaskError",
     "Requestor",
     "RequestorPolicy",
@@ -79,27 +97,58 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 EventCallback = Callable[[TaskEvent], None]
-"""Called with each task event the provider reports, and with the requestor's own upload
-progress (an ``attested`` event at the last sequence number seen, saying what was sent)."""
+"""Called with each task event the provider reports (its state; its words are untrusted)."""
 
 UPLOAD_PIPE_BYTES = 4 << 20  # sealed blocks queued for the event loop to send
 DOWNLOAD_PIPE_BYTES = 8 << 20  # received pieces queued for the decrypting thread
 DOWNLOAD_BATCH = 4 << 20  # taken (hashed, decrypted) a few MiB at a time: fewer thread hops
+MAX_RECEIPT_BYTES = 16 << 20
+CLEANUP_SECONDS: Final = 10.0
+"""How long cancelling or deleting a task on the provider may take after a failure or success:
+a provider that does not answer cannot hold the requestor."""
+
+INPUT_MANIFEST_FILE: Final = ".input-manifest.json"
+"""Beside ``receipt.json`` in the output folder: the input manifest that was sealed to the
+enclave (RFC 8785 JSON), whose SHA-256 the receipt carries; ``verify-receipt`` checks it."""
+
+Phase = Literal["measure", "created", "upload", "download"]
 
 
-class ProviderTaskError(ProtocolError):
+@dataclass(frozen=True)
+class LocalProgress:
+    """The requestor's own progress, in its own words (never the provider's).
+
+    ``phase``: ``measure`` (a local build of the spec gave the expected measurement
+    ``detail`` for runner ``name``), ``created`` (the provider created task ``name``),
+    ``upload`` (input ``name``), ``download`` (output ``name``, or ``receipt.json``).
+    ``done``/``total`` are bytes (plaintext for uploads, ciphertext for downloads), ``elapsed``
+    the seconds since the phase began, so a rate is ``done / elapsed`` of this phase alone.
+    """
+
+    phase: Phase
+    name: str
+    done: int = 0
+    total: int | None = None
+    elapsed: float = 0.0
+    finished: bool = False
+    detail: str = ""
+
+
+ProgressCallback = Callable[[LocalProgress], None]
+
+
+class ProviderTaskError(ProviderWords):
     """The task failed or was cancelled on the provider. ``code`` is the failure's own code
     from the provider's event (the agent's ``input_sha256``, ``output_symlink``, the provider's
-    ``task_timeout``, ...), else ``task_failed`` or ``task_cancelled``."""
+    ``task_timeout``, ...), else ``task_failed`` or ``task_cancelled``; ``provider_text`` is the
+    event's message (the provider's words, untrusted)."""
 
     code = "task_failed"
 
     @classmethod
-    def from_event(cls, event: TaskEvent, where: str = "") -> ProviderTaskError:
+    def from_event(cls, event: TaskEvent, where: str = "on the provider") -> ProviderTaskError:
         state = event.state.value
-        message = (event.message or "").strip()
-        what = " ".join(p for p in (f"the task {state}", where) if p)
-        error = cls(f"{what}: {message}" if message else what)
+        error = cls(f"the task {state} {where}".strip(), provider_text=event.message)
         if event.code is not None:
             error.code = event.code
         elif state == "cancelled":
@@ -108,15 +157,34 @@ class ProviderTaskError(ProtocolError):
 
 
 class TaskStepError(Error):
-    """A step of the task flow failed; ``step`` names it and ``cause`` is the precise error."""
+    """A step of the task flow failed; ``step`` names it and ``cause`` is the precise error.
+
+    ``provider_text`` is the provider's own words about it, if any (untrusted, shown escaped
+    by :meth:`describe`); :meth:`describe_own` leaves them out (for a verdict line).
+    """
 
     def __init__(self, step: str, cause: Error) -> None:
         self.step = step
         self.cause = cause
         self.code = cause.code
-        super().__init__(f"{step}: {cause.describe()}")
+        self.provider_text: str | None = getattr(cause, "provider_text", None)
+        super().__init__(f"{step}: {own_words(cause)}")
         if hasattr(cause, "established"):
             self.established = cause.established
+
+    def describe_own(self) -> str:
+        """Our words about the failure: the step and the cause, without the provider's."""
+        return super().describe()
+
+    def describe(self) -> str:
+        own = self.describe_own()
+        return f"{own}; {provider_says(self.provider_text)}" if self.provider_text else own
+
+
+def own_words(error: Error) -> str:
+    """What ``error`` says in our own words (without any provider's text it carries)."""
+    describe_own = getattr(error, "describe_own", None)
+    return str(describe_own()) if callable(describe_own) else error.describe()
 
 
 @dataclass(frozen=True)
@@ -155,10 +223,39 @@ class _Created:
     spec: TaskSpec
     spec_dir: Path
     nonce: bytes
+    spec_file: Path | None = None
+
+    @property
+    def spec_path(self) -> Path:
+        return self.spec_file or self.spec_dir / "task.toml"
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What the enclave is to run on: the inputs, the workload's arguments and environment."""
+
+    inputs: Mapping[str, str | Path]
+    args: Sequence[str] | None
+    env: Mapping[str, str] | None
+    prestaged: Mapping[str, str | Path] | None
+
+
+@dataclass
+class _Plan:
+    """A run's local part, checked before the provider is contacted."""
+
+    spec_file: Path
+    spec: TaskSpec
+    out: Path
+    staging: StagingArea
 
 
 class Requestor:
-    """A requestor session with one provider; use ``async with``."""
+    """A requestor session with one provider; use ``async with``.
+
+    ``deadlines`` bound every step, the whole task and every transfer's rate (defaults:
+    :class:`Deadlines`); the HTTP channel's single requests use ``deadlines.request``.
+    """
 
     def __init__(
         self,
@@ -167,16 +264,23 @@ class Requestor:
         identity: X25519Identity,
         token: str | None = None,
         policy: RequestorPolicy | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
+        self.deadlines = deadlines or Deadlines()
         self.channel: Channel = (
-            HttpChannel(provider, token=token) if isinstance(provider, str) else provider
+            HttpChannel(provider, token=token, timeout=self.deadlines.request)
+            if isinstance(provider, str)
+            else provider
         )
         self.identity = identity
         self.policy = policy or RequestorPolicy()
-        anchor = self.policy.root or TrustAnchor.intel_sgx_root()
         self._verifiers: dict[str, QuoteVerifier] = {}
+        self._measured: dict[tuple[str, str], str] = {}
         self._seen: dict[str, int] = {}  # last event seq delivered per task
-        self._default_anchor = anchor
+        self._last: dict[str, TaskEvent] = {}  # last event seen per task
+        self._moving: dict[str, RateGuard] = {}  # the transfer in progress per task
+        self._manifests: dict[str, InputManifest] = {}  # the manifest sealed per task
+        self._pins: dict[str, str] = {}  # resumed tasks: the MRENCLAVE that attested before
 
     async def __aenter__(self) -> Requestor:
         return self
@@ -188,6 +292,19 @@ class Requestor:
         tb: TracebackType | None,
     ) -> None:
         await self.channel.close()
+
+    def arrived(self, task_id: str) -> str:
+        """What the provider had delivered for ``task_id`` so far, for a deadline's message."""
+        parts = []
+        guard = self._moving.get(task_id)
+        if guard is not None:
+            parts.append(guard.arrived())
+        event = self._last.get(task_id)
+        if event is None:
+            parts.append("the provider reported no state")
+        else:
+            parts.append(f"the provider's last state was {event.state.value} (event {event.seq})")
+        return "; ".join(parts)
 
     # -- the whole flow ----------------------------------------------------------------------
 
@@ -201,128 +318,334 @@ class Requestor:
         env: Mapping[str, str] | None = None,
         prestaged: Mapping[str, str | Path] | None = None,
         on_event: EventCallback | None = None,
+        on_progress: ProgressCallback | None = None,
         keep_task: bool = False,
+        records: Path | None = None,
     ) -> TaskResult:
-        """Create, attest, send inputs, run, wait, fetch and verify; returns the result.
+        """Check everything local, then create, attest, send inputs, run, wait, fetch and
+        verify; returns the result.
 
-        ``inputs`` maps declared input names to plaintext files; ``prestaged`` maps names to age
-        files already encrypted to this requestor's identity (only their header is rewritten
-        for the enclave). ``args``/``env`` override the spec's defaults for the workload.
+        ``inputs`` maps declared input names to plaintext files; ``prestaged`` maps names to
+        age files already encrypted to this requestor's identity (only their header is
+        rewritten for the enclave). ``args``/``env`` override the spec's defaults for the
+        workload. With ``records`` (a folder), a
+        :class:`~golem_graphene.requestor.record.TaskRecord` is kept there as
+        ``<task id>.json`` from the task's creation until its outputs are in place: when the
+        download is interrupted or fails without a verdict on the outputs (a broken
+        connection, a deadline), the task is kept on the provider and :meth:`resume` fetches
+        it later. Raises :class:`TaskStepError`: step ``prepare`` for local mistakes (its cause
+        a :class:`UsageError` or :class:`~golem_graphene.errors.ConfigError`), else the step
+        that failed; a passed deadline is a :class:`DeadlineError`.
         """
-        created = await self.create(spec)
         try:
-            attested = await self.attest(created)
-            await self.send_inputs(
-                attested, inputs, args=args, env=env, prestaged=prestaged, on_event=on_event
+            plan = await self._prepare(spec, inputs, out_dir, prestaged, on_progress)
+        except Error as exc:
+            raise TaskStepError("prepare", exc) from exc
+        with plan.staging:
+            return await self._run_planned(
+                plan, _Work(inputs, args, env, prestaged), on_event, on_progress, keep_task, records
             )
-            await self.start(attested)
-            await self.wait(attested, on_event=on_event)
-            result = await self.fetch(attested, out_dir)
-        except BaseException:
-            if not keep_task:
-                await self._quietly(self.channel.cancel(created.ref))
-            raise
+
+    async def _run_planned(
+        self,
+        plan: _Plan,
+        work: _Work,
+        on_event: EventCallback | None,
+        on_progress: ProgressCallback | None,
+        keep_task: bool,
+        records: Path | None,
+    ) -> TaskResult:
+        total = self.deadlines.total_for(plan.spec.limits.wall_seconds)
+        step = "create"
+        created: _Created | None = None
+        record_path: Path | None = None
+        try:
+            async with asyncio.timeout(total):
+                created = await self.create(plan.spec_file)
+                record = self._record(created)
+                if records is not None:
+                    record_path = record_path_for(created.ref.task_id, records)
+                    record.save(record_path)
+                if on_progress:
+                    on_progress(LocalProgress("created", created.ref.task_id, finished=True))
+                step = "attest"
+                attested = await self.attest(created)
+                record = record.update(
+                    record_path,
+                    runner=attested.evidence.runner,
+                    mrenclave=attested.verified.quote.report_body.mrenclave,
+                )
+                step = "send_inputs"
+                manifest = await self.send_inputs(
+                    attested,
+                    work.inputs,
+                    args=work.args,
+                    env=work.env,
+                    prestaged=work.prestaged,
+                    on_progress=on_progress,
+                )
+                record = record.update(record_path, input_manifest=manifest)
+                step = "start"
+                await self.start(attested)
+                step = "wait"
+                await self.wait(attested, on_event=on_event)
+                step = "fetch"
+                result = await self.fetch(
+                    attested, plan.out, staging=plan.staging, on_progress=on_progress
+                )
+        except BaseException as exc:
+            failure: BaseException = exc
+            if isinstance(exc, TimeoutError) and created is not None:
+                failure = TaskStepError(
+                    step,
+                    DeadlineError(
+                        "total", total, "the task did not finish", self.arrived(created.ref.task_id)
+                    ),
+                )
+            elif isinstance(exc, TimeoutError):
+                failure = TaskStepError(
+                    step, DeadlineError("total", total, "the provider did not create the task")
+                )
+            if created is not None:
+                # Kept for a later fetch only where a record says how to fetch it.
+                kept = keep_task or (
+                    records is not None and step == "fetch" and _retriable(failure)
+                )
+                if not kept:
+                    await self._cleanup(self.channel.cancel(created.ref))
+                if record_path is not None and not kept:
+                    record_path.unlink(missing_ok=True)
+            if failure is exc:
+                raise
+            raise failure from None
         if not keep_task:
-            await self._quietly(self.channel.delete(created.ref))
+            await self._cleanup(self.channel.delete(created.ref))
+        if record_path is not None and not keep_task:
+            record_path.unlink(missing_ok=True)
         return result
 
+    def _record(self, created: _Created) -> TaskRecord:
+        provider = getattr(self.channel, "base_url", None) or type(self.channel).__name__
+        return TaskRecord(
+            provider=str(provider),
+            task_id=parse_task_id(created.ref.task_id),
+            capability_token=created.ref.token,
+            nonce=created.nonce,
+            spec=str(created.spec_path.resolve()),
+            spec_digest=bytes.fromhex(spec_digest(created.spec_path)),
+            requestor_key=self.identity.recipient().to_string(),
+        )
+
     @staticmethod
-    async def _quietly(coro: Any) -> None:
-        with contextlib.suppress(Error):
-            await coro
+    async def _cleanup(coro: Any) -> None:
+        """Cancel or delete on the provider, best effort and bounded: the provider's answer
+        changes nothing for the requestor, and a provider that never answers must not hold
+        it."""
+        with contextlib.suppress(Error, TimeoutError):
+            async with asyncio.timeout(CLEANUP_SECONDS):
+                await coro
+
+    # -- local checks ---------------------------------------------------------------------------
+
+    @staticmethod
+    def check_local(
+        spec: str | Path,
+        inputs: Mapping[str, str | Path],
+        out_dir: str | Path,
+        *,
+        prestaged: Mapping[str, str | Path] | None = None,
+    ) -> tuple[Path, TaskSpec]:
+        """Check what the requestor asks for against its own machine, contacting no one.
+
+        The spec reads; every input name is declared, every required input given, every file
+        readable and within the spec's size; ``out_dir`` is absent or an empty folder whose
+        parent can be created. Returns the spec file and the spec. Raises :class:`UsageError`
+        (or :class:`~golem_graphene.errors.ConfigError` for a malformed spec) naming the
+        problem.
+        """
+        spec_path = Path(spec)
+        if not spec_path.exists():
+            raise UsageError(f"no task spec at {str(spec_path)!r}")
+        spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
+        parsed = TaskSpec.from_path(spec_file)
+        given = {**{n: Path(p) for n, p in inputs.items()}}
+        staged = {n: Path(p) for n, p in (prestaged or {}).items()}
+        for name in sorted(set(given) & set(staged)):
+            raise UsageError(f"input {name!r} is given both as a file and as a prestaged file")
+        declared = {i.name for i in parsed.inputs}
+        for name in sorted({*given, *staged} - declared):
+            raise UsageError(
+                f"the spec declares no input {name!r}",
+                expected=", ".join(sorted(declared)) or "no inputs",
+            )
+        for spec_input in parsed.inputs:
+            if spec_input.required and spec_input.name not in given | staged:
+                raise UsageError(f"the spec requires the input {spec_input.name!r}; give it")
+        for name, path in sorted(given.items()):
+            size = _readable_file(path, f"input {name!r}")
+            limit = parsed.input(name).max_size  # type: ignore[union-attr]
+            if size is not None and size > limit:
+                raise UsageError(
+                    f"input {name!r} is larger than the spec allows",
+                    expected=f"<= {limit} bytes",
+                    found=size,
+                )
+        for name, path in sorted(staged.items()):
+            _readable_file(path, f"prestaged input {name!r}")
+        _check_out_dir(Path(out_dir))
+        return spec_file, parsed
+
+    @staticmethod
+    def check_out_dir(out_dir: str | Path) -> None:
+        """``out_dir`` must be absent or an empty folder whose parent can be created; raises
+        :class:`UsageError`."""
+        _check_out_dir(Path(out_dir))
+
+    async def _prepare(
+        self,
+        spec: str | Path,
+        inputs: Mapping[str, str | Path],
+        out_dir: str | Path,
+        prestaged: Mapping[str, str | Path] | None,
+        on_progress: ProgressCallback | None,
+    ) -> _Plan:
+        spec_file, parsed = self.check_local(spec, inputs, out_dir, prestaged=prestaged)
+        out = Path(out_dir)
+        staging = _staging_beside(out)
+        try:
+            # The measurement the enclave must have, when nothing pins it: a local build,
+            # before the provider is contacted (the runner it will most likely name).
+            runner = "sim" if self.policy.trusted_simulation_roots else "gramine-sgx"
+            if not self.policy.pins_for(parsed, runner):
+                await self._measure(spec_file, runner, on_progress)
+        except BaseException:
+            staging.remove()
+            raise
+        return _Plan(spec_file, parsed, out, staging)
+
+    async def _measure(
+        self, spec_file: Path, runner: str, on_progress: ProgressCallback | None = None
+    ) -> str:
+        """The MRENCLAVE of a local build of the spec for ``runner`` (built once per spec)."""
+        key = (spec_digest(spec_file), runner)
+        if key not in self._measured:
+            from golem_graphene.requestor.measure import measure_locally
+
+            started = time.monotonic()
+            self._measured[key] = await asyncio.to_thread(measure_locally, spec_file, runner)
+            if on_progress:
+                on_progress(
+                    LocalProgress(
+                        "measure",
+                        runner,
+                        elapsed=time.monotonic() - started,
+                        finished=True,
+                        detail=self._measured[key],
+                    )
+                )
+        return self._measured[key]
 
     # -- step 1 -------------------------------------------------------------------------------
 
     async def create(self, spec: str | Path) -> _Created:
-        """Step 1: ask the provider for a task running ``spec``."""
+        """Step 1: ask the provider for a task running ``spec`` (within the ``create``
+        deadline)."""
         try:
             spec_dir = Path(spec)
             spec_file = spec_dir / "task.toml" if spec_dir.is_dir() else spec_dir
             parsed = TaskSpec.from_path(spec_file)
             nonce = new_nonce()
-            answer = await self.channel.create(
-                {
-                    "spec_name": parsed.name,
-                    "spec_digest": spec_digest(spec_file),
-                    "requestor_key": self.identity.recipient().to_string(),
-                    "nonce": nonce.hex(),
-                }
+            answer = await within(
+                "create",
+                self.deadlines.create,
+                "the provider did not create the task",
+                self.channel.create(
+                    {
+                        "spec_name": parsed.name,
+                        "spec_digest": spec_digest(spec_file),
+                        "requestor_key": self.identity.recipient().to_string(),
+                        "nonce": nonce.hex(),
+                    }
+                ),
             )
-            task_id, token = answer.get("task_id"), answer.get("capability_token")
-            if not isinstance(task_id, str) or not isinstance(token, str):
-                raise ProtocolError("the provider's create answer is malformed")
-            parse_task_id(task_id)
+            ref = _task_ref(answer)
         except Error as exc:
             raise TaskStepError("create", exc) from exc
-        return _Created(TaskRef(task_id, token), parsed, spec_file.parent, nonce)
+        return _Created(ref, parsed, spec_file.parent, nonce, spec_file)
 
     # -- steps 2 and 3 ------------------------------------------------------------------------
 
-    def _verifier(self, evidence: Evidence) -> QuoteVerifier:
-        anchor = self._default_anchor
-        if evidence.simulated and evidence.runner == "sim":
-            anchor = self._simulation_anchor(evidence)
-        key = anchor.fingerprint
-        if key not in self._verifiers:
-            self._verifiers[key] = QuoteVerifier(
-                anchor=anchor,
-                options=self.policy.verify_options(),
+    def _verifier(self, quote: Quote) -> QuoteVerifier:
+        anchor = self.policy.anchor_for(quote)
+        if anchor.fingerprint not in self._verifiers:
+            self._verifiers[anchor.fingerprint] = QuoteVerifier(
+                anchor=anchor, options=self.policy.verify_options()
             )
-        return self._verifiers[key]
+        return self._verifiers[anchor.fingerprint]
 
-    def _simulation_anchor(self, evidence: Evidence) -> TrustAnchor:
-        """The root a simulated quote chains to, accepted only when trusted by fingerprint."""
-        if evidence.quote is None:
-            raise ProtocolError("the evidence has no quote")
-        quote = Quote.from_bytes(evidence.quote)
-        from cryptography import x509
+    async def _attestation_policy(self, created: _Created, runner: str) -> AllOf:
+        policy = self.policy
+        pinned = self._pins.get(created.ref.task_id)
+        if pinned is not None and not policy.pins_enclave:
+            policy = policy.with_expected_mrenclave(pinned)
+        elif not policy.pins_for(created.spec, runner):
+            policy = policy.with_expected_mrenclave(await self._measure(created.spec_path, runner))
+        return policy.attestation_policy(created.spec, runner)
 
+    async def attest(self, created: _Created, *, timeout: float | None = None) -> AttestedTask:
+        """Steps 2-3: wait for the evidence, verify the quote and the report-data binding.
+
+        Bounded by the ``attest`` deadline (``timeout`` overrides it)."""
+        limit = timeout if timeout is not None else self.deadlines.attest
         try:
-            certs = x509.load_pem_x509_certificates(quote.pck_chain_pem())
-        except ValueError as exc:
-            raise ProtocolError("the simulated quote's certificate chain is unreadable") from exc
-        anchor = TrustAnchor(certs[-1], "golem-graphene simulation root")
-        if anchor.fingerprint not in self.policy.trusted_simulation_roots:
-            raise TaskStepError(
+            return await within(
                 "attest",
-                UsageError(
-                    "the provider runs the sim runner (no SGX protection); trust its "
-                    "simulation root "
-                    f"by name to accept it: trusted_simulation_roots=({anchor.fingerprint!r},)"
-                ),
+                limit,
+                "the enclave did not attest",
+                self._attest(created),
+                lambda: self.arrived(created.ref.task_id),
             )
-        return anchor
-
-    async def attest(self, created: _Created, *, timeout: float = 300.0) -> AttestedTask:
-        """Steps 2-3: wait for the evidence, verify the quote and the report-data binding."""
-        try:
-            await self._wait_for_state(created.ref, {"attested"}, timeout)
-            evidence = Evidence.from_json(await self.channel.evidence(created.ref))
-            if evidence.task_id != parse_task_id(created.ref.task_id):
-                raise ProtocolError("the evidence is for another task")
-            if evidence.quote is None or evidence.collateral is None:
-                raise ProtocolError(
-                    f"the {evidence.runner} runner published no quote or collateral; "
-                    "an unattested run is never accepted"
-                )
-            policy = self.policy.attestation_policy(created.spec, evidence.runner)
-            verifier = self._verifier(evidence)
-            verified = await asyncio.to_thread(
-                verifier.verify, evidence.quote, evidence.collateral, datetime.now(UTC)
-            )
-            policy.check(verified)
-            transcript = Transcript(
-                task_id=parse_task_id(created.ref.task_id),
-                nonce=created.nonce,
-                enclave_key=evidence.enclave_key,
-                signing_key=evidence.signing_key,
-                requestor_key=self.identity.recipient().public_bytes(),
-            )
-            check_report_data(verified.report_body, transcript)
         except TaskStepError:
             raise
         except Error as exc:
             raise TaskStepError("attest", exc) from exc
+
+    async def _attest(self, created: _Created) -> AttestedTask:
+        await self._wait_for_state(created.ref, {"attested"})
+        evidence = Evidence.from_json(await self.channel.evidence(created.ref))
+        if evidence.task_id != parse_task_id(created.ref.task_id):
+            raise ProtocolError("the evidence is for another task")
+        if evidence.quote is None or evidence.collateral is None:
+            raise ProtocolError(
+                f"the {evidence.runner} runner published no quote or collateral; "
+                "an unattested run is never accepted"
+            )
+        quote = Quote.from_bytes(evidence.quote)
+        verifier = self._verifier(quote)
+        policy = await self._attestation_policy(created, evidence.runner)
+        try:
+            verified = await asyncio.to_thread(
+                verifier.verify, quote, evidence.collateral, datetime.now(UTC)
+            )
+        except UntrustedRootError as exc:
+            if evidence.runner != "sim":
+                raise
+            # Never a fingerprint to copy from here: it would be the provider's own.
+            raise UntrustedRootError(
+                f"{exc.message}; the provider says it runs the sim runner (no SGX protection): "
+                "a simulation root is trusted only by the fingerprint its operator gave you "
+                "(--trust-simulated-root), never by one taken from the provider's messages",
+                expected=exc.expected,
+            ) from exc
+        policy.check(verified)
+        transcript = Transcript(
+            task_id=parse_task_id(created.ref.task_id),
+            nonce=created.nonce,
+            enclave_key=evidence.enclave_key,
+            signing_key=evidence.signing_key,
+            requestor_key=self.identity.recipient().public_bytes(),
+        )
+        check_report_data(verified.report_body, transcript)
         log.info(
             "enclave attested",
             task_id=created.ref.task_id,
@@ -339,30 +662,23 @@ class Requestor:
             verified,
         )
 
-    def _note_seq(self, ref: TaskRef, event: TaskEvent) -> bool:
-        """Remember the event's sequence number; False for an event delivered before."""
+    def _note(self, ref: TaskRef, event: TaskEvent) -> bool:
+        """Remember the event; False for an event delivered before."""
+        self._last[ref.task_id] = event
         if event.seq <= self._seen.get(ref.task_id, -1):
             return False
         self._seen[ref.task_id] = event.seq
         return True
 
-    async def _wait_for_state(self, ref: TaskRef, wanted: set[str], timeout: float) -> TaskEvent:
-        async def watch() -> TaskEvent:
-            async for event in self.channel.events(ref):
-                self._note_seq(ref, event)
-                state = event.state
-                if state in wanted:
-                    return event
-                if state in ("failed", "cancelled"):
-                    raise ProviderTaskError.from_event(event, "on the provider")
-            raise ProtocolError("the provider's event stream ended early")
-
-        try:
-            return await asyncio.wait_for(watch(), timeout)
-        except TimeoutError:
-            raise ProtocolError(
-                f"no {'/'.join(sorted(wanted))} state within {timeout:g} s"
-            ) from None
+    async def _wait_for_state(self, ref: TaskRef, wanted: set[str]) -> TaskEvent:
+        async for event in self.channel.events(ref):
+            self._note(ref, event)
+            state = event.state
+            if state in wanted:
+                return event
+            if state in ("failed", "cancelled"):
+                raise ProviderTaskError.from_event(event)
+        raise ProtocolError("the provider's event stream ended early")
 
     # -- step 4 -------------------------------------------------------------------------------
 
@@ -374,35 +690,70 @@ class Requestor:
         args: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         prestaged: Mapping[str, str | Path] | None = None,
-        on_event: EventCallback | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> InputManifest:
-        """Step 4: seal each input to the attested enclave, upload, then the sealed manifest."""
+        """Step 4: seal each input to the attested enclave, upload, then the sealed manifest.
+
+        Bounded by the ``upload`` deadline (if set) and, per input, the minimum rate. The
+        manifest is remembered: :meth:`fetch` checks that the receipt carries its digest.
+        """
         try:
-            names = set(inputs) | set(prestaged or {})
-            for name in names:
-                if task.spec.input(name) is None:
-                    raise UsageError(f"the spec declares no input {name!r}")
-            entries = []
-            for name, path in sorted(inputs.items()):
-                entries.append(await self._upload_plain(task, name, Path(path), on_event))
-            for name, path in sorted((prestaged or {}).items()):
-                entries.append(await self._upload_prestaged(task, name, Path(path)))
-            manifest = InputManifest(
-                task_id=task.transcript.task_id,
-                args=tuple(args) if args is not None else (),
-                env=dict(env or {}),
-                inputs=tuple(entries),
+            return await within(
+                "upload",
+                self.deadlines.upload,
+                "the inputs were not all sent",
+                self._send_inputs(task, inputs, args, env, prestaged, on_progress),
+                lambda: self.arrived(task.ref.task_id),
             )
-            sealed = seal_manifest(
-                manifest, self.identity, task.transcript.enclave_key, task.transcript
-            )
-            await self.channel.put_manifest(task.ref, sealed)
         except Error as exc:
             raise TaskStepError("send_inputs", exc) from exc
+        finally:
+            self._moving.pop(task.ref.task_id, None)
+
+    async def _send_inputs(
+        self,
+        task: AttestedTask,
+        inputs: Mapping[str, str | Path],
+        args: Sequence[str] | None,
+        env: Mapping[str, str] | None,
+        prestaged: Mapping[str, str | Path] | None,
+        on_progress: ProgressCallback | None,
+    ) -> InputManifest:
+        names = set(inputs) | set(prestaged or {})
+        for name in names:
+            if task.spec.input(name) is None:
+                raise UsageError(f"the spec declares no input {name!r}")
+        started = time.monotonic()
+        entries = []
+        for name, path in sorted(inputs.items()):
+            entries.append(await self._upload_plain(task, name, Path(path), on_progress, started))
+        for name, path in sorted((prestaged or {}).items()):
+            entries.append(await self._upload_prestaged(task, name, Path(path)))
+        manifest = InputManifest(
+            task_id=task.transcript.task_id,
+            args=tuple(args) if args is not None else (),
+            env=dict(env or {}),
+            inputs=tuple(entries),
+        )
+        sealed = seal_manifest(
+            manifest, self.identity, task.transcript.enclave_key, task.transcript
+        )
+        await within(
+            "request",
+            self.deadlines.request,
+            "the provider did not take the input manifest",
+            self.channel.put_manifest(task.ref, sealed),
+        )
+        self._manifests[task.ref.task_id] = manifest
         return manifest
 
     async def _upload_plain(
-        self, task: AttestedTask, name: str, path: Path, on_event: EventCallback | None
+        self,
+        task: AttestedTask,
+        name: str,
+        path: Path,
+        on_progress: ProgressCallback | None,
+        started: float,
     ) -> InputEntry:
         spec_input = task.spec.input(name)
         assert spec_input is not None
@@ -419,6 +770,9 @@ class Requestor:
         recipient = task.enclave_recipient
         pipe = Pipe(UPLOAD_PIPE_BYTES)
         sink = HashingSink(_PipeWriter(pipe))
+        guard = RateGuard("upload", f"input {name}", self.deadlines)
+        self._moving[task.ref.task_id] = guard
+        sealed_so_far = 0
 
         def seal() -> int:
             # The whole file on worker threads: read and seal here, hash and hand the sealed
@@ -434,8 +788,20 @@ class Requestor:
         sent_all = False
 
         async def body() -> AsyncIterator[bytes]:
-            nonlocal sent_all
+            nonlocal sent_all, sealed_so_far
             while (block := await pipe.get()) is not None:
+                guard.add(len(block))
+                if on_progress:
+                    sealed_so_far += len(block)
+                    on_progress(
+                        LocalProgress(
+                            "upload",
+                            name,
+                            min(sealed_so_far, size),
+                            size,
+                            time.monotonic() - started,
+                        )
+                    )
                 yield block
             sent_all = True
 
@@ -444,16 +810,12 @@ class Requestor:
             if not sent_all:  # else the sealing thread would wait for it forever
                 raise ProtocolError(f"the provider answered before it had all of input {name!r}")
 
-        plain = await run_piped(pipe, seal, send)
-        if on_event:
-            on_event(
-                TaskEvent(
-                    task_id=bytes.fromhex(task.ref.task_id),
-                    state=TaskState.ATTESTED,
-                    seq=max(self._seen.get(task.ref.task_id, 0), 0),
-                    message=f"input {name} sealed and uploaded",
-                    bytes_done=plain,
-                    bytes_total=plain,
+        async with guard:
+            plain = await run_piped(pipe, seal, send)
+        if on_progress:
+            on_progress(
+                LocalProgress(
+                    "upload", name, plain, plain, time.monotonic() - started, finished=True
                 )
             )
         return InputEntry(
@@ -463,19 +825,24 @@ class Requestor:
     async def _upload_prestaged(self, task: AttestedTask, name: str, path: Path) -> InputEntry:
         """Re-target a file sealed to our own key: only its header is rewritten for E."""
         tmp = Path(tempfile.mkstemp(prefix=".retarget-", dir=path.parent)[1])
+        guard = RateGuard("upload", f"input {name}", self.deadlines)
+        self._moving[task.ref.task_id] = guard
         try:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 await asyncio.to_thread(
                     retarget_header, src, dst, self.identity, [task.enclave_recipient]
                 )
             digest = await asyncio.to_thread(hash_file, tmp, name)
+            guard.total = digest.size
 
             async def body() -> AsyncIterator[bytes]:
                 with open(tmp, "rb") as f:
                     while chunk := f.read(256 * 1024):
+                        guard.add(len(chunk))
                         yield chunk
 
-            await self.channel.put_input(task.ref, name, body())
+            async with guard:
+                await self.channel.put_input(task.ref, name, body())
             plain = await asyncio.to_thread(plaintext_size, tmp)
         finally:
             tmp.unlink(missing_ok=True)
@@ -488,7 +855,12 @@ class Requestor:
     async def start(self, task: AttestedTask) -> None:
         """Tell the provider the inputs are complete; the agent starts the workload."""
         try:
-            await self.channel.start(task.ref)
+            await within(
+                "request",
+                self.deadlines.request,
+                "the provider did not acknowledge the start",
+                self.channel.start(task.ref),
+            )
         except Error as exc:
             raise TaskStepError("start", exc) from exc
 
@@ -499,12 +871,15 @@ class Requestor:
         on_event: EventCallback | None = None,
         timeout: float | None = None,
     ) -> TaskEvent:
-        """Follow the task's events until it is done; failed or cancelled tasks raise."""
-        limit = timeout or task.spec.limits.wall_seconds + 600
+        """Follow the task's events until it is done; failed or cancelled tasks raise.
+
+        Bounded by the ``wait`` deadline (default: the spec's ``wall_seconds`` + 600 s;
+        ``timeout`` overrides it)."""
+        limit = timeout or self.deadlines.wait_for(task.spec.limits.wall_seconds)
 
         async def follow() -> TaskEvent:
             async for event in self.channel.events(task.ref):
-                if on_event and self._note_seq(task.ref, event):
+                if self._note(task.ref, event) and on_event:
                     on_event(event)
                 state = event.state
                 if state == "done":
@@ -514,38 +889,75 @@ class Requestor:
             raise ProtocolError("the provider's event stream ended before the task finished")
 
         try:
-            return await asyncio.wait_for(follow(), limit)
-        except TimeoutError:
-            raise TaskStepError(
-                "wait", ProtocolError(f"the task did not finish in {limit:g} s")
-            ) from None
+            return await within(
+                "wait",
+                limit,
+                "the task did not finish",
+                follow(),
+                lambda: self.arrived(task.ref.task_id),
+            )
         except Error as exc:
             raise TaskStepError("wait", exc) from exc
 
-    async def fetch(self, task: AttestedTask, out_dir: str | Path) -> TaskResult:
-        """Steps 6-7: download, verify the receipt, decrypt, and move into place together."""
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            result = await self._fetch_into(task, staging, out)
-        except Error as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise TaskStepError("fetch", exc) from exc
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return result
+    async def fetch(
+        self,
+        task: AttestedTask,
+        out_dir: str | Path,
+        *,
+        staging: StagingArea | None = None,
+        on_progress: ProgressCallback | None = None,
+        input_manifest: InputManifest | None = None,
+    ) -> TaskResult:
+        """Steps 6-7: download, verify the receipt, decrypt, and move into place together.
 
-    async def _fetch_into(self, task: AttestedTask, staging: Path, out: Path) -> TaskResult:
-        sealed = staging / "sealed"
+        Outputs are decrypted into a private staging folder beside ``out_dir`` (``staging``,
+        or one made here) and moved into place only when all of them verified; ``out_dir``
+        must be absent or an empty folder. The receipt must carry the digest of the input
+        manifest that was sent (``input_manifest``, else the one :meth:`send_inputs` sent for
+        this task); it is kept as ``out_dir/.input-manifest.json``. Bounded by the ``fetch``
+        deadline (if set) and, per file, the minimum rate.
+        """
+        out = Path(out_dir)
+        own = staging is None
+        try:
+            if staging is None:
+                _check_out_dir(out)
+                staging = _staging_beside(out)
+            manifest = input_manifest or self._manifests.get(task.ref.task_id)
+            work = Path(tempfile.mkdtemp(prefix="fetch-", dir=staging.path))
+            return await within(
+                "fetch",
+                self.deadlines.fetch,
+                "the outputs did not all arrive",
+                self._fetch_into(task, work, out, manifest, on_progress),
+                lambda: self.arrived(task.ref.task_id),
+            )
+        except Error as exc:
+            raise TaskStepError("fetch", exc) from exc
+        finally:
+            self._moving.pop(task.ref.task_id, None)
+            if own and staging is not None:
+                staging.remove()
+
+    async def _fetch_into(
+        self,
+        task: AttestedTask,
+        work: Path,
+        out: Path,
+        manifest: InputManifest | None,
+        on_progress: ProgressCallback | None,
+    ) -> TaskResult:
+        started = time.monotonic()
+        sealed = work / "sealed"
         sealed.mkdir()
         limit = task.spec.limits.output_size * 2 + (64 << 20)
-        await self.channel.download(task.ref, "receipt.json", staging / "receipt.json", 16 << 20)
-        bundle = ReceiptBundle.from_json((staging / "receipt.json").read_bytes())
+        receipt_file = work / "receipt.json"
+        await self._download(task, "receipt.json", receipt_file, MAX_RECEIPT_BYTES, None)
+        bundle = ReceiptBundle.from_json(receipt_file.read_bytes())
         names = [o.name for o in bundle.receipt.outputs]
-        # Binding, signature and measurement before any output is downloaded; each output is
-        # then checked against the receipt (ciphertext, then plaintext) as it is decrypted.
+        # Binding, signature, input manifest and measurement before any output is downloaded;
+        # each output is then checked against the receipt (ciphertext, then plaintext) as it is
+        # decrypted.
         receipt = await asyncio.to_thread(
             check_receipt,
             bundle,
@@ -553,32 +965,53 @@ class Requestor:
             identity=self.identity,
             expected_task_id=task.transcript.task_id,
             expected_nonce=task.nonce,
+            expected_input_manifest=manifest.digest() if manifest is not None else None,
         )
         check = OutputCheck(receipt, [self.identity])
-        plain = staging / "outputs"
+        plain = work / "outputs"
         plain.mkdir()
         for entry in bundle.receipt.outputs:
-            await self._fetch_output(task, check, entry, sealed, plain / entry.name, limit)
+            await self._fetch_output(
+                task, check, entry, sealed, plain / entry.name, limit, on_progress, started
+            )
         receipt = check.finish()
+        if manifest is not None:
+            (plain / INPUT_MANIFEST_FILE).write_bytes(manifest.canonical_bytes())
         # All verified: move into place together (all or nothing for a fresh out_dir).
+        os.replace(receipt_file, plain / "receipt.json")
+        os.replace(sealed, plain / ".sealed")
         if out.exists():
-            if any(out.iterdir()):
-                raise UsageError(f"the output folder {out} is not empty")
+            _check_out_dir(out)
             out.rmdir()
-        shutil.move(str(plain), str(out))
-        receipt_path = out / "receipt.json"
-        os.replace(staging / "receipt.json", receipt_path)
-        os.replace(sealed, out / ".sealed")
-        shutil.rmtree(staging, ignore_errors=True)
+        os.rename(plain, out)
         return TaskResult(
             task_id=task.ref.task_id,
             out_dir=out,
             outputs={n: out / n for n in names},
-            receipt_path=receipt_path,
+            receipt_path=out / "receipt.json",
             receipt=receipt,
             exit_status=bundle.receipt.exit_status,
             verified=task.verified,
         )
+
+    async def _download(
+        self, task: AttestedTask, name: str, dest: Path, limit: int, size: int | None
+    ) -> None:
+        """One file to ``dest`` (the receipt), at the minimum rate or better."""
+        guard = RateGuard("fetch", name, self.deadlines, size)
+        self._moving[task.ref.task_id] = guard
+        channel = self.channel
+        async with guard:
+            if isinstance(channel, OutputStreams):
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with open(fd, "wb") as f:
+                    pieces = channel.stream_output(task.ref, name, limit)
+                    async with contextlib.aclosing(pieces) as data:
+                        async for piece in data:
+                            guard.add(len(piece))
+                            f.write(piece)
+            else:
+                guard.add(await channel.download(task.ref, name, dest, limit))
 
     async def _fetch_output(
         self,
@@ -588,19 +1021,39 @@ class Requestor:
         sealed: Path,
         dest: Path,
         limit: int,
+        on_progress: ProgressCallback | None,
+        started: float,
     ) -> None:
         """Download one output into ``sealed``, decrypt it into ``dest`` and check both."""
         name = ciphertext_name(entry.name)
         copy = sealed / name
         channel = self.channel
+        guard = RateGuard("fetch", f"output {entry.name}", self.deadlines, entry.ciphertext_size)
+        self._moving[task.ref.task_id] = guard
+
+        def report(finished: bool = False) -> None:
+            if on_progress:
+                on_progress(
+                    LocalProgress(
+                        "download",
+                        entry.name,
+                        guard.done,
+                        entry.ciphertext_size,
+                        time.monotonic() - started,
+                        finished=finished,
+                    )
+                )
+
         if not isinstance(channel, OutputStreams):
-            await channel.download(task.ref, name, copy, limit)
+            async with guard:
+                guard.add(await channel.download(task.ref, name, copy, limit))
 
             def open_copy() -> None:
                 with open(dest, "xb") as plaintext:
                     check.check_file(entry, copy, plaintext)
 
             await asyncio.to_thread(open_copy)
+            report(finished=True)
             return
         # Checked and decrypted while it arrives: the ciphertext is read once, from the network.
         pipe = Pipe(DOWNLOAD_PIPE_BYTES)
@@ -612,11 +1065,10 @@ class Requestor:
                 check.check(entry, source, plaintext)
 
         async def feed() -> None:
-            received = 0
             async with contextlib.aclosing(channel.stream_output(task.ref, name, limit)) as data:
                 async for piece in data:
-                    received += len(piece)
-                    if received > entry.ciphertext_size:
+                    guard.add(len(piece))
+                    if guard.done > entry.ciphertext_size:
                         raise ReceiptOutputError(
                             "output_size",
                             f"{entry.name}: the file size differs ({name})",
@@ -625,9 +1077,160 @@ class Requestor:
                             found=f"> {entry.ciphertext_size}",
                         )
                     await pipe.put(piece)
+                    report()
             pipe.close()
 
-        await run_piped(pipe, open_output, feed)
+        async with guard:
+            await run_piped(pipe, open_output, feed)
+        report(finished=True)
+
+    # -- later: fetch from a record -----------------------------------------------------------
+
+    async def resume(
+        self,
+        record: TaskRecord,
+        out_dir: str | Path,
+        *,
+        on_event: EventCallback | None = None,
+        on_progress: ProgressCallback | None = None,
+        keep_task: bool = False,
+    ) -> TaskResult:
+        """Fetch the outputs of the task ``record`` describes, with every check of :meth:`run`.
+
+        The evidence is fetched and verified again (the policy, with the measurement that
+        attested when the task ran pinned unless the policy pins one), the report data must
+        bind the record's task, nonce and this identity, the task is waited for if it is still
+        running, and the receipt must carry the record's input manifest digest; then the
+        outputs land in ``out_dir`` all or nothing, and the task is deleted on the provider
+        (unless ``keep_task``). The spec file must still be the one the task was created with.
+        Bounded by the whole-task deadline (``total``). Raises :class:`TaskStepError` (step
+        ``prepare`` for local problems).
+        """
+        try:
+            spec_file = Path(record.spec)
+            parsed = TaskSpec.from_path(spec_file)
+            if spec_digest(spec_file) != record.spec_digest.hex():
+                raise UsageError(
+                    f"the spec {record.spec!r} changed since the task was created",
+                    expected=record.spec_digest.hex(),
+                    found=spec_digest(spec_file),
+                )
+            if self.identity.recipient().to_string() != record.requestor_key:
+                raise UsageError(
+                    "this identity is not the one the task was created with",
+                    expected=record.requestor_key,
+                    found=self.identity.recipient().to_string(),
+                )
+            if record.input_manifest is None:
+                raise UsageError(
+                    "the task's inputs were never sent completely: there is nothing to fetch"
+                )
+            out = Path(out_dir)
+            _check_out_dir(out)
+        except Error as exc:
+            raise TaskStepError("prepare", exc) from exc
+        ref = TaskRef(record.task_id.hex(), record.capability_token)
+        created = _Created(ref, parsed, spec_file.parent, record.nonce, spec_file)
+        if record.mrenclave is not None:
+            self._pins[ref.task_id] = record.mrenclave.hex()
+        total = self.deadlines.total_for(parsed.limits.wall_seconds)
+        step = "attest"
+        try:
+            async with asyncio.timeout(total):
+                attested = await self.attest(created)
+                step = "wait"
+                await self.wait(attested, on_event=on_event)
+                step = "fetch"
+                result = await self.fetch(
+                    attested, out, on_progress=on_progress, input_manifest=record.input_manifest
+                )
+        except TimeoutError:
+            raise TaskStepError(
+                step,
+                DeadlineError(
+                    "total", total, "the outputs did not arrive", self.arrived(ref.task_id)
+                ),
+            ) from None
+        finally:
+            self._pins.pop(ref.task_id, None)
+        if not keep_task:
+            await self._cleanup(self.channel.delete(ref))
+        return result
+
+
+def _task_ref(answer: Any) -> TaskRef:
+    """The task id and capability token of a create answer, both checked."""
+    if not isinstance(answer, dict):
+        raise ProtocolError("the provider's create answer is not an object")
+    task_id, token = answer.get("task_id"), answer.get("capability_token")
+    if not isinstance(task_id, str) or not isinstance(token, str):
+        raise ProtocolError("the provider's create answer is malformed")
+    parse_task_id(task_id)
+    if len(token) > 256 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
+        raise ProtocolError("the provider's capability token is malformed")
+    return TaskRef(task_id, token)
+
+
+def _retriable(failure: BaseException) -> bool:
+    """True when a fetch ended without a verdict on the outputs (interrupted, a broken
+    connection, a deadline): fetching them again may succeed."""
+    if not isinstance(failure, TaskStepError):
+        return True  # KeyboardInterrupt, cancellation
+    cause = failure.cause
+    return not isinstance(cause, ReceiptCheckError | UsageError) and not getattr(
+        cause, "code", ""
+    ).startswith("receipt_")
+
+
+def _readable_file(path: Path, what: str) -> int | None:
+    """The size of a file we can read (None when it is not a regular file, e.g. a pipe)."""
+    try:
+        # Non-blocking: opening a FIFO must not wait for a writer. A folder: EISDIR.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} at {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"cannot read {what} at {str(path)!r}: Is a directory")
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _staging_beside(out: Path) -> StagingArea:
+    """A private staging folder beside ``out`` (its parent created); :class:`UsageError` when
+    that folder cannot be written."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return StagingArea(out.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write into {str(out.parent)!r}: {exc.strerror or exc}") from exc
+
+
+def _check_out_dir(out: Path) -> None:
+    """``out`` must be absent or an empty folder (outputs arrive all together, or not)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(f"the output folder {str(out)!r} exists and is not a folder")
+    if out.is_dir():
+        try:
+            empty = not any(out.iterdir())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the output folder {str(out)!r}: {exc.strerror or exc}"
+            ) from exc
+        if not empty:
+            raise UsageError(f"the output folder {str(out)!r} is not empty")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:  # a real attempt: permission bits say nothing for root, or for /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".golem-graphene-probe-", dir=parent))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output folder {str(out)!r}: {str(parent)!r} is not "
+            f"writable ({exc.strerror or exc})"
+        ) from None
 
 
 class _PipeWriter:

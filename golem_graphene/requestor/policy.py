@@ -34,7 +34,6 @@ file would carry Golem's permissive defaults).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -51,8 +50,10 @@ from golem_graphene.attestation.policy import (
     AllowedTcbStatus,
     build_policy,
 )
+from golem_graphene.attestation.quote import Quote
 from golem_graphene.attestation.tcb import TcbStatus
 from golem_graphene.attestation.verifier import CRL_NAMES, VerifyOptions
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import ConfigError, Error, UsageError
 from golem_graphene.protocol.spec import TaskSpec
 
@@ -197,6 +198,37 @@ class RequestorPolicy:
     def pins_enclave(self) -> bool:
         """True when the policy itself names the enclave (a measurement or a signer)."""
         return bool(self.expected_mrenclave or self.mrsigner)
+
+    def pins_for(self, spec: TaskSpec | None, runner: str | None) -> bool:
+        """True when this policy or the ``spec``'s ``[attestation]`` names the enclave that
+        ``runner`` runs (a measurement for that runner, or a signer)."""
+        if self.pins_enclave:
+            return True
+        pinned = spec.attestation if spec is not None else None
+        if pinned is None:
+            return False
+        return bool(pinned.mrsigner) or (runner is not None and runner in pinned.mrenclave)
+
+    def anchor_for(self, quote: Quote) -> TrustAnchor:
+        """The root to verify ``quote`` under.
+
+        A simulation root trusted by fingerprint (``trusted_simulation_roots``) when the
+        quote's own certificate chain ends in one; else ``root``, or the Intel SGX Root CA. What
+        the provider says about its runner plays no part: a chain that ends anywhere else is
+        verified under the default root and refused there (``untrusted_root``).
+        """
+        if self.trusted_simulation_roots:
+            from cryptography import x509
+
+            try:
+                certs = x509.load_pem_x509_certificates(quote.pck_chain_pem())
+            except (ValueError, Error):
+                certs = []
+            if certs:
+                candidate = TrustAnchor(certs[-1], "golem-graphene simulation root")
+                if candidate.fingerprint in self.trusted_simulation_roots:
+                    return candidate
+        return self.root or TrustAnchor.intel_sgx_root()
 
     def attestation_policy(
         self,
@@ -353,9 +385,9 @@ def load_policy(
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError("the SGX config file is too large", found=str(source))
     try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise ConfigError(f"the SGX config {source} is not JSON: {exc}") from exc
+        obj = parse_json(data, floats=True)
+    except CanonicalJsonError as exc:
+        raise ConfigError(f"the SGX config {source} is not JSON: {exc.describe()}") from exc
     if not isinstance(obj, dict):
         raise ConfigError("the SGX config must be a JSON object", found=str(source))
     return policy_from_mapping(obj)

@@ -409,6 +409,7 @@ def check_receipt(
     identity: X25519Identity | Sequence[X25519Identity] | None = None,
     expected_task_id: bytes | None = None,
     expected_nonce: bytes | None = None,
+    expected_input_manifest: bytes | None = None,
 ) -> VerifiedReceipt:
     """Steps (b)-(e) of receipt verification, given the bundle's quote already verified.
 
@@ -419,6 +420,10 @@ def check_receipt(
     signature; (d) MRENCLAVE and the simulation flag; (e) with ``outputs_dir``, every
     ``<name>.age`` file's size and SHA-256 and no unlisted ``*.age`` file; with ``identity``
     too, each plaintext's size and SHA-256 (decrypted into a hashing sink, never to disk).
+    With ``expected_input_manifest`` (the SHA-256 of the input manifest the requestor sealed),
+    after the signature: the receipt's ``input_manifest_sha256`` must equal it
+    (``receipt_input_manifest``); the enclave ran on exactly those inputs, arguments and
+    environment.
 
     Raises a :class:`ReceiptCheckError` subclass naming the check (and the output).
     """
@@ -442,6 +447,13 @@ def check_receipt(
         ) from exc
     # (c) S signed exactly this receipt.
     verify_receipt_signature(bundle)
+    if expected_input_manifest is not None:
+        _same(
+            "input_manifest",
+            "receipt's input manifest digest and the one sent",
+            expected_input_manifest,
+            receipt.input_manifest_sha256,
+        )
     # (d) The receipt describes the enclave the quote measured.
     found_mr = verified.report_body.mrenclave
     if not hmac.compare_digest(receipt.measurement.mrenclave, found_mr):
@@ -488,6 +500,7 @@ def verify_receipt_bundle(
     collateral: QuoteCollateral | None = None,
     expected_task_id: bytes | None = None,
     expected_nonce: bytes | None = None,
+    expected_input_manifest: bytes | None = None,
 ) -> VerifiedReceipt:
     """Verify a receipt bundle offline, all steps (a)-(e).
 
@@ -525,4 +538,5 @@ def verify_receipt_bundle(
         identity=identity,
         expected_task_id=expected_task_id,
         expected_nonce=expected_nonce,
+        expected_input_manifest=expected_input_manifest,
     )

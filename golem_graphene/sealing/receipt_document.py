@@ -107,7 +107,7 @@ class ReceiptBindingError(ReceiptCheckError):
     """The receipt, its evidence and the quote disagree on the task, the keys or the quote.
 
     Checks: ``task_id``, ``nonce``, ``enclave_key``, ``signing_key``, ``runner``, ``quote``,
-    ``report_data``.
+    ``report_data``, ``input_manifest``.
     """
 
 

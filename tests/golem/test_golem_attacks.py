@@ -239,8 +239,9 @@ async def test_untrusted_simulation_root_is_refused(
     async with Requestor(GolemChannel(activity), identity=identity, policy=strict) as requestor:
         with pytest.raises(TaskStepError) as caught:
             await requestor.attest(await requestor.create(shell_spec))
-    assert caught.value.step == "attest"
-    assert "trusted_simulation_roots" in str(caught.value)
+    assert (caught.value.step, caught.value.code) == ("attest", "untrusted_root")
+    # Never a fingerprint to copy from the provider's own chain (issue 15, item 6).
+    assert "never by one taken from the provider" in str(caught.value)
 
 
 # --- step 4: inputs -------------------------------------------------------------------------

@@ -61,6 +61,7 @@ async def test_direct_requestor_over_the_golem_channel(
     assert result.exit_status == 0
     assert result.verified.simulated
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".input-manifest.json",
         ".sealed",
         "both",
         "receipt.json",
@@ -185,7 +186,9 @@ async def test_worker_sees_a_clear_error_when_the_provider_refuses(
     )
     (other / "stats.py").write_text("")
     worker = confidential_worker(other, tmp_path, identity, shell_policy)
-    data = [{"name": "refused", "inputs": {}, "args": None}]
+    data = [
+        {"name": "refused", "inputs": {"data.csv": CSV_STATS / "sample" / "data.csv"}, "args": None}
+    ]
     done = [task async for task in execute_tasks(worker, data, activity)]
     assert done[0].rejected == "create: exescript"
     assert not (tmp_path / "refused").exists()

@@ -323,7 +323,10 @@ async def test_channel_reports_the_runtimes_reason(tmp_path: Path) -> None:
     with pytest.raises(ChannelError) as caught:
         await channel.create(REQUEST)
     assert caught.value.code == "exescript"
-    assert "run attest failed on the provider: spec_mismatch: differs" in str(caught.value)
+    assert caught.value.describe_own() == "create: run attest failed on the provider"
+    # The runtime's words are the provider's: kept apart, shown escaped and marked.
+    assert caught.value.provider_text == "spec_mismatch: differs"
+    assert 'the provider says (untrusted): "spec_mismatch: differs"' in str(caught.value)
     await channel.close()
     assert list(tmp_path.iterdir()) == []
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
@@ -273,8 +274,11 @@ StartProvider = Callable[..., contextlib.AbstractAsyncContextManager[Provider]]
 
 
 def staging_leftovers(out_dir: Path) -> list[Path]:
-    """Temporary folders the requestor may have left beside ``out_dir`` (``.<name>.*``)."""
-    return sorted(out_dir.parent.glob(f".{out_dir.name}.*"))
+    """Temporary folders the requestor may have left beside ``out_dir``: its private staging
+    folders (``.golem-graphene-staging-*``) and any ``.<name>.*``."""
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.*")) + sorted(
+        out_dir.parent.glob(f"{STAGING_PREFIX}*")
+    )
 
 
 # --- reference runs and the CLI -----------------------------------------------------------------

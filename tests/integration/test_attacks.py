@@ -221,8 +221,11 @@ async def test_untrusted_simulation_root_is_refused(
     spec_dir = provider.spec(SHELL)
     async with provider.requestor(identity, spec_dir, trusted_simulation_roots=()) as requestor:
         err = await expect_refusal(requestor, spec_dir, tmp_path / "out", shell_inputs)
-    assert (err.step, err.code) == ("attest", "usage")
-    assert provider.root_fingerprint in str(err)
+    # The quote's chain ends in a root nobody trusted: refused as such, and the message never
+    # offers the provider's own root fingerprint to copy into a policy (issue 15, item 6).
+    assert (err.step, err.code) == ("attest", "untrusted_root")
+    assert provider.root_fingerprint not in str(err)
+    assert "never by one taken from the provider" in str(err)
 
 
 async def test_debug_enclave_is_refused_by_default(

@@ -144,6 +144,21 @@ def test_bad_numbers_are_argparse_errors(
     assert "invalid" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("age", ["inf", "1e300", "nan", "-5", "0"])
+def test_a_collateral_age_that_is_no_duration_is_a_usage_error(phala: list[str], age: str) -> None:
+    """``inf`` once ended in ``internal error: OverflowError`` (issue 15, item 7): the
+    installed command refuses it as a usage error naming the flag, exit 2."""
+    import subprocess
+
+    cli = Path(sys.executable).parent / "golem-graphene"
+    done = subprocess.run(
+        [cli, *phala, "--max-collateral-age", age], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: --max-collateral-age takes positive seconds" in done.stderr
+    assert "internal error" not in done.stderr
+
+
 @pytest.mark.parametrize("which", [1, 3, 5])
 def test_unreadable_files(
     capsys: pytest.CaptureFixture[str], phala: list[str], tmp_path: Path, which: int

@@ -26,6 +26,7 @@ from golem_graphene._cli import main
 from golem_graphene.protocol.binding import Transcript, new_nonce, new_task_id
 from golem_graphene.protocol.messages import Evidence
 from golem_graphene.sealing.age import encrypt_stream
+from golem_graphene.sealing.input_manifest import InputManifest
 from golem_graphene.sealing.keys import X25519Identity
 from golem_graphene.sealing.receipt import (
     Measurement,
@@ -62,6 +63,7 @@ class Files:
     outputs: Path
     identity: Path
     collateral: Path
+    manifest: Path
     fingerprint: str
     task_id: str
 
@@ -96,11 +98,12 @@ def make_files(tmp_path: Path, *, simulated: bool = False, embed_collateral: boo
             )
         )
     runner = "sim" if simulated else "gramine-sgx"
+    manifest = InputManifest(task_id=t.task_id, args=("-c", "answer"), inputs=())
     receipt = Receipt(
         task_id=t.task_id,
         nonce=t.nonce,
         measurement=Measurement(mrenclave=tp.MRENCLAVE, runner=runner, simulated=simulated),
-        input_manifest_sha256=bytes(32),
+        input_manifest_sha256=manifest.digest(),
         exit_status=3,
         termination="exited",
         outputs=entries,
@@ -127,6 +130,7 @@ def make_files(tmp_path: Path, *, simulated: bool = False, embed_collateral: boo
         outputs=outputs,
         identity=tmp_path / "key.txt",
         collateral=tmp_path / "collateral.json",
+        manifest=tmp_path / "input-manifest.json",
         fingerprint=pki.anchor().fingerprint,
         task_id=t.task_id.hex(),
     )
@@ -134,6 +138,7 @@ def make_files(tmp_path: Path, *, simulated: bool = False, embed_collateral: boo
     files.root.write_bytes(pki.root.public_bytes(serialization.Encoding.PEM))
     files.identity.write_text(f"# test key\n{requestor.to_string()}\n")
     files.collateral.write_text(case.collateral_json())
+    files.manifest.write_bytes(manifest.canonical_bytes())
     return files
 
 
@@ -144,7 +149,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str
 
 
 def base_args(f: Files, *extra: str | Path) -> list[str | Path]:
-    return [f.bundle, "--root", f.root, "--at", AT, *extra]
+    """The bundle, its test root, the time, and a pinned measurement (unless ``extra`` pins)."""
+    pin = [] if "--mrenclave" in extra else ["--mrenclave", tp.MRENCLAVE.hex()]
+    return [f.bundle, "--root", f.root, "--at", AT, *pin, *extra]
 
 
 def test_ok_human(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,7 +233,7 @@ def test_intel_root_refuses_a_test_pki_bundle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = make_files(tmp_path)
-    code, _, err = run(capsys, f.bundle, "--at", AT)
+    code, _, err = run(capsys, f.bundle, "--at", AT, "--mrenclave", tp.MRENCLAVE.hex())
     assert code == 1
     assert err.startswith("FAIL: untrusted_root: ")
 
@@ -243,6 +250,38 @@ def test_simulated_needs_explicit_trust(tmp_path: Path, capsys: pytest.CaptureFi
     assert json.loads(out)["simulated"] is True
 
 
+def test_simulated_root_trusted_by_fingerprint_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for ``run``, ``--trust-simulated-root FP`` is enough: the quote's own chain ends in
+    the root with that fingerprint, so no ``--root`` file is needed (issue 14, item 5)."""
+    f = make_files(tmp_path, simulated=True)
+    pin = ["--mrenclave", tp.MRENCLAVE.hex()]
+    code, _, err = run(capsys, f.bundle, "--at", AT, *pin, "--trust-simulated-root", f.fingerprint)
+    assert code == 0, err
+    # Another fingerprint is no trust at all: the default root refuses the chain, and the
+    # message never offers the chain's own fingerprint to copy.
+    other = "ab" * 32
+    code, _, err = run(capsys, f.bundle, "--at", AT, *pin, "--trust-simulated-root", other)
+    assert code == 1
+    assert "\nFAIL: untrusted_root: " in err
+    assert f.fingerprint not in err
+
+
+def test_no_pinned_measurement_is_said_loudly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = make_files(tmp_path)
+    code, _, err = run(capsys, f.bundle, "--root", f.root, "--at", AT)
+    assert code == 0, err
+    assert "WARNING: NO MEASUREMENT IS PINNED" in err
+    assert "ANY enclave is accepted" in err
+    assert tp.MRENCLAVE.hex() in err
+    code, _, err = run(capsys, *base_args(f))
+    assert code == 0, err
+    assert "NO MEASUREMENT" not in err
+
+
 def test_collateral_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = make_files(tmp_path, embed_collateral=False)
     code, _, err = run(capsys, *base_args(f))
@@ -250,6 +289,105 @@ def test_collateral_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert err.startswith("FAIL: receipt_no_collateral: ")
     code, _, err = run(capsys, *base_args(f, "--collateral", f.collateral))
     assert code == 0, err
+
+
+def test_the_input_manifest_sent_is_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The receipt is a public proof of what ran: given the manifest that was sent, its
+    digest must be the receipt's (issue 15, item 5)."""
+    f = make_files(tmp_path)
+    code, out, err = run(capsys, *base_args(f, "--input-manifest", f.manifest, "--json"))
+    assert code == 0, err
+    assert json.loads(out)["input_manifest_checked"] is True
+    other = InputManifest(task_id=bytes.fromhex(f.task_id), args=("-c", "another"), inputs=())
+    f.manifest.write_bytes(other.canonical_bytes())
+    code, out, err = run(capsys, *base_args(f, "--input-manifest", f.manifest, "--json"))
+    assert code == 1
+    assert err.startswith("FAIL: receipt_input_manifest: ")
+    assert other.digest().hex() in err
+    assert json.loads(out)["error"]["code"] == "receipt_input_manifest"
+    f.manifest.write_text("{not json")
+    code, _, err = run(capsys, *base_args(f, "--input-manifest", f.manifest))
+    assert code == 2
+    assert "the input manifest" in err
+
+
+def test_run_output_folders_are_taken_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--outputs`` names the folder run wrote: its ``.sealed`` copies and its
+    ``.input-manifest.json`` are found there (issue 14, item 5)."""
+    f = make_files(tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    f.outputs.rename(results / ".sealed")
+    f.manifest.rename(results / ".input-manifest.json")
+    code, out, err = run(capsys, *base_args(f, "--outputs", results, "-i", f.identity, "--json"))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["plaintexts_checked"] and result["input_manifest_checked"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda t: t.replace('"exit_status":3', '"exit_status":0,"exit_status":3'), "exit_status"),
+        (lambda t: t.replace('{"protocol"', '{"receipt":{"bogus":1},"protocol"', 1), "receipt"),
+        (lambda t: t.replace('"signature":', '"signature":"00","signature":', 1), "signature"),
+        (lambda t: t.replace('"outputs":', '"outputs":[],"outputs":', 1), "outputs"),
+        (lambda t: t.replace('"runner":', '"runner":"sim","runner":', 1), "runner"),
+    ],
+    ids=["exit-status", "receipt-first", "signature", "outputs", "evidence-runner"],
+)
+def test_a_bundle_with_a_duplicated_key_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, where: str
+) -> None:
+    """The last value is the signed one, so a lenient parser would say OK; another reader that
+    keeps the first value reads a different receipt from a file called OK (issue 15, item 4)."""
+    f = make_files(tmp_path)
+    text = f.bundle.read_text()
+    edited = edit(text)
+    assert edited != text
+    f.bundle.write_text(edited)
+    code, out, err = run(capsys, *base_args(f, "--json"))
+    assert code == 1, err
+    assert err.startswith("FAIL: receipt_format: invalid ReceiptBundle: duplicate object key")
+    assert where in err
+    assert json.loads(out)["error"]["code"] == "receipt_format"
+
+
+def test_a_duplicated_key_through_the_installed_cli(tmp_path: Path) -> None:
+    import subprocess
+
+    f = make_files(tmp_path)
+    f.bundle.write_text(
+        f.bundle.read_text().replace('"exit_status":3', '"exit_status":0,"exit_status":3')
+    )
+    cli = Path(sys.executable).parent / "golem-graphene"
+    done = subprocess.run(
+        [cli, "verify-receipt", *(str(a) for a in base_args(f))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("FAIL: receipt_format: ")
+
+
+def test_a_bad_signature_names_the_key_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No ``expected None`` (issue 15, item 6): only the values known are shown."""
+    f = make_files(tmp_path)
+    obj: dict[str, Any] = json.loads(f.bundle.read_bytes())
+    obj["receipt"]["exit_status"] = 0
+    f.bundle.write_text(json.dumps(obj))
+    code, _, err = run(capsys, *base_args(f))
+    assert code == 1
+    assert err.startswith("FAIL: receipt_signature: ")
+    assert "None" not in err
+    assert obj["signing_key"] in err
 
 
 def test_malformed_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

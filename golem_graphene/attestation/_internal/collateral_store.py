@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import CollateralSourceError
 from golem_graphene.limits import MAX_CACHED_COLLATERAL_DOCUMENTS, MAX_PCS_RESPONSE_BYTES
 
@@ -205,9 +206,9 @@ def _decode_entry(data: bytes, name: str) -> CachedResponse:
     if len(data) > _MAX_ENTRY_BYTES:
         raise ValueError(f"larger than {_MAX_ENTRY_BYTES} bytes")
     try:
-        entry: Any = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+        entry: Any = parse_json(data)
+    except CanonicalJsonError as exc:
+        raise ValueError(f"not JSON: {exc.describe()}") from None
     if not isinstance(entry, dict):
         raise ValueError("not a JSON object")
     if entry.get("format") != _FORMAT:

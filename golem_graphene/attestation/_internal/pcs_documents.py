@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes
 from cryptography import x509
 
 from golem_graphene.attestation.collateral import QeIdentity, TcbInfo
+from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import CollateralFormatError, CollateralSourceError
 from golem_graphene.limits import MAX_CHAIN_CERTS
 
@@ -144,6 +145,10 @@ def _split_signed_body(body: bytes, member: str, what: str, source: str) -> tupl
             f"the {what} response from {source} is not UTF-8 text: {exc.reason} at byte {exc.start}"
         ) from None
     where = f"the {what} response from {source}"
+    try:  # the strict rules for the whole body; the split below keeps the signed text exact
+        parse_json(text)
+    except CanonicalJsonError as exc:
+        raise CollateralFormatError(f"{where} is not valid JSON: {exc.describe()}") from None
     members = json_members(text, where)
     unknown = sorted(set(members) - {member, "signature"})
     if unknown:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from golem_graphene.canonical_json import parse_json
 from golem_graphene.errors import Error
 from golem_graphene.limits import MAX_EVENT_MESSAGE_CHARS
 from golem_graphene.protocol.binding import format_task_id, new_task_id
@@ -56,11 +56,12 @@ _STEP_MESSAGE_CHARS = 2000
 
 
 def _step_failure(result: CommandResult) -> str:
-    """The runtime's reason for a failed command: its JSON answer, else stderr, else message."""
+    """The runtime's reason for a failed command (the provider's words: shown escaped and
+    marked by :class:`ChannelError`): its JSON answer, else stderr, else the message."""
     for line in reversed(result.stdout.strip().splitlines()):
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            answer = json.loads(line)
-            if answer.get("ok") is False:
+        with contextlib.suppress(Error, AttributeError):
+            answer = parse_json(line)
+            if isinstance(answer, dict) and answer.get("ok") is False:
                 return f"{answer.get('code')}: {answer.get('message')}"[:_STEP_MESSAGE_CHARS]
     text = result.stderr.strip() or result.message.strip() or "no reason given"
     return text[-_STEP_MESSAGE_CHARS:]
@@ -106,9 +107,9 @@ class GolemChannel:
         for result in results:
             if not result.ok:
                 raise ChannelError(
-                    f"{what}: {_describe(result.command)} failed on the provider: "
-                    f"{_step_failure(result)}",
+                    f"{what}: {_describe(result.command)} failed on the provider",
                     code="exescript",
+                    provider_text=_step_failure(result),
                 )
         if len(results) != len(commands):
             raise ChannelError(f"{what}: the activity ran only part of the batch")
@@ -212,7 +213,10 @@ class GolemChannel:
                 ],
             )
         except ChannelError as exc:
-            self._state, self._failure = "failed", exc.describe()
+            # The failed event's message is the provider's words: ours plus what it said.
+            self._state, self._failure = "failed", exc.describe_own()
+            if exc.provider_text:
+                self._failure += f": {exc.provider_text}"
             return
         self._receipt = receipt
         self._state = "done"

@@ -1,8 +1,10 @@
 """Output files that appear at their final path only when complete (temp file, fsync, rename).
 
-The temporary file is created next to the destination (same filesystem, so the rename is atomic)
-with mode 0600, and is removed on every failure path: a reader of the destination sees either
-nothing (or the old file) or the complete, verified output, never a prefix.
+The temporary file is created with mode 0600 in a private staging folder next to the destination
+(the same filesystem, so the rename is atomic; :mod:`golem_graphene._internal.staging` also
+sweeps the folders of processes killed before they could clean up), and is removed on every
+failure path: a reader of the destination sees either nothing (or the old file) or the
+complete, verified output, never a prefix.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from golem_graphene._internal.staging import StagingArea
 from golem_graphene.errors import SealingError, UsageError
 
 
@@ -28,7 +30,8 @@ def check_output_path(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
 
 
 class AtomicOutput:
-    """A temporary file beside ``dst``; :meth:`commit` moves it into place, anything else drops it.
+    """A temporary file in a private staging folder beside ``dst``; :meth:`commit` moves it into
+    place, anything else drops it.
 
     Raises UsageError if ``dst`` exists and ``overwrite`` is false (checked at creation and again,
     atomically, at commit) or if the temporary file cannot be created.
@@ -38,13 +41,21 @@ class AtomicOutput:
         self.path = check_output_path(dst, overwrite=overwrite)
         self._overwrite = overwrite
         directory = self.path.parent
+        # In a private staging folder: a prefix of plaintext never stays where SIGKILL leaves
+        # it for longer than until the next command that writes into this folder.
+        staging: StagingArea | None = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            staging = StagingArea(directory)
+            self.temp_path = staging.path / self.path.name
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(self.temp_path, flags, 0o600)
         except OSError as exc:
+            if staging is not None:
+                staging.remove()
             raise UsageError(
                 f"cannot create a temporary file in {str(directory)!r}: {exc.strerror or exc}"
             ) from exc
-        self.temp_path = Path(tmp)
+        self._staging = staging
         self.file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed in commit/discard
         self._done = False
 
@@ -72,6 +83,7 @@ class AtomicOutput:
             self.discard()
             raise
         self._done = True
+        self._staging.remove()
         with contextlib.suppress(OSError):
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
             try:
@@ -104,6 +116,7 @@ class AtomicOutput:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
+        self._staging.remove()
 
     def __enter__(self) -> AtomicOutput:
         return self

@@ -574,7 +574,7 @@ def test_parser_quote_body(quote_body: str, message: str) -> None:
         (b"[1, 2]", "JSON object"),
         (b'"OK"', "JSON object"),
         (b'{"version": NaN}', "not valid JSON"),
-        (b'{"id": "1", "id": "2"}', "duplicate key"),
+        (b'{"id": "1", "id": "2"}', "duplicate object key"),
         (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
     ],
 )

@@ -8,6 +8,7 @@ for another requestor's task), JSON error bodies with stable codes, body and upl
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -208,6 +209,15 @@ async def test_bad_create_requests_are_json_errors(
 async def test_malformed_json_is_a_json_error(api: Api) -> None:
     response = await api.client.post("/v1/tasks", data=b"{not json", headers=api.auth())
     assert await error_of(response, 400) == "protocol"
+
+
+async def test_a_create_body_with_a_duplicated_key_is_refused(api: Api) -> None:
+    """Two ``nonce`` members: the API would bind one, a log or proxy might read the other."""
+    body = api.create_body()
+    text = json.dumps(body)[:-1] + f', "nonce": "{"00" * 32}"}}'
+    response = await api.client.post("/v1/tasks", data=text.encode(), headers=api.auth())
+    assert await error_of(response, 400) == "protocol"
+    assert api.engine.store.all() == []
 
 
 @pytest.mark.parametrize(

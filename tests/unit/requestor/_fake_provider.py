@@ -88,6 +88,8 @@ class FakeProvider:
         """Per file name (``receipt.json``, ``<output>.age``): rewrite it on download."""
         self.misreport: dict[str, dict[str, Any]] = {}
         """Per output name: fields the enclave itself gets wrong in the receipt it signs."""
+        self.signed_manifest: bytes | None = None
+        """When set, the input manifest digest the enclave signs instead of the manifest's."""
 
     def _task(self, ref: TaskRef) -> _Task:
         task = self.tasks.get(ref.task_id)
@@ -190,7 +192,7 @@ class FakeProvider:
             measurement=Measurement(
                 mrenclave=self.identity.mrenclave, runner="sim", simulated=True
             ),
-            input_manifest_sha256=manifest.digest(),
+            input_manifest_sha256=self.signed_manifest or manifest.digest(),
             exit_status=code,
             termination="exited",
             outputs=tuple(entries),

@@ -81,7 +81,8 @@ async def test_error_answers_keep_the_providers_code(serve: Any, status: int, co
     with pytest.raises(ChannelError) as caught:
         await channel.start(TASK)
     assert (caught.value.code, caught.value.status) == (code, status)
-    assert f"provider answered {status}: nope" in str(caught.value)
+    assert f"provider answered HTTP {status} ({code})" in str(caught.value)
+    assert caught.value.provider_text == "nope"
 
 
 async def test_a_non_json_error_is_still_a_channel_error(serve: Any) -> None:

@@ -18,16 +18,20 @@ from typing import Any
 import pytest
 from _fake_provider import MRENCLAVE, MRSIGNER, FakeProvider
 
+from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.protocol.messages import TaskEvent
 from golem_graphene.requestor.channel import TaskRef
 from golem_graphene.requestor.client import (
+    INPUT_MANIFEST_FILE,
+    LocalProgress,
     ProviderTaskError,
     Requestor,
     RequestorPolicy,
     TaskStepError,
 )
 from golem_graphene.sealing.age import encrypt_stream
+from golem_graphene.sealing.input_manifest import InputManifest
 from golem_graphene.sealing.keys import X25519Identity
 
 SPEC = """\
@@ -96,7 +100,8 @@ def requestor(provider: FakeProvider, **overrides: Any) -> Requestor:
 
 
 def leftovers(out: Path) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.*"))
+    """Temporary files beside ``out``: the private staging folders (and any ``.out.*``)."""
+    return sorted(out.parent.glob(f".{out.name}.*")) + sorted(out.parent.glob(f"{STAGING_PREFIX}*"))
 
 
 # --- the whole flow -----------------------------------------------------------------------------
@@ -108,8 +113,11 @@ async def test_run_delivers_verified_outputs_and_deletes_the_task(
     fake = FakeProvider(platform)
     out = tmp_path / "deep" / "results"
     events: list[TaskEvent] = []
+    progress: list[LocalProgress] = []
     async with requestor(fake) as r:
-        result = await r.run(spec, inputs, out, args=["x", "y"], on_event=events.append)
+        result = await r.run(
+            spec, inputs, out, args=["x", "y"], on_event=events.append, on_progress=progress.append
+        )
     assert result.exit_status == 0
     assert (out / "out").read_bytes() == inputs["a"].read_bytes() + inputs["b"].read_bytes()
     assert (out / "stdout").read_bytes() == b"x y"
@@ -125,8 +133,21 @@ async def test_run_delivers_verified_outputs_and_deletes_the_task(
     assert leftovers(out) == []
     assert [c[0] for c in fake.calls] == ["create", "start", "delete", "close"]
     assert [e.state for e in events][-1] == "done"
-    # Upload progress is reported too, with the plaintext byte counts.
-    assert any(e.bytes_done == inputs["a"].stat().st_size for e in events)
+    # The requestor's own progress, apart from the provider's events: the task's creation,
+    # each upload (plaintext bytes) and each download (ciphertext bytes), with phase times.
+    assert [p.name for p in progress if p.phase == "created"] == [result.task_id]
+    uploads = [p for p in progress if p.phase == "upload" and p.finished]
+    assert [(p.name, p.done) for p in uploads] == [
+        ("a", inputs["a"].stat().st_size),
+        ("b", inputs["b"].stat().st_size),
+    ]
+    downloads = {p.name: p.done for p in progress if p.phase == "download" and p.finished}
+    assert downloads == {o.name: o.ciphertext_size for o in result.receipt.receipt.outputs}
+    # The input manifest that was sealed is kept beside the receipt, and its digest is the
+    # one the receipt carries.
+    manifest = InputManifest.from_json((out / INPUT_MANIFEST_FILE).read_bytes())
+    assert manifest.digest() == result.receipt.receipt.input_manifest_sha256
+    assert manifest.args == ("x", "y")
 
 
 async def test_failed_task_is_cancelled_and_nothing_lands(
@@ -200,7 +221,7 @@ async def test_attest_binds_this_task(platform: SimPlatform, spec: Path) -> None
     ("overrides", "code", "found"),
     [
         ({"expected_mrenclave": ("00" * 32,)}, "policy_mrenclave", MRENCLAVE.hex()),
-        ({"trusted_simulation_roots": ()}, "usage", "trusted_simulation_roots"),
+        ({"trusted_simulation_roots": ()}, "untrusted_root", "Intel SGX Root CA"),
         ({"accept_tcb": ("OutOfDate",)}, "policy_tcb_status", "UpToDate"),
     ],
     ids=["measurement", "untrusted-root", "tcb-status"],
@@ -215,6 +236,8 @@ async def test_attest_refuses_what_the_policy_does_not_accept(
             await r.attest(created)
     assert (caught.value.step, caught.value.code) == ("attest", code)
     assert found in str(caught.value)
+    # Never a suggestion to trust what the provider sent: its root's fingerprint is not shown.
+    assert platform.root_fingerprint not in str(caught.value)
 
 
 async def test_debug_enclaves_need_an_explicit_opt_in(platform: SimPlatform, spec: Path) -> None:
@@ -228,15 +251,26 @@ async def test_debug_enclaves_need_an_explicit_opt_in(platform: SimPlatform, spe
     assert task.verified.report_body.debug
 
 
-async def test_attest_needs_an_expected_measurement(
+async def test_without_a_pin_the_measurement_of_a_local_build_is_expected(
     platform: SimPlatform, spec: Path, tmp_path: Path
 ) -> None:
+    """Neither the policy nor the spec pins the enclave: the requestor builds the spec itself
+    (a reproducible build the provider cannot influence) and expects that measurement; the
+    fake enclave's own measurement is not it."""
+    from golem_graphene.requestor.measure import measure_locally
+
+    built = measure_locally(spec / "task.toml", "sim")
     fake = FakeProvider(platform)
     async with requestor(fake, expected_mrenclave=()) as r:
         with pytest.raises(TaskStepError) as caught:
             await r.attest(await r.create(spec))
-    assert (caught.value.step, caught.value.code) == ("attest", "usage")
-    assert "no expected measurement" in str(caught.value)
+    assert (caught.value.step, caught.value.code) == ("attest", "policy_mrenclave")
+    assert built in str(caught.value)
+    async with requestor(
+        FakeProvider(platform, mrenclave=bytes.fromhex(built)), expected_mrenclave=()
+    ) as r:
+        task = await r.attest(await r.create(spec))
+    assert task.verified.report_body.mrenclave.hex() == built
 
 
 @pytest.mark.parametrize(
@@ -244,7 +278,8 @@ async def test_attest_needs_an_expected_measurement(
     [
         (f'[attestation]\nmrenclave = {{ sim = "{MRENCLAVE.hex()}" }}', None),
         (f'[attestation]\nmrenclave = {{ sim = "{"11" * 32}" }}', "policy_mrenclave"),
-        (f'[attestation]\nmrenclave = {{ gramine-sgx = "{MRENCLAVE.hex()}" }}', "usage"),
+        # A pin for another runner only: the sim measurement comes from a local build.
+        (f'[attestation]\nmrenclave = {{ gramine-sgx = "{MRENCLAVE.hex()}" }}', "policy_mrenclave"),
         (f'[attestation]\nmrsigner = "{MRSIGNER.hex()}"', None),
         (f'[attestation]\nmrsigner = "{"22" * 32}"', "policy_mrsigner"),
     ],
@@ -298,8 +333,10 @@ async def test_attest_gives_up_after_its_timeout(platform: SimPlatform, spec: Pa
         created = await r.create(spec)
         with pytest.raises(TaskStepError) as caught:
             await r.attest(created, timeout=0.2)
-    assert caught.value.step == "attest"
-    assert "no attested state within 0.2 s" in str(caught.value)
+    assert (caught.value.step, caught.value.code) == ("attest", "deadline")
+    message = str(caught.value)
+    assert "did not attest within the attest deadline of 0.2 s" in message
+    assert "last state was launching (event 0)" in message
 
 
 # --- step 4 -------------------------------------------------------------------------------------
@@ -473,7 +510,9 @@ async def test_fetch_never_overwrites_a_non_empty_folder(
     async with requestor(fake) as r:
         with pytest.raises(TaskStepError) as caught:
             await r.run(spec, inputs, out)
-    assert (caught.value.step, caught.value.code) == ("fetch", "usage")
+    # Found before the provider does any work (issue 14, item 4).
+    assert (caught.value.step, caught.value.code) == ("prepare", "usage")
+    assert [c[0] for c in fake.calls] == ["close"]
     assert sorted(p.name for p in out.iterdir()) == ["precious"]
     assert (out / "precious").read_text() == "keep me"
     assert leftovers(out) == []
@@ -498,3 +537,20 @@ async def test_start_refuses_an_unknown_task(platform: SimPlatform, spec: Path) 
         with pytest.raises(TaskStepError) as caught:
             await r.start(task)
     assert (caught.value.step, caught.value.code) == ("start", "not_found")
+
+
+async def test_a_receipt_for_another_input_manifest_is_refused(
+    platform: SimPlatform, spec: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The enclave signed a receipt naming another input manifest (another run's inputs or
+    arguments): the requestor compares it with the manifest it sealed (issue 15, item 5)."""
+    fake = FakeProvider(platform)
+    fake.signed_manifest = b"\x07" * 32
+    out = tmp_path / "out"
+    async with requestor(fake) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.run(spec, inputs, out)
+    assert (caught.value.step, caught.value.code) == ("fetch", "receipt_input_manifest")
+    assert "07" * 32 in str(caught.value)
+    assert not out.exists()
+    assert leftovers(out) == []

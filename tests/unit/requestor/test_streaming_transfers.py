@@ -10,6 +10,7 @@ thread failing half-way, without a thread left behind.
 from __future__ import annotations
 
 import asyncio
+import stat
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from _fake_provider import MRENCLAVE, FakeProvider
 
+from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.errors import SealingError
 from golem_graphene.host.sim.platform import SimPlatform
 from golem_graphene.requestor import client as client_module
@@ -28,6 +30,7 @@ from golem_graphene.requestor.client import (
     RequestorPolicy,
     TaskStepError,
 )
+from golem_graphene.requestor.record import TaskRecord
 from golem_graphene.sealing.keys import X25519Identity
 
 SPEC = """\
@@ -103,7 +106,8 @@ def requestor(provider: FakeProvider) -> Requestor:
 
 
 def leftovers(out: Path) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.*"))
+    """Temporary files beside ``out``: the private staging folders (and any ``.out.*``)."""
+    return sorted(out.parent.glob(f".{out.name}.*")) + sorted(out.parent.glob(f"{STAGING_PREFIX}*"))
 
 
 def workers() -> list[str]:
@@ -141,7 +145,8 @@ async def test_an_output_is_checked_and_opened_while_it_streams(
     out = tmp_path / "out"
     async with requestor(provider) as r:
         result = await r.run(spec, {"a": big_input}, out)
-    assert provider.streamed == ["out.age", "stdout.age", "stderr.age"]
+    # The receipt streams too (under the same minimum-rate guard), before any output.
+    assert provider.streamed == ["receipt.json", "out.age", "stdout.age", "stderr.age"]
     assert result.outputs["out"].read_bytes() == big_input.read_bytes()
     assert result.receipt.outputs_checked and result.receipt.plaintexts_checked
     task = next(iter(provider.tasks.values()), None)
@@ -316,3 +321,72 @@ async def test_an_upload_answered_too_early_fails_instead_of_hanging(
     assert (caught.value.step, caught.value.code) == ("send_inputs", "protocol")
     assert "before it had all of input 'a'" in str(caught.value)
     assert workers() == []
+
+
+async def test_a_broken_download_keeps_the_task_and_resume_fetches_it(
+    platform: SimPlatform, spec: Path, big_input: Path, tmp_path: Path
+) -> None:
+    """Issue 14, item 9: a download that breaks off leaves the task on the provider and its
+    record; :meth:`Requestor.resume` fetches it later with every check, all or nothing."""
+    provider = StreamingProvider(platform, piece=65_536)
+    provider.break_after = 5 << 20
+    records = tmp_path / "records"
+    out = tmp_path / "out"
+    identity = X25519Identity.generate()
+    policy = RequestorPolicy(
+        trusted_simulation_roots=(platform.root_fingerprint,),
+        expected_mrenclave=(MRENCLAVE.hex(),),
+    )
+    async with Requestor(provider, identity=identity, policy=policy) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.run(spec, {"a": big_input}, out, records=records)
+    assert (caught.value.step, caught.value.code) == ("fetch", "channel")
+    assert not out.exists() and leftovers(out) == []
+    assert not any(call == "cancel" for call, _ in provider.calls)
+    [path] = records.iterdir()
+    record = TaskRecord.load(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert record.input_manifest is not None and record.mrenclave == MRENCLAVE
+    assert path.name == f"{record.task_id.hex()}.json"
+
+    # Another identity, or a changed spec: refused before the provider is asked anything.
+    async with Requestor(provider, identity=X25519Identity.generate(), policy=policy) as r:
+        with pytest.raises(TaskStepError) as wrong:
+            await r.resume(record, out)
+    assert (wrong.value.step, wrong.value.code) == ("prepare", "usage")
+
+    provider.break_after = None
+    # No measurement in the policy: the one that attested when the task ran is pinned.
+    unpinned = RequestorPolicy(trusted_simulation_roots=(platform.root_fingerprint,))
+    async with Requestor(provider, identity=identity, policy=unpinned) as r:
+        result = await r.resume(record, out)
+    assert result.outputs["out"].read_bytes() == big_input.read_bytes()
+    assert result.receipt.plaintexts_checked
+    assert ("delete", record.task_id.hex()) in provider.calls
+    assert leftovers(out) == []
+
+
+async def test_resume_refuses_a_changed_spec(
+    platform: SimPlatform, spec: Path, big_input: Path, tmp_path: Path
+) -> None:
+    provider = StreamingProvider(platform, piece=65_536)
+    provider.break_after = 1 << 20
+    records = tmp_path / "records"
+    identity = X25519Identity.generate()
+    async with Requestor(provider, identity=identity, policy=_policy(platform)) as r:
+        with pytest.raises(TaskStepError):
+            await r.run(spec, {"a": big_input}, tmp_path / "out", records=records)
+    [path] = records.iterdir()
+    (spec / "task.toml").write_text((spec / "task.toml").read_text() + "\n# edited\n")
+    async with Requestor(provider, identity=identity, policy=_policy(platform)) as r:
+        with pytest.raises(TaskStepError) as caught:
+            await r.resume(TaskRecord.load(path), tmp_path / "out")
+    assert (caught.value.step, caught.value.code) == ("prepare", "usage")
+    assert "changed since the task was created" in str(caught.value)
+
+
+def _policy(platform: SimPlatform) -> RequestorPolicy:
+    return RequestorPolicy(
+        trusted_simulation_roots=(platform.root_fingerprint,),
+        expected_mrenclave=(MRENCLAVE.hex(),),
+    )
