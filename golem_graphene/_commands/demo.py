@@ -29,7 +29,6 @@ def register(sub: Any) -> None:
         "demo",
         help="run a confidential task end to end on a local sim provider",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--spec", default=DEMO_SPEC, help=f"spec from task_specs/ (default {DEMO_SPEC})")
     p.add_argument("--specs-dir", help="folder of task specs (default: ./task_specs)")

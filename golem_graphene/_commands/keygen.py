@@ -23,7 +23,6 @@ def register(sub: Any) -> None:
         "keygen",
         help="generate an age X25519 identity (like age-keygen)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write the identity to FILE (mode 0600)")
     p.add_argument("--force", action="store_true", help="overwrite an existing FILE")

@@ -31,7 +31,6 @@ def register(sub: Any) -> None:
         "open",
         help="decrypt an age file with X25519 identities (like age -d -i)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", nargs="?", metavar="IN", help="age file to open (default: stdin)")
     p.add_argument(

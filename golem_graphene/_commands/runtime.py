@@ -6,7 +6,6 @@ The same command line as ``python -m golem_graphene.runtime``; see
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from golem_graphene.runtime.cli import add_arguments, dispatch
@@ -18,7 +17,6 @@ def register(sub: Any) -> None:
         "runtime",
         help="the Golem ExeUnit runtime gramine-sgx (test, offer-template, deploy, start, run)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=dispatch)

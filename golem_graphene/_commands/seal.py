@@ -26,7 +26,6 @@ def register(sub: Any) -> None:
         "seal",
         help="encrypt a file to age X25519 recipients (like age -r)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", nargs="?", metavar="IN", help="file to seal (default: stdin)")
     p.add_argument(

@@ -59,7 +59,6 @@ def register(sub: Any) -> None:
         "verify-quote",
         help="verify an SGX DCAP quote with its collateral (or a legacy IAS report)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("quote_file", nargs="?", metavar="QUOTE_FILE", help="raw DCAP v3 quote bytes")
     src = p.add_argument_group("collateral")

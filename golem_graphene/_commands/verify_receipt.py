@@ -58,7 +58,6 @@ def register(sub: Any) -> None:
         "verify-receipt",
         help="verify a receipt bundle offline: quote, binding, signature, outputs",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("receipt", metavar="RECEIPT", help="receipt bundle JSON file")
     p.add_argument(

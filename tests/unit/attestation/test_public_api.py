@@ -102,7 +102,6 @@ ERROR_NAMES = {
 }
 
 
-
 def test_attestation_names() -> None:
     exported = set(attestation.__all__)
     assert len(exported) == len(attestation.__all__)  # no duplicates
