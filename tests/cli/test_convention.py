@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Cli, err
+from _cli_support import Cli, err
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 

@@ -91,7 +91,11 @@ class HeaderCollector:
         """
         if not self._lines and not line.startswith(_VERSION_PREFIX):
             if _VERSION_PREFIX.startswith(line):
-                raise AgeHeaderError("file ends before the age version line", found=len(line))
+                raise AgeHeaderError(
+                    "not an age file: the input is empty"
+                    if not line
+                    else f"not an age file: the input ends after {len(line)} bytes"
+                )
             raise AgeHeaderError("not an age file: the first line is not an age version line")
         if not line.endswith(b"\n"):
             if len(line) > limits.MAX_AGE_HEADER_LINE:
