@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import signal
 import sys
@@ -245,6 +244,8 @@ def install_signal_handlers() -> None:
 
 def emit_json(obj: dict[str, Any]) -> None:
     """One JSON object on stdout (the ``--json`` contract)."""
+    import json
+
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
