@@ -166,6 +166,8 @@ class Parser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, "command_prog"):  # the innermost command parses first
+            parsed.command_prog = self.prog
         if extras and not self._top_level:
             # Every word after a command word is this command's: name it in the mistake,
             # with this command's usage, not the top level's.
@@ -304,7 +306,8 @@ def _main(words: list[str], selected: str | None, as_json: bool) -> int:
     try:
         code: int = args.func(args)
     except (UsageError, ConfigError) as exc:
-        return _usage(exc.describe(), command=selected, as_json=as_json)
+        command = " ".join(str(getattr(args, "command_prog", PROG)).split()[1:]) or None
+        return _usage(exc.describe(), command=command, as_json=as_json)
     except Error as exc:
         sys.stderr.write(f"FAIL: {exc.code}: {exc.describe()}\n")
         if as_json:
