@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBIAN_PACKAGES := bubblewrap age python3-venv
+# zsh: the completion tests run the zsh script the CLI generates.
+DEBIAN_PACKAGES := bubblewrap age python3-venv zsh
 
 .PHONY: all setup demo test lint typecheck unit golem-live bench clean
 
@@ -19,6 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
 
 # A local provider (sim runner) and requestor run the csv-stats task end to end.
 demo: setup

@@ -144,10 +144,29 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and examples; wraps option help at 100 columns."""
+    """Keeps the line breaks of descriptions and examples; wraps option help at 100 columns.
+
+    Descriptions are often a module's docstring: their reStructuredText markup is shown as
+    plain text (``x`` and `x` as 'x', :mod:`a.b` as a.b, a literal block's ``::`` as ``:``).
+    """
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32, width=100)
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText markup (see :class:`HelpFormatter`)."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"'\1'", text)
+    text = re.sub(r"`([^`]+)`", r"'\1'", text)
+    text = re.sub(r"::$", ":", text, flags=re.MULTILINE)
+    return re.sub(r"^\.\. [a-z-]+::.*$\n?", "", text, flags=re.MULTILINE)
 
 
 class Parser(argparse.ArgumentParser):
@@ -155,7 +174,8 @@ class Parser(argparse.ArgumentParser):
     and accepts the global flags after any command word too."""
 
     def __init__(self, *args: Any, top_level: bool = False, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
+        # One look for every command, whatever formatter its module asked for.
+        kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
         if not top_level:
             _add_global_flags(self, top=False)

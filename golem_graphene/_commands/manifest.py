@@ -38,11 +38,18 @@ def register(sub: Any) -> None:
         "manifest",
         help="render, check and expand Gramine manifests",
         description=__doc__,
+        epilog="example:\n  golem-graphene manifest check agent.manifest\n",
     )
     actions = p.add_subparsers(dest="manifest_action", metavar="ACTION")
     actions.required = True
 
-    r = actions.add_parser("render", help="render a manifest template (like gramine-manifest)")
+    r = actions.add_parser(
+        "render",
+        help="render a manifest template (like gramine-manifest)",
+        description="Render a Jinja manifest template as gramine-manifest does, and check it.",
+        epilog="example:\n  golem-graphene manifest render native/agent.manifest.template "
+        "-D entrypoint=/usr/bin/python3 -o agent.manifest\n",
+    )
     r.add_argument("template", metavar="TEMPLATE", help="Jinja manifest template")
     r.add_argument(
         "-D",
@@ -63,12 +70,24 @@ def register(sub: Any) -> None:
     _add_expand_options(r)
     r.set_defaults(func=_checked(run_render))
 
-    c = actions.add_parser("check", help="validate a manifest")
+    c = actions.add_parser(
+        "check",
+        help="validate a manifest",
+        description="Check a rendered manifest against the rules Gramine documents.",
+        epilog="example:\n  golem-graphene manifest check agent.manifest --json\n",
+    )
     c.add_argument("manifest", metavar="MANIFEST", help="rendered manifest (TOML)")
     c.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     c.set_defaults(func=_checked(run_check))
 
-    e = actions.add_parser("expand", help="measure trusted files (SHA-256) into the manifest")
+    e = actions.add_parser(
+        "expand",
+        help="measure trusted files (SHA-256) into the manifest",
+        description="Measure every trusted file (SHA-256) and write the expanded, canonical "
+        "manifest.",
+        epilog="example:\n  golem-graphene manifest expand agent.manifest --base . "
+        "-o agent.manifest.expanded\n",
+    )
     e.add_argument("manifest", metavar="MANIFEST", help="rendered manifest (TOML)")
     e.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")

@@ -10,6 +10,11 @@ from typing import Any
 
 from golem_graphene.runtime.cli import add_arguments, dispatch
 
+EXAMPLE = """\
+example:
+  golem-graphene runtime test --runner sim
+"""
+
 
 def register(sub: Any) -> None:
     """Add the ``runtime`` command."""
@@ -17,6 +22,7 @@ def register(sub: Any) -> None:
         "runtime",
         help="the Golem ExeUnit runtime gramine-sgx (test, offer-template, deploy, start, run)",
         description=__doc__,
+        epilog=EXAMPLE,
     )
     add_arguments(p)
     p.set_defaults(func=dispatch)

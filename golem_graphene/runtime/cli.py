@@ -66,11 +66,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         epilog="example:\n  golem-graphene runtime offer-template --runner sim --data-dir rt\n",
     )
     _add_runtime_flags(p.add_argument_group("runtime flags"), after_command=True)
-    p = sub.add_parser("deploy", help="validate the task package and prepare the image")
+    p = sub.add_parser(
+        "deploy",
+        help="validate the task package and prepare the image",
+        description="Validate the activity's task package and build its enclave image; a "
+        "DeployResult JSON goes to stdout. The ExeUnit supervisor runs this.",
+        epilog=_SUPERVISED.format("deploy"),
+    )
     p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p = sub.add_parser("start", help="serve the blocking-mode protocol on stdin/stdout")
+    p = sub.add_parser(
+        "start",
+        help="serve the blocking-mode protocol on stdin/stdout",
+        description="Serve ya-runtime-api's protobuf protocol on stdin/stdout for the "
+        "activity's life. The ExeUnit supervisor runs this.",
+        epilog=_SUPERVISED.format("start"),
+    )
     p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p = sub.add_parser("run", help="run one protocol step (process-per-command mode)")
+    p = sub.add_parser(
+        "run",
+        help="run one protocol step (process-per-command mode)",
+        description="Run one protocol step of the task (process-per-command mode).",
+        epilog=_SUPERVISED.format("run --entrypoint status"),
+    )
     p.add_argument("--entrypoint", required=True, help=" | ".join(ENTRYPOINTS))
     p.add_argument("args", nargs=argparse.REMAINDER, help="the entry point's arguments")
     p = sub.add_parser(
@@ -86,7 +103,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--supervisor-path", default="exe-unit", help="the ExeUnit supervisor binary")
     p.add_argument("--force", action="store_true", help="replace files that differ")
     _add_runtime_flags(p.add_argument_group("runtime flags"), after_command=True)
-    sub.add_parser("session-host")  # internal: the process-per-command mode's host
+    # Internal: the process-per-command mode's host (listed by no help).
+    sub.add_parser(
+        "session-host",
+        description="Internal: the host process of the process-per-command mode.",
+        epilog=_SUPERVISED.format("session-host"),
+    )
+
+
+_SUPERVISED = """\
+example (as the ExeUnit supervisor runs it):
+  golem-graphene runtime --workdir W --task-package P --runner sim {}
+"""
 
 
 def _add_runtime_flags(group: Any, *, after_command: bool) -> None:

@@ -102,3 +102,27 @@ def test_a_bad_recipient_is_a_usage_error_naming_it(gg: Cli) -> None:
     assert result.returncode == 2, err(result)
     assert err(result).startswith("error: ")
     assert "age1notarecipient" in err(result)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--at", "yesterday", "--at takes epoch seconds or an ISO 8601 time: found yesterday"),
+        ("--mrenclave", "zz", "--mrenclave takes 64 hex digits"),
+        ("--accept-tcb", "Bogus", "found 'Bogus'"),
+        ("--max-collateral-age", "-5", "--max-collateral-age takes positive seconds"),
+        ("--report-data", "zz", "--report-data takes hex digits"),
+        ("--root", "me.key", "cannot read the root certificate 'me.key': not an X.509"),
+    ],
+)
+def test_verify_quote_mistakes_read_plainly(
+    gg: Cli, work: Path, flag: str, value: str, needle: str
+) -> None:
+    gg("keygen", "-o", "me.key")
+    v = VECTORS / "dcap" / "phala_sgx"
+    result = gg("verify-quote", v / "quote.bin", "--collateral", v / "collateral.json", flag, value)
+    assert result.returncode == 2, err(result)
+    text = err(result)
+    assert text.startswith("error: ") and needle in text
+    for internals in ("expected None", "ParseError", "fromhex", "('", "Traceback"):
+        assert internals not in text, text
