@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # zsh: the completion tests run the zsh script the CLI generates.
 DEBIAN_PACKAGES := bubblewrap age python3-venv zsh
 
-.PHONY: all setup demo test lint typecheck unit golem-live bench clean
+.PHONY: all setup demo test lint typecheck unit golem-live readme-walk bench clean
 
 all: test
 
@@ -27,19 +27,20 @@ demo: setup
 	$(BIN)/golem-graphene demo
 
 lint: setup
-	$(BIN)/ruff check golem_graphene tests bench
-	$(BIN)/ruff format --check golem_graphene tests bench
+	$(BIN)/ruff check golem_graphene tests bench scripts/readme-walk
+	$(BIN)/ruff format --check golem_graphene tests bench scripts/readme-walk
 
 typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
 	# Four processes: unit and conformance tests; the real-sandbox and real-HTTP integration
-	# tests; the hostile-client suite, which starts and kills many providers and sandboxes; the
-	# live Golem tests against a real yagna daemon. Each keeps its process-wide state (event-loop
-	# policy, logging, caches, the yagna daemon) to itself.
+	# tests with the installed CLI run as child processes (tests/cli); the hostile-client suite,
+	# which starts and kills many providers and sandboxes; the live Golem tests against a real
+	# yagna daemon. Each keeps its process-wide state (event-loop policy, logging, caches, the
+	# yagna daemon) to itself.
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem tests/cli
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
 	$(MAKE) --no-print-directory golem-live
 
@@ -49,7 +50,11 @@ golem-live: setup
 	GOLEM_LIVE=require $(BIN)/python -m pytest -q -m golem_live \
 		--basetemp=$(CURDIR)/.pytest-tmp-golem-live tests/golem_live
 
-test: lint typecheck unit
+# The README's commands, in order, in a fresh copy of the checkout with a fresh HOME.
+readme-walk: setup
+	$(BIN)/python scripts/readme-walk
+
+test: lint typecheck unit readme-walk
 
 bench: setup
 	$(BIN)/python bench/verify.py
