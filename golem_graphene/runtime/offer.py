@@ -86,14 +86,16 @@ def _libos_version(runner: str) -> str:
     return gramine_version(runner) or "unknown"
 
 
-def offer_template(settings: RuntimeSettings) -> dict[str, Any]:
+def offer_template(settings: RuntimeSettings, *, check_host: bool = True) -> dict[str, Any]:
     """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": OFFER_CONSTRAINTS}``.
 
     Raises RunnerError when the configured runner cannot run on this host: an offer must not
     claim a runner (and, for ``gramine-sgx``, SGX protection) that the host cannot provide.
+    ``check_host=False`` gives the template such a host would publish (market tests on a host
+    without SGX); the runtime's ``offer-template`` command always checks.
     """
     check = check_runner(settings.runner, allow_insecure=tuple(settings.allow_insecure))
-    if not check.usable:
+    if check_host and not check.usable:
         raise RunnerError(
             f"no offer: the {settings.runner} runner cannot run on this host ({check.detail}); "
             "fix the host, or choose another --runner"
