@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
-        sys.stderr.write(f"interrupted ({name}); nothing was left behind\n")
+        sys.stderr.write(f"interrupted ({name})\n")
         if as_json:
             emit_json({"verdict": "error", "error": {"code": "interrupted", "message": name}})
         return 128 + signum

@@ -333,7 +333,8 @@ async def test_a_launch_failure_fails_the_task_with_its_reason(tmp_path: Path) -
     await asyncio.wait_for(_until(lambda: task.terminal), 5)
     assert task.state is S.FAILED
     assert task.failure == {"code": "runner", "message": "the fake enclave cannot start"}
-    assert not engine.launch_dir(task.task_id).exists()
+    # The launch folder goes on the reclaim thread right after the failure is recorded.
+    await asyncio.wait_for(_until(lambda: not engine.launch_dir(task.task_id).exists()), 5)
     await engine.close()
 
 
