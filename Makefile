@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed-stamp
 # Debian's gcc; its fuzz targets use clang's libFuzzer. It is built into AGENT_BUILD.
 AGENT_PACKAGES := gcc make libsodium-dev
 FUZZ_PACKAGES := clang libclang-rt-14-dev
-DEBIAN_PACKAGES := bubblewrap age time python3-venv umoci skopeo $(AGENT_PACKAGES) $(FUZZ_PACKAGES)
+# zsh: the completion tests run the zsh script the CLI generates.
+DEBIAN_PACKAGES := bubblewrap age time zsh python3-venv umoci skopeo $(AGENT_PACKAGES) \
+	$(FUZZ_PACKAGES)
 AGENT_BUILD := $(CURDIR)/build/agent
 
-.PHONY: all setup demo test lint typecheck unit golem-live bench clean agent agent-package \
-	agent-test-binaries \
-	agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
+.PHONY: all setup demo test lint typecheck unit golem-live readme-walk bench clean agent \
+	agent-package agent-test-binaries agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
 
 all: test
 
@@ -26,6 +27,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 setup: $(STAMP)
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
 
 # The static, reproducible agent binary every image carries: $(AGENT_BUILD)/golem-graphene-agent.
 # The package ships a copy (golem_graphene/host/agent/), so that requestors and providers of one
@@ -62,21 +64,21 @@ demo: setup
 	$(BIN)/golem-graphene demo
 
 lint: setup
-	$(BIN)/ruff check golem_graphene tests bench
-	$(BIN)/ruff format --check golem_graphene tests bench
+	$(BIN)/ruff check golem_graphene tests bench scripts/readme-walk
+	$(BIN)/ruff format --check golem_graphene tests bench scripts/readme-walk
 
 typecheck: setup
 	$(BIN)/mypy
 
 unit: setup agent agent-test-binaries agent-fuzzers
 	# Five processes: unit and conformance tests; the real-sandbox and real-HTTP integration
-	# tests; the hostile-client suite, which starts and kills many providers and sandboxes; the
-	# native agent (built with make, then driven as the host drives it, its sanitizer build and
-	# its fuzz targets for a few seconds); the live Golem tests against a real yagna daemon.
-	# Each keeps its process-wide state (event-loop policy, logging, caches, the yagna daemon)
-	# to itself.
+	# tests with the installed CLI run as child processes (tests/cli); the hostile-client suite,
+	# which starts and kills many providers and sandboxes; the native agent (built with make,
+	# then driven as the host drives it, its sanitizer build and its fuzz targets for a few
+	# seconds); the live Golem tests against a real yagna daemon. Each keeps its process-wide
+	# state (event-loop policy, logging, caches, the yagna daemon) to itself.
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-unit tests/unit tests/conformance
-	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem
+	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-integration tests/integration tests/golem tests/cli
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-hostile tests/hostile
 	$(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp-native tests/native
 	$(MAKE) --no-print-directory golem-live
@@ -87,7 +89,11 @@ golem-live: setup
 	GOLEM_LIVE=require $(BIN)/python -m pytest -q -m golem_live \
 		--basetemp=$(CURDIR)/.pytest-tmp-golem-live tests/golem_live
 
-test: lint typecheck unit
+# The README's commands, in order, in a fresh copy of the checkout with a fresh HOME.
+readme-walk: setup
+	$(BIN)/python scripts/readme-walk
+
+test: lint typecheck unit readme-walk
 
 bench: setup
 	$(BIN)/python bench/verify.py

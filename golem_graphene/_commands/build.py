@@ -1,19 +1,35 @@
-"""``golem-graphene build SPEC``: build a task spec's enclave image and print its measurements."""
+"""golem-graphene build: build a task spec's enclave image and print its measurements.
+
+The image goes to -o DIR (default build/<spec name>); an existing DIR is replaced only with
+--force. The sim MRENCLAVE is computed here; the gramine-sgx MRENCLAVE needs gramine-sgx-sign
+(a Gramine host). Images are signed with the enclave signing key (--key, default
+~/.config/golem-graphene/enclave-key.pem): its MRSIGNER identifies your images, so a key is
+created only when asked, with --new-key.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from golem_graphene.host.image import build_image
+EXAMPLE = """\
+example:
+  golem-graphene build task_specs/csv-stats --new-key    # the first time: makes your key
+  golem-graphene build task_specs/csv-stats -o build/csv --force --json
+"""
 
 
 def register(sub: Any) -> None:
     """Add the ``build`` command."""
-    p = sub.add_parser("build", help="build the enclave image of a task spec", description=__doc__)
+    p = sub.add_parser(
+        "build",
+        help="build the enclave image of a task spec",
+        description=__doc__,
+        epilog=EXAMPLE,
+    )
     p.add_argument("spec", metavar="SPEC", help="task spec folder or task.toml")
     p.add_argument(
         "-o", "--output", metavar="DIR", help="image folder (default: build/<spec name>)"
@@ -21,8 +37,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--key",
         metavar="KEY",
-        help="enclave signing key, RSA-3072 e=3 PEM (created if absent; default "
+        help="enclave signing key, RSA-3072 e=3 PEM (default "
         "~/.config/golem-graphene/enclave-key.pem)",
+    )
+    p.add_argument(
+        "--new-key",
+        action="store_true",
+        help="create the signing key if it does not exist yet (a new key means a new MRSIGNER)",
     )
     p.add_argument(
         "--log-level-enclave",
@@ -35,19 +56,64 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _signing_key(args: argparse.Namespace) -> Path:
+    """The key path; with ``--new-key`` a missing key is created (and announced)."""
+    from golem_graphene.errors import UsageError
+    from golem_graphene.host.image import (
+        default_signing_key_path,
+        load_or_create_signing_key,
+        mrsigner_of,
+    )
+
+    path = Path(args.key) if args.key else default_signing_key_path()
+    if path.exists():
+        return path
+    flag = f"--key {str(path)!r}" if args.key else f"the default key {str(path)!r}"
+    if not args.new_key:
+        raise UsageError(
+            f"{flag} does not exist; pass --new-key to create a new enclave signing key there "
+            "(a new key gives your images a new MRSIGNER)"
+        )
+    try:
+        key = load_or_create_signing_key(path)
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create it: {exc.strerror or exc}") from None
+    mrsigner = mrsigner_of(key.public_key()).hex()
+    sys.stderr.write(f"created a new enclave signing key {path} (MRSIGNER {mrsigner})\n")
+    return path
+
+
+def _check_output(out: Path, force: bool) -> None:
+    """Raises UsageError when no image folder can be made at ``out`` (before any work)."""
+    from golem_graphene.errors import UsageError
+
+    if (out.exists() or out.is_symlink()) and not force:
+        raise UsageError(f"output {str(out)!r} already exists (use --force to replace it)")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{out.name}.probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UsageError(
+            f"-o {str(out)!r}: cannot make the image folder there: {exc.strerror or exc}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    spec = Path(args.spec)
+    """Build the image; returns the exit status."""
+    import json
+
+    from golem_graphene.host.image import build_image
     from golem_graphene.protocol.spec import TaskSpec
 
+    spec = Path(args.spec)
     name = TaskSpec.from_path(spec).name
     out = Path(args.output) if args.output else Path("build") / name
-    image = build_image(
-        spec,
-        out,
-        key_path=Path(args.key) if args.key else None,
-        log_level=args.enclave_log_level,
-        force=args.force,
-    )
+    _check_output(out, args.force)
+    key = _signing_key(args)
+    image = build_image(spec, out, key_path=key, log_level=args.enclave_log_level, force=args.force)
     info = dict(image.info)
     info["directory"] = str(image.directory)
     if args.json:

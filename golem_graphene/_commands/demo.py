@@ -23,13 +23,19 @@ from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskResu
 DEMO_SPEC = "csv-stats"
 
 
+EXAMPLE = """\
+example:
+  golem-graphene demo --workdir demo-out
+"""
+
+
 def register(sub: Any) -> None:
     """Add the ``demo`` command."""
     p = sub.add_parser(
         "demo",
         help="run a confidential task end to end on a local sim provider",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
     p.add_argument("--spec", default=DEMO_SPEC, help=f"spec from task_specs/ (default {DEMO_SPEC})")
     p.add_argument("--specs-dir", help="folder of task specs (default: ./task_specs)")

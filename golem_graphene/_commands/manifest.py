@@ -18,10 +18,11 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from golem_graphene.errors import UsageError
+from golem_graphene.errors import ConfigError, UsageError
 from golem_graphene.gramine.install import detect_gramine
 from golem_graphene.gramine.manifest import Manifest, ManifestCheck, check_manifest
 from golem_graphene.gramine.problems import ManifestProblem
@@ -37,12 +38,18 @@ def register(sub: Any) -> None:
         "manifest",
         help="render, check and expand Gramine manifests",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  golem-graphene manifest check agent.manifest\n",
     )
     actions = p.add_subparsers(dest="manifest_action", metavar="ACTION")
     actions.required = True
 
-    r = actions.add_parser("render", help="render a manifest template (like gramine-manifest)")
+    r = actions.add_parser(
+        "render",
+        help="render a manifest template (like gramine-manifest)",
+        description="Render a Jinja manifest template as gramine-manifest does, and check it.",
+        epilog="example:\n  golem-graphene manifest render native/agent.manifest.template "
+        "-D entrypoint=/usr/bin/python3 -o agent.manifest\n",
+    )
     r.add_argument("template", metavar="TEMPLATE", help="Jinja manifest template")
     r.add_argument(
         "-D",
@@ -61,19 +68,31 @@ def register(sub: Any) -> None:
         help="also measure trusted files and write the expanded canonical manifest",
     )
     _add_expand_options(r)
-    r.set_defaults(func=run_render)
+    r.set_defaults(func=_checked(run_render))
 
-    c = actions.add_parser("check", help="validate a manifest")
+    c = actions.add_parser(
+        "check",
+        help="validate a manifest",
+        description="Check a rendered manifest against the rules Gramine documents.",
+        epilog="example:\n  golem-graphene manifest check agent.manifest --json\n",
+    )
     c.add_argument("manifest", metavar="MANIFEST", help="rendered manifest (TOML)")
     c.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    c.set_defaults(func=run_check)
+    c.set_defaults(func=_checked(run_check))
 
-    e = actions.add_parser("expand", help="measure trusted files (SHA-256) into the manifest")
+    e = actions.add_parser(
+        "expand",
+        help="measure trusted files (SHA-256) into the manifest",
+        description="Measure every trusted file (SHA-256) and write the expanded, canonical "
+        "manifest.",
+        epilog="example:\n  golem-graphene manifest expand agent.manifest --base . "
+        "-o agent.manifest.expanded\n",
+    )
     e.add_argument("manifest", metavar="MANIFEST", help="rendered manifest (TOML)")
     e.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     _add_expand_options(e)
-    e.set_defaults(func=run_expand)
+    e.set_defaults(func=_checked(run_expand))
 
 
 def _add_expand_options(p: argparse.ArgumentParser) -> None:
@@ -88,6 +107,22 @@ def _add_expand_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not measure loader.entrypoint (libsysdb.so), e.g. where Gramine is absent",
     )
+
+
+def _checked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A template or manifest that does not render or check is this command's verdict (exit 1,
+    ``FAIL: <code>: ...``), not a usage mistake, although its errors are ConfigErrors."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ConfigError as exc:
+            sys.stderr.write(f"FAIL: {exc.code}: {exc.describe()}\n")
+            if getattr(args, "json", False):
+                sys.stdout.write(json.dumps({"verdict": "fail", "error": exc.to_dict()}) + "\n")
+            return 1
+
+    return run
 
 
 # --- render ------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""``golem-graphene open``: decrypt an age file with X25519 identities (like ``age -d -i``).
+"""golem-graphene open: decrypt an age file with X25519 identities, as 'age -d -i' does.
 
-Reads IN (or stdin; binary or ASCII-armored) and writes the plaintext to ``-o OUT`` or stdout.
+Reads IN (or stdin; '-' names stdin; binary or ASCII-armored) and writes the plaintext to
+-o OUT (or stdout; '-' names stdout). Identity files (-i, repeatable) use age's format: one
+AGE-SECRET-KEY-1... per line, '#' comments, as 'golem-graphene keygen' and 'age-keygen' write.
 
-* ``-o OUT`` is all or nothing: plaintext goes to a temporary file that is moved to OUT only
-  after the last chunk verified at end of input; on any failure nothing appears at OUT.
-* stdout is streamed: each 64 KiB chunk is written once it authenticates, as ``age -d`` does. If
-  the file turns out truncated or tampered later, a verified prefix has already been written;
-  the command then fails with exit status 1 and that output must be discarded.
-
-Identity files (``-i``, repeatable) use age's format: one ``AGE-SECRET-KEY-1...`` per line,
-``#`` comments. Progress (bytes, rate) is shown on stderr when it is a terminal.
+-o OUT is all or nothing: the plaintext goes to a temporary file beside OUT that is renamed into
+place only after the last chunk verified; on any failure (or signal) nothing appears at OUT. An
+existing regular file is replaced only with --force. Standard output, character devices and
+FIFOs (/dev/stdout, /dev/null) are streamed as 'age -d' does: each 64 KiB chunk is written once
+it authenticates, so when a later chunk fails (exit status 1) the prefix already written must
+be discarded. Silent on success unless -v; progress is drawn on a terminal.
 """
 
 from __future__ import annotations
@@ -18,11 +18,19 @@ import argparse
 import sys
 from typing import Any
 
-from golem_graphene.errors import UsageError
-from golem_graphene.sealing._internal.atomic import AtomicOutput
-from golem_graphene.sealing._internal.cli_support import ProgressMeter, human_bytes, open_input
-from golem_graphene.sealing.age import decrypt_stream
-from golem_graphene.sealing.keys import X25519Identity, load_identities
+from golem_graphene.sealing._internal.cli_support import (
+    add_age_output_flags,
+    human_bytes,
+    identities_from_args,
+    open_input,
+    output_for,
+    refuse_other_mode,
+)
+
+EXAMPLE = """\
+example:
+  golem-graphene open -i me.key -o data.csv data.csv.age
+"""
 
 
 def register(sub: Any) -> None:
@@ -31,44 +39,40 @@ def register(sub: Any) -> None:
         "open",
         help="decrypt an age file with X25519 identities (like age -d -i)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
-    p.add_argument("input", nargs="?", metavar="IN", help="age file to open (default: stdin)")
+    p.add_argument(
+        "input", nargs="?", metavar="IN", help="age file to open (default or '-': stdin)"
+    )
+    p.add_argument("-d", "--decrypt", action="store_true", help="decrypt (as in age -d)")
+    p.add_argument("-e", "--encrypt", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "-i",
         "--identity",
         action="append",
         default=[],
-        metavar="IDENTITY",
+        metavar="FILE",
         help="an identity file (repeatable)",
     )
-    p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    add_age_output_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Open IN with the identities; returns the exit status."""
-    identities: list[X25519Identity] = []
-    for path in args.identity:
-        identities.extend(load_identities(path))
-    if not identities:
-        raise UsageError("no identities: give -i IDENTITY_FILE")
-    to_stdout = not args.output or args.output == "-"
+    refuse_other_mode(args.encrypt, "open decrypts; to encrypt use 'golem-graphene seal'")
+    identities = identities_from_args(args.identity)
+    from golem_graphene.sealing.age import decrypt_stream
+
     source, size = open_input(args.input)
-    meter = ProgressMeter(sys.stderr, "opening", size)
-    with source as src:
-        if to_stdout:
-            try:
-                total = decrypt_stream(src, sys.stdout.buffer, identities, progress=meter)
-            finally:
-                sys.stdout.buffer.flush()
-            where = "stdout"
-        else:
-            with AtomicOutput(args.output, overwrite=args.force) as out:
-                total = decrypt_stream(src, out.file, identities, progress=meter)
-                out.commit()
-            where = args.output
+    with source as src, output_for(args.output, args.force, binary=False) as out:
+        meter = out.meter("opening", size)
+        try:
+            total = decrypt_stream(src, out.file, identities, progress=meter)
+        finally:
+            out.flush_stream()
+        out.commit()
     meter.finish()
-    sys.stderr.write(f"OK: opened {human_bytes(total)} to {where}\n")
+    if args.verbose:
+        sys.stderr.write(f"opened {human_bytes(total)} to {out.name}\n")
     return 0

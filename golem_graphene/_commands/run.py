@@ -50,12 +50,20 @@ from golem_graphene.sealing.keys import X25519Identity
 __all__ = ["register", "run"]
 
 
+EXAMPLE = """\
+example:
+  golem-graphene run task_specs/csv-stats --provider http://127.0.0.1:7465 \\
+      --input data.csv=task_specs/csv-stats/sample/data.csv --out results
+"""
+
+
 def register(sub: Any) -> None:
     """Add the ``run`` command."""
     p = sub.add_parser(
         "run",
         help="run a confidential task on a provider",
         description=__doc__,
+        epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", metavar="SPEC", help="task spec folder or task.toml")

@@ -6,10 +6,14 @@ The same command line as ``python -m golem_graphene.runtime``; see
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from golem_graphene.runtime.cli import add_arguments, dispatch
+
+EXAMPLE = """\
+example:
+  golem-graphene runtime test --runner sim
+"""
 
 
 def register(sub: Any) -> None:
@@ -18,7 +22,7 @@ def register(sub: Any) -> None:
         "runtime",
         help="the Golem ExeUnit runtime gramine-sgx (test, offer-template, deploy, start, run)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
     add_arguments(p)
     p.set_defaults(func=dispatch)

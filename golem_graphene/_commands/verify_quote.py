@@ -54,13 +54,21 @@ JSON_FIELDS = (
 )
 
 
+EXAMPLE = """\
+example:
+  V=tests/vectors/dcap/phala_sgx
+  golem-graphene verify-quote $V/quote.bin --collateral $V/collateral.json \\
+      --at 2025-07-19T10:00:00Z --accept-tcb ConfigurationAndSWHardeningNeeded
+"""
+
+
 def register(sub: Any) -> None:
     """Add the ``verify-quote`` command."""
     p = sub.add_parser(
         "verify-quote",
         help="verify an SGX DCAP quote with its collateral (or a legacy IAS report)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
     p.add_argument("quote_file", nargs="?", metavar="QUOTE_FILE", help="raw DCAP v3 quote bytes")
     src = p.add_argument_group("collateral")
@@ -102,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("QUOTE_FILE is required (or --ias-report)")
         if bool(args.collateral) == bool(args.pcs_url):
             raise UsageError("give exactly one of --collateral FILE or --pcs-url URL")
+    _check_report_data(args.report_data)
     at = parse_time(args.at)
     requestor = requestor_policy_from_args(args)
     policy = policy_from_args(args, requestor)
@@ -123,6 +132,20 @@ def run(args: argparse.Namespace) -> int:
     except Error as exc:  # e.g. collateral could not be fetched: still one JSON object
         return _finish(args, out, exc)
     return _finish(args, out, None)
+
+
+def _check_report_data(text: str | None) -> None:
+    """``--report-data``: hex digits for at most 64 bytes (a usage error naming the value)."""
+    if text is None:
+        return
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(
+            "--report-data takes hex digits (up to 64 bytes)", found=repr(text[:140])
+        ) from None
+    if len(value) > 64:
+        raise UsageError("--report-data is longer than 64 bytes", found=f"{len(value)} bytes")
 
 
 def _verify_dcap(

@@ -74,13 +74,21 @@ JSON_FIELDS = (
 )
 
 
+EXAMPLE = """\
+example:
+  golem-graphene verify-receipt demo-out/results/receipt.json \\
+      --outputs demo-out/results/.sealed -i demo-out/requestor/identity.txt \\
+      --trust-simulated-root FINGERPRINT --mrenclave HEX   # as the demo prints it
+"""
+
+
 def register(sub: Any) -> None:
     """Add the ``verify-receipt`` command."""
     p = sub.add_parser(
         "verify-receipt",
         help="verify a receipt bundle offline: quote, binding, signature, outputs",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
     p.add_argument("receipt", metavar="RECEIPT", help="receipt bundle JSON file")
     p.add_argument(

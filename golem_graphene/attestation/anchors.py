@@ -64,8 +64,13 @@ class TrustAnchor:
                 certs = x509.load_pem_x509_certificates(data)
             else:
                 certs = [x509.load_der_x509_certificate(data)]
-        except ValueError as exc:
-            raise UsageError(f"cannot read the root certificate ({label}): {exc}") from exc
+        except ValueError:
+            # cryptography's own text (an ASN.1 ParseError dump, a FAQ link) helps nobody here.
+            what = _what_pem_holds(data)
+            raise UsageError(
+                f"cannot read the root certificate {label!r}: not an X.509 certificate (PEM "
+                "or DER)" + (f"; it holds {what}" if what else "")
+            ) from None
         if len(certs) != 1:
             raise UsageError(
                 f"the root file must hold exactly one certificate ({label})",
@@ -106,3 +111,13 @@ def _bundled(name: str, label: str, pinned: str) -> TrustAnchor:
     if anchor.fingerprint != pinned:  # the package data was altered
         raise RuntimeError(f"bundled {label} does not match its pinned key fingerprint")
     return anchor
+
+
+def _what_pem_holds(data: bytes) -> str | None:
+    """What a PEM file that is not a certificate holds (``a PRIVATE KEY``), if it is PEM."""
+    start = data.find(b"-----BEGIN ")
+    if start < 0:
+        return None
+    end = data.find(b"-----", start + 11)
+    label = data[start + 11 : end].decode("ascii", "replace").strip() if end > 0 else ""
+    return f"a {label}" if label and label != "CERTIFICATE" else None

@@ -261,7 +261,9 @@ def build_image(
     spec_path = Path(spec_path)
     spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
     spec = TaskSpec.from_path(spec_file)
-    out_dir = Path(out_dir)
+    # Absolute: the launch folder's ``image`` link (``_render``) must not dangle for a relative
+    # ``-o``, and nothing below depends on the working folder.
+    out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not force:
         raise ConfigError(f"{out_dir} exists; pass --force to replace it")
     key = load_or_create_signing_key(key_path or default_signing_key_path())

@@ -68,6 +68,17 @@ async def errors_middleware(
     try:
         return await handler(request)
     except Error as exc:
+        if exc.http_status in (401, 403, 429):
+            # Refusals an operator watches for (wrong tokens, a requestor over its limits):
+            # the route, the code and the peer, never a header (tokens travel in headers).
+            log.warning(
+                "request refused",
+                status=exc.http_status,
+                code=exc.code,
+                method=request.method,
+                path=request.path,
+                peer=request.remote,
+            )
         return _error(exc.http_status, exc.code, exc.describe())
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":

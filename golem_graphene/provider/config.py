@@ -28,16 +28,24 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from golem_graphene.errors import ConfigError
 
-__all__ = ["AuthConfig", "LimitsConfig", "ProviderConfig", "default_data_dir"]
+__all__ = [
+    "AuthConfig",
+    "LimitsConfig",
+    "ProviderConfig",
+    "check_bind_address",
+    "default_data_dir",
+]
 
 
 def default_data_dir() -> Path:
@@ -111,6 +119,12 @@ class ProviderConfig(_Model):
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
 
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_an_address(cls, value: str) -> str:
+        check_bind_address(value)
+        return value
+
     @model_validator(mode="after")
     def _auth_required(self) -> ProviderConfig:
         if not self.auth.open and not self.auth.tokens:
@@ -126,12 +140,7 @@ class ProviderConfig(_Model):
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"the provider config is not valid TOML: {exc}") from exc
-        try:
-            config = cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(config)"
-            raise ConfigError(f"provider config {where}: {first['msg']}") from None
+        config = cls.from_mapping(data, what="provider config")
         if base is not None:
             config = config.model_copy(
                 update={
@@ -142,9 +151,47 @@ class ProviderConfig(_Model):
         return config
 
     @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, what: str = "provider config"
+    ) -> ProviderConfig:
+        """Validate settings; raises ConfigError naming the setting and the value refused."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(config)"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            shown = "" if where == "(config)" else f" = {_show(first.get('input'))}"
+            raise ConfigError(f"{what} {where}{shown}: {message}") from None
+
+    def with_overrides(self, overrides: Mapping[str, Any], *, what: str) -> ProviderConfig:
+        """This config with ``overrides`` (command-line flags), validated like the file was."""
+        data = self.model_dump()
+        data.update(overrides)
+        return type(self).from_mapping(data, what=what)
+
+    @classmethod
     def from_path(cls, path: Path) -> ProviderConfig:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the provider config {path}: {exc}") from exc
         return cls.from_toml(text, base=path.parent)
+
+
+def check_bind_address(value: str) -> None:
+    """Raises ValueError unless ``value`` is an IP address literal or ``localhost``."""
+    if value == "localhost":
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            "not an IP address (give one, such as 127.0.0.1, ::1 or 0.0.0.0)"
+        ) from None
+
+
+def _show(value: object) -> str:
+    """A refused value for a message: short and escaped (``repr`` of strings)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -172,6 +172,7 @@ class TaskEngine:
         except asyncio.CancelledError:
             if not task.terminal:
                 await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
+                log.info("task cancelled", task_id=task.task_id)
             raise
         except Error as exc:
             await self._fail(task, exc.code, exc.describe())
@@ -228,11 +229,13 @@ class TaskEngine:
         evidence = await session.attest(task.task_id, task.nonce, task.requestor_key)
         write_atomic(self.store.directory(task.task_id) / "evidence.json", evidence.to_json())
         await self.store.transition(task, TaskState.ATTESTED)
+        log.info("task attested", task_id=task.task_id)
         await running.start.wait()
 
         async def relay(event: AgentEvent) -> None:
             if isinstance(event, Running):
                 await self.store.transition(task, TaskState.RUNNING)
+                log.info("task running", task_id=task.task_id)
             elif isinstance(event, Sealing):
                 await self.store.transition(task, TaskState.SEALING)
             elif isinstance(event, Progress):
@@ -248,6 +251,12 @@ class TaskEngine:
         task.exit_status = outcome.exit_status
         task.termination = outcome.termination
         await self.store.transition(task, TaskState.DONE, message="outputs sealed")
+        log.info(
+            "task done",
+            task_id=task.task_id,
+            exit_status=outcome.exit_status,
+            termination=outcome.termination,
+        )
 
     async def _enclave_for(
         self, task: Task, image: EnclaveImage, running: _Running
@@ -263,6 +272,7 @@ class TaskEngine:
                     self.store.directory(task.task_id) / "enclave.log",
                 )
                 running.session = standby
+                log.info("enclave launched", task_id=task.task_id, pid=standby.pid, standby=True)
                 return standby
             except OSError as exc:
                 log.warning("standby enclave not adopted", task_id=task.task_id, error=str(exc))
@@ -276,6 +286,7 @@ class TaskEngine:
         )
         running.session = session
         await session.wait_ready()
+        log.info("enclave launched", task_id=task.task_id, pid=session.pid, standby=False)
         return session
 
     def _reclaim(self, task: Task) -> None:
@@ -309,6 +320,7 @@ class TaskEngine:
         if running is None:
             raise TransitionError("the task is not running on this provider")
         await self.store.transition(task, TaskState.INPUTS_RECEIVED)
+        log.info("task inputs received", task_id=task.task_id)
         running.start.set()
 
     async def cancel(self, task: Task) -> None:
@@ -322,11 +334,13 @@ class TaskEngine:
                 await running.driver
         if not task.terminal:
             await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
+            log.info("task cancelled", task_id=task.task_id)
 
     async def delete(self, task: Task) -> None:
         await self.cancel(task)
         shutil.rmtree(self.store.directory(task.task_id), ignore_errors=True)
         self.store.remove(task.task_id)
+        log.info("task deleted", task_id=task.task_id)
 
     # -- restart ------------------------------------------------------------------------------
 

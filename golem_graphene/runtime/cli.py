@@ -26,6 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from golem_graphene.errors import Error, UsageError
 from golem_graphene.protocol.names import RUNNER_NAMES
@@ -44,39 +45,112 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--storage-gib", type=float, help="storage granted, GiB")
     for ignored in ("--volume-override", "--hostname", "--vpn-endpoint", "--inet-endpoint"):
         g.add_argument(ignored, help=argparse.SUPPRESS)
-    r = parser.add_argument_group("runtime flags")
-    r.add_argument(
+    _add_runtime_flags(parser.add_argument_group("runtime flags"), after_command=False)
+    sub = parser.add_subparsers(dest="runtime_command", metavar="COMMAND")
+    sub.required = True
+    # The runtime flags are accepted after these commands too (``runtime test --runner sim``);
+    # the protocol commands take everything after them as their own arguments.
+    p = sub.add_parser(
+        "test",
+        help="self-check: which runners are usable here",
+        description="Check every runner on this host; exit status 0 when the configured runner "
+        "(--runner) can run here. A JSON report goes to stdout.",
+        epilog="example:\n  golem-graphene runtime test --runner sim\n",
+    )
+    _add_runtime_flags(p.add_argument_group("runtime flags"), after_command=True)
+    p = sub.add_parser(
+        "offer-template",
+        help="print the offer template JSON",
+        description="Print the offer template (properties and constraints) for ya-provider. "
+        "Refused when the configured runner cannot run on this host.",
+        epilog="example:\n  golem-graphene runtime offer-template --runner sim --data-dir rt\n",
+    )
+    _add_runtime_flags(p.add_argument_group("runtime flags"), after_command=True)
+    p = sub.add_parser(
+        "deploy",
+        help="validate the task package and prepare the image",
+        description="Validate the activity's task package and build its enclave image; a "
+        "DeployResult JSON goes to stdout. The ExeUnit supervisor runs this.",
+        epilog=_SUPERVISED.format("deploy"),
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p = sub.add_parser(
+        "start",
+        help="serve the blocking-mode protocol on stdin/stdout",
+        description="Serve ya-runtime-api's protobuf protocol on stdin/stdout for the "
+        "activity's life. The ExeUnit supervisor runs this.",
+        epilog=_SUPERVISED.format("start"),
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p = sub.add_parser(
+        "run",
+        help="run one protocol step (process-per-command mode)",
+        description="Run one protocol step of the task (process-per-command mode).",
+        epilog=_SUPERVISED.format("run --entrypoint status"),
+    )
+    p.add_argument("--entrypoint", required=True, help=" | ".join(ENTRYPOINTS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the entry point's arguments")
+    p = sub.add_parser(
+        "install",
+        help="install the descriptor into ya-provider's plugins",
+        description="Write the runtime descriptor and a wrapper script (with this host's "
+        "runtime flags baked in) into ya-provider's plugins folder. Existing files that differ "
+        "are kept unless --force.",
+        epilog="example:\n  golem-graphene runtime install --runner gramine-sgx "
+        "--plugins-dir ~/.local/lib/yagna/plugins\n",
+    )
+    p.add_argument("--plugins-dir", type=Path, required=True, help="ya-provider's plugins folder")
+    p.add_argument("--supervisor-path", default="exe-unit", help="the ExeUnit supervisor binary")
+    p.add_argument("--force", action="store_true", help="replace files that differ")
+    _add_runtime_flags(p.add_argument_group("runtime flags"), after_command=True)
+    # Internal: the process-per-command mode's host (listed by no help).
+    sub.add_parser(
+        "session-host",
+        description="Internal: the host process of the process-per-command mode.",
+        epilog=_SUPERVISED.format("session-host"),
+    )
+
+
+_SUPERVISED = """\
+example (as the ExeUnit supervisor runs it):
+  golem-graphene runtime --workdir W --task-package P --runner sim {}
+"""
+
+
+def _add_runtime_flags(group: Any, *, after_command: bool) -> None:
+    """``--runner``, ``--data-dir``, ... Before the command they carry the defaults; after it
+    they override only when given (argparse copies a subcommand's values over the parent's)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    group.add_argument(
         "--runner",
         choices=RUNNER_NAMES,
-        default="gramine-sgx",
+        default=default("gramine-sgx"),
         help="enclave runner (default gramine-sgx; sim gives NO SGX protection)",
     )
-    r.add_argument("--data-dir", type=Path, help="images, keys and simulator state")
-    r.add_argument("--pcs-url", help="PCCS/PCS for collateral (gramine-sgx)")
-    r.add_argument(
+    group.add_argument(
+        "--data-dir", type=Path, default=default(None), help="images, keys and simulator state"
+    )
+    group.add_argument(
+        "--pcs-url", default=default(None), help="PCCS/PCS for collateral (gramine-sgx)"
+    )
+    group.add_argument(
         "--allow-insecure",
         action="append",
         choices=["gramine-direct"],
-        default=[],
+        default=default([]),
         help="allow an unprotected runner by name",
     )
-    r.add_argument("--allow-network", action="store_true", help="run specs that ask for network")
-    r.add_argument("--counter-interval", type=float, default=5.0, help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="runtime_command", metavar="COMMAND")
-    sub.required = True
-    sub.add_parser("test", help="self-check: which runners are usable here")
-    sub.add_parser("offer-template", help="print the offer template JSON")
-    p = sub.add_parser("deploy", help="validate the task package and prepare the image")
-    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p = sub.add_parser("start", help="serve the blocking-mode protocol on stdin/stdout")
-    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p = sub.add_parser("run", help="run one protocol step (process-per-command mode)")
-    p.add_argument("--entrypoint", required=True, help=" | ".join(ENTRYPOINTS))
-    p.add_argument("args", nargs=argparse.REMAINDER, help="the entry point's arguments")
-    p = sub.add_parser("install", help="install the descriptor into ya-provider's plugins")
-    p.add_argument("--plugins-dir", type=Path, required=True)
-    p.add_argument("--supervisor-path", default="exe-unit")
-    sub.add_parser("session-host")  # internal: the process-per-command mode's host
+    group.add_argument(
+        "--allow-network",
+        action="store_true",
+        default=default(False),
+        help="run specs that ask for network",
+    )
+    if not after_command:
+        group.add_argument("--counter-interval", type=float, default=5.0, help=argparse.SUPPRESS)
 
 
 def _settings(args: argparse.Namespace) -> RuntimeSettings:
@@ -122,7 +196,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if command == "offer-template":
         from golem_graphene.runtime.offer import offer_template
 
-        _out(offer_template(settings))
+        _out(offer_template(settings))  # RunnerError (exit 1) on a host that cannot run it
         return 0
     if command == "deploy":
         from golem_graphene.runtime.deploy import deploy, deploy_result
@@ -143,7 +217,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from golem_graphene.runtime.descriptor import install
 
         target, wrapper = install(
-            args.plugins_dir.resolve(), settings, supervisor_path=args.supervisor_path
+            args.plugins_dir.resolve(),
+            settings,
+            supervisor_path=args.supervisor_path,
+            force=args.force,
         )
         _say(f"OK: wrote {target} and {wrapper}")
         _say("   activate it in ya-provider's presets (see docs/golem.md)")

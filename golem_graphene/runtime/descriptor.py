@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from golem_graphene._internal.files import write_atomic
+from golem_graphene.errors import UsageError
 from golem_graphene.runtime.settings import (
     COUNTER_ENCLAVE_SECONDS,
     RUNTIME_NAME,
@@ -95,13 +96,42 @@ def install(
     *,
     supervisor_path: str = "exe-unit",
     python: str | None = None,
+    force: bool = False,
 ) -> tuple[Path, Path]:
-    """Write the descriptor and the wrapper into ``plugins_dir``; returns both paths."""
-    plugins_dir.mkdir(parents=True, exist_ok=True)
+    """Write the descriptor and the wrapper into ``plugins_dir``; returns both paths.
+
+    Raises UsageError, before writing anything, when either file exists with other contents
+    (another installation's descriptor or a wrapper with other flags) and ``force`` is false.
+    """
     wrapper = plugins_dir / RUNTIME_PATH
-    wrapper.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(wrapper, wrapper_script(settings, python).encode(), mode=0o755)
     target = plugins_dir / DESCRIPTOR_FILE
-    text = json.dumps(descriptor(supervisor_path=supervisor_path), indent=2) + "\n"
-    write_atomic(target, text.encode(), mode=0o644)
+    files = {
+        wrapper: (wrapper_script(settings, python).encode(), 0o755),
+        target: (
+            (json.dumps(descriptor(supervisor_path=supervisor_path), indent=2) + "\n").encode(),
+            0o644,
+        ),
+    }
+    if not force:
+        for path, (data, _) in files.items():
+            if path.is_symlink() or (path.exists() and _read(path) != data):
+                raise UsageError(
+                    f"{str(path)!r} exists with other contents (another installation or other "
+                    "runtime flags); pass --force to replace it"
+                )
+    try:
+        for path, (data, mode) in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data, mode=mode)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write into the plugins folder {str(plugins_dir)!r}: {exc.strerror or exc}"
+        ) from exc
     return target, wrapper
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -22,14 +22,13 @@ property                              value
 
 from __future__ import annotations
 
-import subprocess
-from dataclasses import dataclass
 from typing import Any
 
 import golem_graphene
-from golem_graphene.gramine.sgx_host import check_sgx_host, gramine_version
+from golem_graphene.errors import RunnerError
+from golem_graphene.gramine.sgx_host import gramine_version
 from golem_graphene.host.image import load_or_create_signing_key, mrsigner_of
-from golem_graphene.host.sandbox import bwrap_available
+from golem_graphene.host.runner_check import RunnerCheck, check_all_runners, check_runner
 from golem_graphene.protocol.names import RUNNER_NAMES
 from golem_graphene.protocol.version import PROTOCOL_NAME
 from golem_graphene.runtime.settings import RUNTIME_NAME, RUNTIME_VERSION, RuntimeSettings
@@ -58,53 +57,9 @@ OFFER_PROPERTIES = (
 """Every property ``offer-template`` publishes (all ours, see the module docstring)."""
 
 
-@dataclass(frozen=True)
-class RunnerCheck:
-    """Whether one runner is usable on this host, and why (not)."""
-
-    runner: str
-    usable: bool
-    detail: str
-
-
-def _check_sim() -> RunnerCheck:
-    bwrap = bwrap_available()
-    if bwrap is None:
-        return RunnerCheck("sim", False, "bubblewrap (bwrap) is not installed")
-    try:
-        probe = subprocess.run(
-            [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return RunnerCheck("sim", False, f"bwrap does not run: {exc}")
-    if probe.returncode != 0:
-        reason = probe.stderr.strip()[:300] or f"exit status {probe.returncode}"
-        return RunnerCheck("sim", False, f"bwrap cannot create namespaces: {reason}")
-    return RunnerCheck("sim", True, f"bubblewrap sandbox works ({bwrap}); NO SGX protection")
-
-
-def _check_direct(settings: RuntimeSettings) -> RunnerCheck:
-    version = gramine_version("gramine-direct")
-    if version is None:
-        return RunnerCheck("gramine-direct", False, "gramine-direct is not installed")
-    if "gramine-direct" not in settings.allow_insecure:
-        return RunnerCheck(
-            "gramine-direct", False, "installed but not allowed (--allow-insecure gramine-direct)"
-        )
-    return RunnerCheck("gramine-direct", True, f"Gramine {version}; NO SGX protection")
-
-
 def self_test(settings: RuntimeSettings) -> tuple[bool, dict[str, Any]]:
     """Check every runner; the verdict is whether the configured runner is usable here."""
-    sgx = check_sgx_host()
-    checks = {
-        "sim": _check_sim(),
-        "gramine-sgx": RunnerCheck("gramine-sgx", sgx.usable, sgx.describe()),
-        "gramine-direct": _check_direct(settings),
-    }
+    checks = check_all_runners(allow_insecure=tuple(settings.allow_insecure))
     ok = checks[settings.runner].usable
     report: dict[str, Any] = {
         "runtime": RUNTIME_NAME,
@@ -131,8 +86,20 @@ def _libos_version(runner: str) -> str:
     return gramine_version(runner) or "unknown"
 
 
-def offer_template(settings: RuntimeSettings) -> dict[str, Any]:
-    """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": OFFER_CONSTRAINTS}``."""
+def offer_template(settings: RuntimeSettings, *, check_host: bool = True) -> dict[str, Any]:
+    """The ``OfferTemplate`` JSON: ``{"properties": {...}, "constraints": OFFER_CONSTRAINTS}``.
+
+    Raises RunnerError when the configured runner cannot run on this host: an offer must not
+    claim a runner (and, for ``gramine-sgx``, SGX protection) that the host cannot provide.
+    ``check_host=False`` gives the template such a host would publish (market tests on a host
+    without SGX); the runtime's ``offer-template`` command always checks.
+    """
+    check = check_runner(settings.runner, allow_insecure=tuple(settings.allow_insecure))
+    if check_host and not check.usable:
+        raise RunnerError(
+            f"no offer: the {settings.runner} runner cannot run on this host ({check.detail}); "
+            "fix the host, or choose another --runner"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = load_or_create_signing_key(settings.signing_key_path)
     properties: dict[str, Any] = {

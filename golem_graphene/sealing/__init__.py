@@ -4,73 +4,124 @@ age files sealed here open with ``age -d -i`` and files made by ``age -r`` open 
 bounded memory); see :mod:`golem_graphene.sealing.age` for the guarantees of each function.
 """
 
-from golem_graphene.sealing.age import (
-    AsyncReadable,
-    AsyncWrite,
-    ProgressCallback,
-    SealDigests,
-    decrypt_async,
-    decrypt_file,
-    decrypt_stream,
-    encrypt_async,
-    encrypt_file,
-    encrypt_stream,
-    max_ciphertext_size,
-    plaintext_size,
-    retarget_header,
-)
-from golem_graphene.sealing.keys import (
-    X25519Identity,
-    X25519Recipient,
-    load_identities,
-    load_recipients,
-    parse_identities,
-    parse_recipients,
-)
+import typing
 
-# Manifests and receipts pull in pydantic and the verifier; import them on first use so that
-# ``seal``/``open`` (and the enclave agent's age code) start quickly.
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "InputEntry",
-            "InputFileError",
-            "InputManifest",
-            "InputManifestAuthError",
-            "InputManifestFormatError",
-            "check_inputs",
-            "ciphertext_name",
-            "open_manifest",
-            "seal_manifest",
+from golem_graphene import _lazy
+
+if typing.TYPE_CHECKING:
+    from golem_graphene.sealing.age import (
+        AsyncReadable,
+        AsyncWrite,
+        ProgressCallback,
+        SealDigests,
+        decrypt_async,
+        decrypt_file,
+        decrypt_stream,
+        encrypt_async,
+        encrypt_file,
+        encrypt_stream,
+        max_ciphertext_size,
+        plaintext_size,
+        retarget_header,
+    )
+    from golem_graphene.sealing.input_manifest import (
+        InputEntry,
+        InputFileError,
+        InputManifest,
+        InputManifestAuthError,
+        InputManifestFormatError,
+        check_inputs,
+        ciphertext_name,
+        open_manifest,
+        seal_manifest,
+    )
+    from golem_graphene.sealing.keys import (
+        X25519Identity,
+        X25519Recipient,
+        load_identities,
+        load_recipients,
+        parse_identities,
+        parse_recipients,
+    )
+    from golem_graphene.sealing.receipt import (
+        Receipt,
+        ReceiptBundle,
+        ReceiptCheckError,
+        ReceiptFormatError,
+        SignedReceipt,
+        VerifiedReceipt,
+        check_receipt,
+        sign_receipt,
+        verify_receipt_bundle,
+        verify_receipt_signature,
+    )
+
+# Every name resolves on first use: ``keygen`` needs the keys but not the streaming cipher,
+# ``seal``/``open`` not the manifests and receipts (pydantic, the verifier), and the enclave
+# agent only the age code.
+__getattr__ = _lazy.lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            (
+                "AsyncReadable",
+                "AsyncWrite",
+                "ProgressCallback",
+                "SealDigests",
+                "decrypt_async",
+                "decrypt_file",
+                "decrypt_stream",
+                "encrypt_async",
+                "encrypt_file",
+                "encrypt_stream",
+                "max_ciphertext_size",
+                "plaintext_size",
+                "retarget_header",
+            ),
+            "age",
         ),
-        "golem_graphene.sealing.input_manifest",
-    ),
-    **dict.fromkeys(
-        (
-            "Receipt",
-            "ReceiptBundle",
-            "ReceiptCheckError",
-            "ReceiptFormatError",
-            "SignedReceipt",
-            "VerifiedReceipt",
-            "check_receipt",
-            "sign_receipt",
-            "verify_receipt_bundle",
-            "verify_receipt_signature",
+        **dict.fromkeys(
+            (
+                "X25519Identity",
+                "X25519Recipient",
+                "load_identities",
+                "load_recipients",
+                "parse_identities",
+                "parse_recipients",
+            ),
+            "keys",
         ),
-        "golem_graphene.sealing.receipt",
-    ),
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
+        **dict.fromkeys(
+            (
+                "InputEntry",
+                "InputFileError",
+                "InputManifest",
+                "InputManifestAuthError",
+                "InputManifestFormatError",
+                "check_inputs",
+                "ciphertext_name",
+                "open_manifest",
+                "seal_manifest",
+            ),
+            "input_manifest",
+        ),
+        **dict.fromkeys(
+            (
+                "Receipt",
+                "ReceiptBundle",
+                "ReceiptCheckError",
+                "ReceiptFormatError",
+                "SignedReceipt",
+                "VerifiedReceipt",
+                "check_receipt",
+                "sign_receipt",
+                "verify_receipt_bundle",
+                "verify_receipt_signature",
+            ),
+            "receipt",
+        ),
+    },
+)
 
 __all__ = [
     "AsyncReadable",

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from golem_graphene._batched_write import writev_all
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["HashingReader", "HashingSink", "PulledCiphertext", "SealDigests"]
 
@@ -96,6 +98,10 @@ class PulledCiphertext:
         self._copy_fd = copy_fd
         self._pending: deque[memoryview] = deque()
         self._ended = False
+        # Imported here: concurrent.futures (and the logging it imports) would cost every
+        # seal/open command start-up time, and only this hashing sink needs a worker.
+        from concurrent.futures import ThreadPoolExecutor
+
         self._absorber = ThreadPoolExecutor(1, thread_name_prefix="ciphertext-hash")
         self._absorbing: Future[None] | None = None
         self.hash = hashlib.sha256()

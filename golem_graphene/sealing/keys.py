@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -45,16 +44,33 @@ def _unsupported_identity(text: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, eq=False)
-class X25519Recipient:
+class _Frozen:
+    """Immutable instances (plain classes, not dataclasses: importing dataclasses costs the
+    seal/open/keygen commands a noticeable share of their start-up)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+
+class X25519Recipient(_Frozen):
     """An age X25519 recipient: the public key that files are sealed to.
 
     Build one with :meth:`from_string` or :meth:`from_public_bytes`; instances are immutable and
     compare by key.
     """
 
+    __slots__ = ("_key", "_raw")
     _raw: bytes
-    _key: X25519PublicKey = field(repr=False, compare=False)
+    _key: X25519PublicKey
+
+    def __init__(self, raw: bytes, key: X25519PublicKey) -> None:
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_key", key)
 
     @classmethod
     def from_public_bytes(cls, raw: bytes) -> X25519Recipient:
@@ -100,15 +116,19 @@ class X25519Recipient:
         return self.to_string()
 
 
-@dataclass(frozen=True, eq=False)
-class X25519Identity:
+class X25519Identity(_Frozen):
     """An age X25519 identity: the private key that opens files sealed to its recipient.
 
     The private key never appears in ``repr``; use :meth:`to_string` to export it on purpose.
     """
 
-    _raw: bytes = field(repr=False)
-    _key: X25519PrivateKey = field(repr=False, compare=False)
+    __slots__ = ("_key", "_raw")
+    _raw: bytes
+    _key: X25519PrivateKey
+
+    def __init__(self, raw: bytes, key: X25519PrivateKey) -> None:
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_key", key)
 
     @classmethod
     def generate(cls) -> X25519Identity:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
 from hashlib import sha256
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -34,8 +34,7 @@ _MAC_B64_LEN = 43
 FILE_KEY_SIZE = 16
 
 
-@dataclass(frozen=True)
-class Stanza:
+class Stanza(NamedTuple):
     """One recipient stanza: its arguments (the first names the type) and its decoded body."""
 
     args: tuple[str, ...]
@@ -57,8 +56,7 @@ class Stanza:
         return b"\n".join(lines) + b"\n"
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """A parsed header: the stanzas, the MAC and the exact bytes the MAC covers."""
 
     stanzas: tuple[Stanza, ...]
@@ -91,7 +89,11 @@ class HeaderCollector:
         """
         if not self._lines and not line.startswith(_VERSION_PREFIX):
             if _VERSION_PREFIX.startswith(line):
-                raise AgeHeaderError("file ends before the age version line", found=len(line))
+                raise AgeHeaderError(
+                    "not an age file: the input is empty"
+                    if not line
+                    else f"not an age file: the input ends after {len(line)} bytes"
+                )
             raise AgeHeaderError("not an age file: the first line is not an age version line")
         if not line.endswith(b"\n"):
             if len(line) > limits.MAX_AGE_HEADER_LINE:

@@ -201,10 +201,10 @@ def unwrap_file_key(stanzas: Sequence[Stanza], identities: Sequence[X25519Identi
             f"{matched} file is sealed to {kinds} recipients, which golem-graphene does not "
             "support (use the age CLI for such files)"
         )
+    n, m = len(identities), len(x25519)
     raise AgeNoMatchError(
-        "none of the identities opens the file"
+        f"none of the {n} identit{'y' if n == 1 else 'ies'} given opens the file (it is sealed "
+        f"to {m} X25519 recipient{'' if m == 1 else 's'}, none of them yours)"
         if identities
-        else "no identities were given to open the file",
-        expected=f"one of {len(identities)} identities",
-        found=f"{len(x25519)} X25519 stanzas",
+        else "no identities were given to open the file"
     )
