@@ -48,12 +48,19 @@ __all__ = ["register", "run"]
 _TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 
+EXAMPLE = """\
+example (run printed the task id when the download broke off):
+  golem-graphene fetch 3f2a9c0d1e5b47f8a6c2d9e0b1a4c7f3 --out results
+"""
+
+
 def register(sub: Any) -> None:
     """Add the ``fetch`` command."""
     p = sub.add_parser(
         "fetch",
         help="fetch a task's outputs later, with the same checks as run",
         description=__doc__,
+        epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("task", metavar="TASK", help="task id (as run printed it) or a record file")

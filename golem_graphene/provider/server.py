@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -254,6 +255,10 @@ def ready_document(server: ProviderServer) -> dict[str, object]:
     ``pid`` and, for the sim runner, ``simulation_root`` (its SPKI SHA-256)."""
     platform = getattr(server.engine.runner, "platform", None)
     return {
+        # Shaped like a JSON log event too, so a script reading the provider's merged output
+        # line by line meets one format.
+        "level": "info",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "event": "listening",
         "url": server.url,
         "bind": server.config.bind,

@@ -18,7 +18,7 @@ from _cli_support import Cli
 def _wait_for_temp_file(folder: Path, proc: subprocess.Popen[bytes]) -> Path:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        temps = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+        temps = [p for p in folder.rglob("*.tmp")]  # in the private staging folder
         if temps and temps[0].stat().st_size > 1 << 20:
             return temps[0]
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
