@@ -305,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
         sys.stderr.write(f"interrupted ({name})\n")
-        if as_json:
+        if as_json and not getattr(exc, "reported", False):  # a command may have said it
             emit_json({"verdict": "error", "error": {"code": "interrupted", "message": name}})
+
         return 128 + signum
 
 

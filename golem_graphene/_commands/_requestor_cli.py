@@ -268,7 +268,7 @@ def settle(
         code = print_failure(exc, as_json=as_json, task_id=task_id())
         on_failure()
         return code, None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if as_json:
             interrupted = {
                 "verdict": "fail",
@@ -279,8 +279,11 @@ def settle(
                 "provider_message": None,
             }
             sys.stdout.write(json.dumps(interrupted) + "\n")
+            # One JSON object on stdout: the dispatcher must not add its own.
+            interrupt.reported = True  # type: ignore[attr-defined]
         on_failure()
         raise
+
     summary = describe(result)
     sys.stderr.write(
         f"OK: task {result.task_id} verified (exit status {result.exit_status}"

@@ -270,9 +270,10 @@ def _refused(outcome: Outcome, code: str, *fragments: str) -> None:
     assert outcome.failure["code"] == code, outcome.failure
     for fragment in fragments:
         assert fragment in outcome.failure["message"], outcome.failure
-    # The requestor sees the same reason.
+    # The requestor sees the same reason, shown as the provider's words (quotes escaped).
     assert outcome.result is None and outcome.error is not None
-    assert outcome.failure["message"][:60] in outcome.error
+    assert outcome.failure["message"][:60].replace('"', '\\"') in outcome.error
+
 
 
 @pytest.mark.parametrize(
