@@ -275,7 +275,6 @@ def _refused(outcome: Outcome, code: str, *fragments: str) -> None:
     assert outcome.failure["message"][:60].replace('"', '\\"') in outcome.error
 
 
-
 @pytest.mark.parametrize(
     ("case", "code", "fragment"),
     [
