@@ -374,7 +374,8 @@ class TaskEngine:
         PidsLimit.reclaim_stale()
         for stray in self.store.root.glob("*/launch/io/inputs/*.part"):
             stray.unlink(missing_ok=True)
-        for stray in self.store.root.glob("*/.state.*.tmp"):  # a crash inside a state write
+        # A crash inside an atomic write (state.json, evidence.json) leaves its temporary file.
+        for stray in self.store.root.glob("*/.*.tmp"):
             stray.unlink(missing_ok=True)
         for folder in self.store.root.iterdir():
             if folder.is_dir() and not (folder / "state.json").exists():
