@@ -323,9 +323,10 @@ MANIFEST_FORMAT: dict[str, Any] = {
 }
 
 
-# Where the Python model is laxer than the protocol: pydantic's JSON reader lets the last of two
-# equal keys win; docs/agent-protocol.md (section 6, step 1) refuses them, as the agent does.
-PYTHON_ACCEPTS = {"duplicate-key"}
+# Where the Python model would be laxer than the protocol. None since every JSON document from
+# outside goes through the one strict parser (issue 15): duplicate keys are refused on both sides.
+PYTHON_ACCEPTS: set[str] = set()
+
 
 
 @pytest.mark.parametrize("name", MANIFEST_FORMAT)
