@@ -328,7 +328,6 @@ MANIFEST_FORMAT: dict[str, Any] = {
 PYTHON_ACCEPTS: set[str] = set()
 
 
-
 @pytest.mark.parametrize("name", MANIFEST_FORMAT)
 def test_the_python_model_refuses_the_same_manifests(name: str) -> None:
     requestor = Requestor()
