@@ -25,14 +25,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from golem_graphene import __version__
+
+if TYPE_CHECKING:
+    from golem_graphene.errors import Error
 
 # Each module exposes ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "golem_graphene._commands.verify_quote",
     "golem_graphene._commands.build",
+    "golem_graphene._commands.measure",
     "golem_graphene._commands.provider",
     "golem_graphene._commands.run",
     "golem_graphene._commands.fetch",
@@ -54,6 +58,10 @@ COMMAND_SUMMARIES: dict[str, tuple[str, str]] = {
         "verify an SGX DCAP quote with its collateral (or a legacy IAS report)",
     ),
     "golem_graphene._commands.build": ("build", "build the enclave image of a task spec"),
+    "golem_graphene._commands.measure": (
+        "measure",
+        "print a container image's expected MRENCLAVE per runner, offline",
+    ),
     "golem_graphene._commands.provider": ("provider", "run a provider"),
     "golem_graphene._commands.run": ("run", "run a confidential task on a provider"),
     "golem_graphene._commands.fetch": (
@@ -288,6 +296,13 @@ def _usage(message: str, *, command: str | None, as_json: bool, usage: str = "")
     return EXIT_USAGE
 
 
+def _fail(exc: Error, as_json: bool) -> int:
+    sys.stderr.write(f"FAIL: {exc.code}: {exc.describe()}\n")
+    if as_json:
+        emit_json({"verdict": "fail", "error": exc.to_dict()})
+    return EXIT_FAIL
+
+
 def _command_words(parser: argparse.ArgumentParser) -> str | None:
     words = parser.prog.split()[1:]
     return " ".join(words) or None
@@ -312,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(words: list[str], selected: str | None, as_json: bool) -> int:
-    from golem_graphene.errors import ConfigError, Error, UsageError
+    from golem_graphene.errors import ConfigError, Error, ImageError, UsageError
 
     try:
         parser = build_parser(selected)
@@ -331,14 +346,13 @@ def _main(words: list[str], selected: str | None, as_json: bool) -> int:
     configure_logging(args.log_format or "console", level)
     try:
         code: int = args.func(args)
+    except ImageError as exc:  # a bad image is a failed check, not a usage mistake
+        return _fail(exc, as_json)
     except (UsageError, ConfigError) as exc:
         command = " ".join(str(getattr(args, "command_prog", PROG)).split()[1:]) or None
         return _usage(exc.describe(), command=command, as_json=as_json)
     except Error as exc:
-        sys.stderr.write(f"FAIL: {exc.code}: {exc.describe()}\n")
-        if as_json:
-            emit_json({"verdict": "fail", "error": exc.to_dict()})
-        return EXIT_FAIL
+        return _fail(exc, as_json)
     except KeyboardInterrupt:
         raise
     except BrokenPipeError:

@@ -1,20 +1,18 @@
 """Enclave images: ``golem-graphene build SPEC`` turns a task spec into what a runner launches.
 
-An image folder holds:
+An image folder holds what :mod:`golem_graphene.host.hermetic` plans from the spec's container
+image (``agent``, ``workload.json``, ``rootfs.json``), and:
 
-- ``app/``: the spec's app files; ``task.toml``: the spec; ``workload.json``: what the agent runs
-  (``docs/agent-protocol.md`` section 5);
-- ``agent``: the native in-enclave agent, one static executable shipped inside this package
-  (built reproducibly from ``native/agent/``, so every provider and requestor of one version
-  carries and measures the same bytes);
-- ``agent.manifest``: the Gramine manifest rendered from ``native/agent.manifest.template`` with
-  every trusted file expanded and measured;
+- ``rootfs``: a link to the image's flattened root in an :class:`ImageStore` (the provider's
+  store, or the user's cache for ``golem-graphene build``);
+- ``task.toml``: the spec (not measured: ``workload.json`` carries what runs);
+- ``agent.manifest``: the Gramine manifest with every trusted file listed and measured;
 - ``sim.sig``: the simulated SIGSTRUCT (MRENCLAVE, MRSIGNER, ISVPRODID, ISVSVN, attributes,
   RSA-3072 signature); on a Gramine host also ``agent.manifest.sgx`` and ``agent.sig``;
-- ``image.json``: the expected measurement for each runner.
+- ``image.json``: the image digest and the expected measurement for each runner.
 
 The ``sim`` MRENCLAVE is SHA-256("golem-graphene/sim/mrenclave/v1" NUL || canonical expanded
-manifest) (DESIGN.md section 3); MRSIGNER is SHA-256 of the signer's RSA-3072 modulus in
+manifest) (docs/design.md section 3); MRSIGNER is SHA-256 of the signer's RSA-3072 modulus in
 little-endian, as SGX defines it. The ``gramine-sgx`` MRENCLAVE is read from the SIGSTRUCT that
 ``gramine-sgx-sign`` writes.
 """
@@ -26,12 +24,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,50 +36,39 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import golem_graphene
 from golem_graphene.errors import ConfigError, RunnerError
-from golem_graphene.gramine.manifest import Manifest, canonical_manifest_bytes
+from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.gramine.sigstruct import Sigstruct
-from golem_graphene.gramine.template import render_manifest
-from golem_graphene.gramine.trusted_files import expand_trusted_files
+from golem_graphene.host.hermetic import (
+    AGENT_NAME,
+    IMAGE_LINK,
+    ROOTFS_LINK,
+    SIM_MRENCLAVE_TAG,
+    plan_enclave,
+    resolve_reference,
+    shipped_agent,
+    sim_mrenclave,
+)
+from golem_graphene.images import ImageStore, RuntimeConfig, StoredRoot, open_image
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 
 __all__ = [
     "IMAGE_FORMAT",
+    "MANIFEST_NAME",
     "SIM_MRENCLAVE_TAG",
     "EnclaveImage",
     "SimSignature",
     "build_image",
+    "default_image_store",
     "default_signing_key_path",
     "load_or_create_signing_key",
     "mrsigner_of",
+    "shipped_agent",
     "sim_mrenclave",
+    "stored_image",
 ]
 
-IMAGE_FORMAT = 1
-SIM_MRENCLAVE_TAG = b"golem-graphene/sim/mrenclave/v1\0"
+IMAGE_FORMAT = 2
 MANIFEST_NAME = "agent.manifest"
-AGENT_BINARY = "golem-graphene-agent"
-AGENT_NAME = "agent"
-"""The native agent's file name in the image (``/image/agent`` inside the enclave)."""
-_STDLIB_SKIP = frozenset(
-    {
-        "site-packages",
-        "dist-packages",
-        "test",
-        "tests",
-        "idlelib",
-        "tkinter",
-        "turtledemo",
-        "ensurepip",
-        "lib2to3",
-        "pydoc_data",
-        "__pycache__",
-    }
-)
-
-
-def sim_mrenclave(manifest: Manifest) -> bytes:
-    """The simulated MRENCLAVE of an expanded manifest."""
-    return hashlib.sha256(SIM_MRENCLAVE_TAG + canonical_manifest_bytes(manifest)).digest()
 
 
 def mrsigner_of(key: rsa.RSAPublicKey) -> bytes:
@@ -228,7 +212,14 @@ class EnclaveImage:
             raise RunnerError(f"{directory} is not a golem-graphene enclave image: {exc}") from exc
         if info.get("format") != IMAGE_FORMAT:
             raise RunnerError(
-                "unsupported image format", expected=IMAGE_FORMAT, found=info.get("format")
+                "unsupported image format (built by another version: build it again)",
+                expected=IMAGE_FORMAT,
+                found=info.get("format"),
+            )
+        if not (directory / ROOTFS_LINK).is_dir():
+            raise RunnerError(
+                f"the root of {directory}'s container image is no longer in the image store "
+                "(reclaimed?): build the image again"
             )
         return cls(directory, info, manifest, TaskSpec.from_path(directory / "task.toml"))
 
@@ -245,40 +236,68 @@ class EnclaveImage:
         return SimSignature.from_json((self.directory / "sim.sig").read_text())
 
 
+def default_image_store() -> ImageStore:
+    """The user's store of flattened image roots: ``$XDG_CACHE_HOME/golem-graphene/images``."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return ImageStore(base / "golem-graphene" / "images")
+
+
+def spec_file_of(spec_path: Path) -> Path:
+    """``task.toml`` of a spec folder, or the file itself."""
+    return spec_path / "task.toml" if spec_path.is_dir() else spec_path
+
+
+def stored_image(
+    spec: TaskSpec, spec_dir: Path, store: ImageStore
+) -> tuple[StoredRoot, RuntimeConfig]:
+    """The flattened root of the spec's (digest-pinned) image and its config's runtime fields.
+
+    Opening the image checks its documents against the pinned digest; its layers are read only
+    when the store has no root of that digest yet. Raises the :class:`ImageError` family.
+    """
+    reference = resolve_reference(spec.enclave.reference(), spec_dir)
+    with open_image(reference) as source:
+        return store.root(source), source.runtime
+
+
 def build_image(
     spec_path: Path,
     out_dir: Path,
     *,
     key_path: Path | None = None,
+    store: ImageStore | None = None,
     log_level: str = "error",
     force: bool = False,
 ) -> EnclaveImage:
     """Build the enclave image of the spec at ``spec_path`` into ``out_dir``.
 
-    Raises :class:`ConfigError` for a bad spec or an existing output without ``force``, and
-    :class:`ManifestError`/:class:`RunnerError` when the manifest cannot be rendered or measured.
+    The spec's container image is flattened into ``store`` (the user's cache by default) once
+    per digest; the image folder links to that root. Raises :class:`ConfigError` for a bad spec
+    or an existing output without ``force``, the :class:`ImageError` family for a bad image,
+    and :class:`ManifestError`/:class:`RunnerError` when the manifest cannot be rendered.
     """
-    spec_path = Path(spec_path)
-    spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
+    spec_file = spec_file_of(Path(spec_path))
     spec = TaskSpec.from_path(spec_file)
-    # Absolute: the launch folder's ``image`` link (``_render``) must not dangle for a relative
-    # ``-o``, and nothing below depends on the working folder.
+    # Absolute: the image's links must not dangle for a relative ``-o``.
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not force:
         raise ConfigError(f"{out_dir} exists; pass --force to replace it")
     key = load_or_create_signing_key(key_path or default_signing_key_path())
+    stored, runtime = stored_image(spec, spec_file.parent, store or default_image_store())
+    plan = plan_enclave(spec, runtime, stored.index(), log_level=log_level)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         image = work / "image"
         image.mkdir()
-        _copy_app(spec, spec_file.parent, image)
+        for name, data in plan.files.items():
+            (image / name).write_bytes(data)
+        (image / AGENT_NAME).chmod(0o755)
         shutil.copyfile(spec_file, image / "task.toml")
-        _write_workload(spec, image)
-        _copy_agent(image / AGENT_NAME)
-        manifest = _render(spec, image, log_level, work)
+        (image / ROOTFS_LINK).symlink_to(stored.path.resolve())
+        manifest = plan.manifest
         (image / MANIFEST_NAME).write_text(manifest.to_toml())
-        mrenclave = sim_mrenclave(manifest)
+        mrenclave = plan.sim_mrenclave
         sim_sig = SimSignature.sign(key, mrenclave, manifest)
         (image / "sim.sig").write_text(sim_sig.to_json())
         sgx = _gramine_sign(image, work, key_path or default_signing_key_path())
@@ -286,6 +305,8 @@ def build_image(
             "format": IMAGE_FORMAT,
             "spec": spec.name,
             "spec_sha256": spec_digest(spec_file),
+            "image": spec.enclave.image,
+            "image_digest": stored.digest,
             "mrenclave": {
                 "sim": mrenclave.hex(),
                 "gramine-sgx": sgx.mrenclave.hex() if sgx else None,
@@ -307,159 +328,16 @@ def build_image(
     return EnclaveImage.load(out_dir)
 
 
-def _copy_app(spec: TaskSpec, spec_dir: Path, image: Path) -> None:
-    app = image / "app"
-    app.mkdir()
-    for rel in spec.enclave.app_files:
-        src = spec_dir / rel
-        dst = app / rel
-        if src.is_dir():
-            shutil.copytree(
-                src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-        elif src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-        else:
-            raise ConfigError(f"enclave.app_files: {rel!r} does not exist beside the spec")
-    if spec.enclave.runtime == "python3" and not (app / spec.enclave.entrypoint).is_file():
-        raise ConfigError(
-            "enclave.entrypoint must be one of the app files for the python3 runtime",
-            found=spec.enclave.entrypoint,
-        )
-
-
-def _write_workload(spec: TaskSpec, image: Path) -> None:
-    if spec.enclave.runtime == "python3":
-        argv = [sys_python(), "-S", "-s", "-B", f"/image/app/{spec.enclave.entrypoint}"]
-    else:
-        if not spec.enclave.entrypoint.startswith("/"):
-            raise ConfigError("enclave.entrypoint must be an absolute path for the native runtime")
-        argv = [spec.enclave.entrypoint]
-    limits = spec.limits
-    # The agent's workload description (docs/agent-protocol.md section 5): integers only.
-    workload = {
-        "format": 1,
-        "argv": argv,
-        "args": list(spec.enclave.args),
-        "env": spec.enclave.env,
-        "inputs": [
-            {"name": i.name, "max_size": i.max_size, "required": i.required} for i in spec.inputs
-        ],
-        "outputs": list(spec.outputs.files),
-        "limits": {
-            "wall_ms": round(limits.wall_seconds * 1000),
-            "cpu_seconds": limits.cpu_seconds,
-            "memory": limits.memory,
-            "output_size": limits.output_size,
-            "max_outputs": limits.max_outputs,
-        },
-    }
-
-    (image / "workload.json").write_text(json.dumps(workload, indent=2, sort_keys=True) + "\n")
-
-
-def sys_python() -> str:
-    """The real interpreter path (symlinks resolved), as the enclave sees it."""
-    return str(Path(sys.executable).resolve())
-
-
-def shipped_agent() -> bytes:
-    """The native agent's bytes, as this package ships them."""
-    try:
-        return resources.files("golem_graphene.host").joinpath("agent", AGENT_BINARY).read_bytes()
-    except OSError as exc:
-        raise RunnerError(
-            "this installation of golem-graphene lacks its in-enclave agent "
-            f"(golem_graphene/host/agent/{AGENT_BINARY}); reinstall it"
-        ) from exc
-
-
-def _copy_agent(target: Path) -> None:
-    target.write_bytes(shipped_agent())
-    target.chmod(0o755)
-
-
-def _ldd(paths: list[Path]) -> set[Path]:
-    """Shared libraries the given ELF files load (with the dynamic loader), via ``ldd``."""
-    libs: set[Path] = set()
-    for path in paths:
-        try:
-            out = subprocess.run(
-                ["ldd", str(path)], capture_output=True, text=True, timeout=30
-            ).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        for line in out.splitlines():
-            parts = line.split()
-            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
-                libs.add(Path(parts[2]))
-            elif parts and parts[0].startswith("/"):
-                libs.add(Path(parts[0]))
-    return libs
-
-
-def _system_trusted_files(spec: TaskSpec) -> list[str]:
-    """The workload's files from this host: the interpreter and its standard library for a
-    ``python3`` workload, the spec's native program and trusted files, and every library they
-    load. (The agent needs none: it is static.)"""
-    entries: list[str] = []
-    elf: list[Path] = []
-    if spec.enclave.runtime == "python3":
-        python = Path(sys_python())
-        stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
-        entries.append(str(python))
-        elf.append(python)
-        for child in sorted(stdlib.iterdir()):
-            if child.name in _STDLIB_SKIP or child.name.startswith("config-"):
-                continue
-            entries.append(f"{child}/" if child.is_dir() else str(child))
-            if child.name == "lib-dynload":
-                elf += sorted(child.glob("*.so"))
-    native = [spec.enclave.entrypoint] if spec.enclave.runtime == "native" else []
-    for item in [*native, *spec.enclave.trusted_files]:
-        path = Path(item)
-        if not path.exists():
-            raise ConfigError("a trusted file of the spec does not exist on this host", found=item)
-        entries.append(f"{item}/" if path.is_dir() else item)
-        if path.is_file():
-            elf.append(path)
-    entries += sorted(str(lib) for lib in _ldd(elf))
-    return list(dict.fromkeys(entries))
-
-
-def _render(spec: TaskSpec, image: Path, log_level: str, work: Path) -> Manifest:
-    template = resources.files("golem_graphene.host").joinpath(
-        "templates", "agent.manifest.template"
-    )
-    trusted = _system_trusted_files(spec)
-    mounts = sorted({"/" + Path(p.rstrip("/")).parts[1] for p in trusted})
-    variables = {
-        "system_mounts": mounts,
-        "trusted_system_files": trusted,
-        "enclave_size": f"{spec.enclave.enclave_size // (1 << 20)}M",
-        "max_threads": spec.enclave.max_threads,
-        "debug": spec.enclave.debug,
-        "isvprodid": spec.enclave.isvprodid,
-        "isvsvn": spec.enclave.isvsvn,
-        "log_level": log_level,
-    }
-    manifest = render_manifest(
-        template.read_text(), variables, allow_subprocess=False, name="agent.manifest.template"
-    )
-    launch = work / "launch"
-    launch.mkdir()
-    (launch / "image").symlink_to(image)
-    (launch / "io").mkdir()
-    return expand_trusted_files(manifest, launch, hash_loader_entrypoint=False)
-
-
 def _gramine_sign(image: Path, work: Path, key_path: Path) -> Sigstruct | None:
     """On a Gramine host, sign with ``gramine-sgx-sign`` and read MRENCLAVE from the SIGSTRUCT."""
     tool = shutil.which("gramine-sgx-sign")
     if tool is None:
         return None
     launch = work / "launch"
+    launch.mkdir()
+    (launch / IMAGE_LINK).symlink_to(image)
+    (launch / ROOTFS_LINK).symlink_to((image / ROOTFS_LINK).resolve())
+    (launch / "io").mkdir()
     cmd = [
         tool,
         "--manifest",

@@ -32,6 +32,7 @@ from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.gramine.sgx_host import check_sgx_host, explain_gramine_error
+from golem_graphene.host.hermetic import IMAGE_LINK, ROOTFS_LINK
 from golem_graphene.host.image import MANIFEST_NAME, EnclaveImage, sim_mrenclave
 from golem_graphene.host.sandbox import (
     Mount,
@@ -44,6 +45,8 @@ from golem_graphene.host.sandbox import (
 from golem_graphene.host.sim.attestation_device import AttestationDevice
 from golem_graphene.host.sim.filesystem import (
     TrustedFileCache,
+    check_root_trusted,
+    image_root,
     sandbox_mounts,
     verify_trusted_files,
 )
@@ -196,9 +199,13 @@ class EnclaveRunner(Protocol):
 def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
     """Lay out ``image`` and ``io`` in ``launch_dir``; returns the ``io`` folder."""
     launch_dir.mkdir(parents=True, exist_ok=True)
-    link = launch_dir / "image"
-    if not link.is_symlink():
-        link.symlink_to(image.directory.resolve())
+    for name, target in (
+        (IMAGE_LINK, image.directory),
+        (ROOTFS_LINK, image.directory / ROOTFS_LINK),
+    ):
+        link = launch_dir / name
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
     io = launch_dir / "io"
     (io / "inputs").mkdir(parents=True, exist_ok=True)
     return io
@@ -309,6 +316,7 @@ class SimRunner:
             workdir=manifest.fs.start_dir or "/",
             network=spec.network,
             limits=limits,
+            read_only_root=image_root(manifest, launch_dir) is not None,
         )
 
     def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[str]) -> list[Mount]:
@@ -320,7 +328,11 @@ class SimRunner:
         key = f"{image.directory.resolve()}:{image.info['mrenclave']['sim']}"
         cached = self._mount_cache.get(key)
         if cached is None:
+            root = image_root(image.manifest, launch_dir)
+            if root is not None:
+                check_root_trusted(root, trusted)
             mounts = sandbox_mounts(image.manifest, launch_dir, trusted)
+
             self._mount_cache[key] = (launch_dir, mounts)
             return list(mounts)
         old_base, mounts = cached

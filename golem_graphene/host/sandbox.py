@@ -39,12 +39,13 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-MountKind = Literal["ro", "rw", "tmpfs", "dir"]
+MountKind = Literal["ro", "rw", "tmpfs", "dir", "symlink"]
 
 
 @dataclass(frozen=True)
 class Mount:
-    """A path inside the sandbox: a host path bound ``ro``/``rw``, a tmpfs or an empty dir."""
+    """A path inside the sandbox: a host path bound ``ro``/``rw``, a tmpfs, an empty dir, or a
+    symbolic link whose text is ``source`` (as a container root has them: ``/bin -> usr/bin``)."""
 
     target: str
     kind: MountKind
@@ -80,6 +81,8 @@ class SandboxPlan:
     network: bool = False
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     hostname: str = "enclave"
+    read_only_root: bool = False
+    """Make ``/`` itself read-only once everything is mounted (a container image's root)."""
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,13 @@ def bwrap_command(plan: SandboxPlan) -> list[str]:
             cmd += ["--tmpfs", mount.target]
         elif mount.kind == "dir":
             cmd += ["--dir", mount.target]
+        elif mount.kind == "symlink":
+            cmd += ["--symlink", str(mount.source), mount.target]
         else:
             flag = "--ro-bind" if mount.kind == "ro" else "--bind"
             cmd += [flag, str(mount.source), mount.target]
+    if plan.read_only_root:
+        cmd += ["--remount-ro", "/"]
     for key, value in plan.env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise RunnerError("invalid environment variable for the sandbox", found=key)

@@ -19,6 +19,7 @@ from golem_graphene.errors import (
 from golem_graphene.images.flatten import FlattenReport, flatten, remove_tree
 from golem_graphene.images.limits import ImageLimits
 from golem_graphene.images.reference import ImageReference, parse_reference
+from golem_graphene.images.root_index import RootEntry, RootIndex
 from golem_graphene.images.source import (
     ImageSource,
     LayerInfo,
@@ -44,6 +45,8 @@ __all__ = [
     "ImageStore",
     "LayerInfo",
     "LayerStream",
+    "RootEntry",
+    "RootIndex",
     "RuntimeConfig",
     "StoredRoot",
     "UnsafeLayerEntryError",

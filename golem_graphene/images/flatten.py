@@ -43,6 +43,7 @@ from golem_graphene.errors import (
     UnsafeLayerEntryError,
 )
 from golem_graphene.images.limits import ImageLimits
+from golem_graphene.images.root_index import RootEntry, RootIndex, hash_regular_file
 from golem_graphene.images.source import ImageSource, LayerStream
 
 __all__ = ["FlattenReport", "flatten", "remove_tree"]
@@ -66,6 +67,7 @@ class FlattenReport:
     files: int
     bytes: int
     dropped: tuple[str, ...]
+    index: RootIndex
 
 
 def flatten(source: ImageSource, target: Path, *, read_only: bool = False) -> FlattenReport:
@@ -103,7 +105,9 @@ def flatten(source: ImageSource, target: Path, *, read_only: bool = False) -> Fl
         bytes=tally.bytes,
         dropped=len(state.dropped),
     )
-    return FlattenReport(state.entries, tally.files, tally.bytes, tuple(state.dropped))
+    return FlattenReport(
+        state.entries, tally.files, tally.bytes, tuple(state.dropped), RootIndex.of(tally.index)
+    )
 
 
 def remove_tree(path: Path) -> None:
@@ -138,15 +142,16 @@ def _make_writable(dir_fd: int) -> None:
 class _Tally:
     files: int = 0
     bytes: int = 0
-    inodes: set[int] = field(default_factory=set)
+    inodes: dict[int, str] = field(default_factory=dict)
+    index: list[RootEntry] = field(default_factory=list)
 
 
 def _finalise(
     dir_fd: int, prefix: str, modes: dict[str, int], tally: _Tally, *, read_only: bool
 ) -> None:
     """Set folder modes (deferred so that read-only folders could be filled), clear write bits
-    when asked, zero every time (children before their folder), and count the regular files and
-    their bytes (a hard-linked file's once)."""
+    when asked, zero every time (children before their folder), count the regular files and
+    their bytes (a hard-linked file's once) and index every entry (hashing each file once)."""
     strip = 0o222 if read_only else 0
     for entry in os.scandir(dir_fd):
         path = f"{prefix}{entry.name}"
@@ -154,17 +159,26 @@ def _finalise(
             child = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
             try:
                 _finalise(child, path + "/", modes, tally, read_only=read_only)
-                os.chmod(child, modes.get(path, _IMPLICIT_DIR_MODE) & ~strip)
+                mode = modes.get(path, _IMPLICIT_DIR_MODE) & ~strip
+                os.chmod(child, mode)
             finally:
                 os.close(child)
+            tally.index.append(RootEntry(path, "dir", mode))
         elif entry.is_file(follow_symlinks=False):
             st = entry.stat(follow_symlinks=False)
             tally.files += 1
-            if st.st_ino not in tally.inodes:
-                tally.inodes.add(st.st_ino)
+            digest = tally.inodes.get(st.st_ino)
+            if digest is None:
+                digest = hash_regular_file(entry.name, dir_fd)
+                tally.inodes[st.st_ino] = digest
                 tally.bytes += st.st_size
+            mode = stat.S_IMODE(st.st_mode) & ~strip
             if read_only:
-                os.chmod(entry.name, stat.S_IMODE(st.st_mode) & ~strip, dir_fd=dir_fd)
+                os.chmod(entry.name, mode, dir_fd=dir_fd)
+            tally.index.append(RootEntry(path, "file", mode, size=st.st_size, sha256=digest))
+        elif entry.is_symlink():
+            target = os.readlink(entry.name, dir_fd=dir_fd)
+            tally.index.append(RootEntry(path, "link", 0o777, target=target))
         os.utime(entry.name, ns=(0, 0), dir_fd=dir_fd, follow_symlinks=False)
 
 

@@ -1,6 +1,7 @@
 """Flattened roots kept per image digest, read-only, reused and reclaimed least recently used.
 
 Layout of the store folder: ``sha256-<hex>/`` is a complete root (every write bit cleared),
+``sha256-<hex>.index`` its :class:`RootIndex` (written before the record),
 ``sha256-<hex>.json`` its record (digest, bytes, files), whose modification time is the root's
 last use; ``.locks/sha256-<hex>.lock`` serialises work on one digest across threads and
 processes (``flock``), so concurrent requests for one image flatten it once. A root is complete
@@ -25,6 +26,7 @@ from golem_graphene import limits
 from golem_graphene.errors import ImageFormatError
 from golem_graphene.images.flatten import flatten, remove_tree
 from golem_graphene.images.reference import DIGEST_PATTERN
+from golem_graphene.images.root_index import RootIndex
 from golem_graphene.images.source import ImageSource
 
 __all__ = ["ImageStore", "StoredRoot"]
@@ -34,13 +36,25 @@ _log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StoredRoot:
-    """A complete root: its image digest, folder, regular-file bytes and count, last use."""
+    """A complete root: its image digest, folder, regular-file bytes and count, last use, and
+    the file holding its :class:`RootIndex`."""
 
     digest: str
     path: Path
     bytes: int
     files: int
     last_used: float
+    index_path: Path
+
+    def index(self) -> RootIndex:
+        """The root's index (read from the store: the root is not hashed again)."""
+        try:
+            data = self.index_path.read_bytes()
+        except OSError as exc:
+            raise ImageFormatError(
+                f"the image store lost the index of {self.digest}: {exc.strerror}"
+            ) from None
+        return RootIndex.from_bytes(data)
 
 
 class ImageStore:
@@ -72,6 +86,9 @@ class ImageStore:
 
     def _record(self, digest: str) -> Path:
         return self.folder / f"{self._stem(digest)}.json"
+
+    def _index(self, digest: str) -> Path:
+        return self.folder / f"{self._stem(digest)}.index"
 
     def path_of(self, digest: str) -> Path:
         """Where the root of ``digest`` is (or would be)."""
@@ -115,6 +132,10 @@ class ImageStore:
             if found is None:
                 self._clear_incomplete(digest)
                 report = flatten(source, self.path_of(digest), read_only=True)
+                index = self._index(digest)
+                tmp_index = index.with_name(f".{index.name}.tmp")
+                tmp_index.write_bytes(report.index.to_bytes())
+                os.replace(tmp_index, index)
                 record = self._record(digest)
                 tmp = record.with_name(f".{record.name}.tmp")
                 tmp.write_text(
@@ -157,6 +178,7 @@ class ImageStore:
                 if not held:
                     continue
                 self._record(stored.digest).unlink(missing_ok=True)
+                self._index(stored.digest).unlink(missing_ok=True)
                 remove_tree(stored.path)
             removed.append(stored.digest)
             count -= 1
@@ -174,16 +196,25 @@ class ImageStore:
             used = record.stat().st_mtime
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("digest") != digest or not path.is_dir():
+        index = self._index(digest)
+        if (
+            not isinstance(data, dict)
+            or data.get("digest") != digest
+            or not path.is_dir()
+            or not index.is_file()
+        ):
             return None
         size, files = data.get("bytes"), data.get("files")
         if not isinstance(size, int) or not isinstance(files, int):
             return None
-        return StoredRoot(digest=digest, path=path, bytes=size, files=files, last_used=used)
+        return StoredRoot(
+            digest=digest, path=path, bytes=size, files=files, last_used=used, index_path=index
+        )
 
     def _clear_incomplete(self, digest: str) -> None:
         stem = self._stem(digest)
         self._record(digest).unlink(missing_ok=True)
+        self._index(digest).unlink(missing_ok=True)
         remove_tree(self.path_of(digest))
         for leftover in self.folder.glob(f".{stem}.tmp-*"):
             remove_tree(leftover)

@@ -11,12 +11,21 @@ import fnmatch
 import hashlib
 import re
 import tomllib
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from golem_graphene.errors import ConfigError
+from golem_graphene.errors import ConfigError, ImageError
+from golem_graphene.images.reference import ImageReference, parse_reference
 from golem_graphene.protocol.names import RUNNER_NAMES, validate_file_name
 
 __all__ = [
@@ -55,14 +64,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class EnclaveSpec(_Model):
-    """The enclave image: runtime, workload entrypoint, app files and SGX parameters."""
+LEGACY_ENCLAVE_KEYS = ("runtime", "app_files", "trusted_files")
+"""Keys of the host-path spec format, refused since specs name a container image."""
 
-    runtime: Literal["python3", "native"]
-    entrypoint: str
-    app_files: tuple[str, ...] = ()
-    trusted_files: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
+
+class EnclaveSpec(_Model):
+    """The enclave: a container image, what of its config to override, and SGX parameters.
+
+    ``image`` is an image reference (``oci:``, ``oci-archive:``, ``docker-archive:``) pinned by
+    ``@sha256:``, its path relative to the spec's folder; the image's config gives the default
+    Entrypoint, Cmd and Env, which ``entrypoint``, ``args`` and ``env`` override.
+    """
+
+    image: str
+    entrypoint: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     enclave_size: Size = 1 << 30
     max_threads: int = Field(default=16, ge=1, le=1024)
@@ -70,30 +86,51 @@ class EnclaveSpec(_Model):
     isvsvn: int = Field(default=0, ge=0, le=0xFFFF)
     debug: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_host_paths(cls, data: object) -> object:
+        if isinstance(data, dict):
+            legacy = [key for key in LEGACY_ENCLAVE_KEYS if key in data]
+            if legacy:
+                raise ValueError(
+                    f"{', '.join(legacy)}: specs no longer name host files; name a container "
+                    'image instead ([enclave] image = "oci-archive:FILE@sha256:DIGEST", see the '
+                    "README's migration note)"
+                )
+        return data
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        try:
+            reference = parse_reference(value)
+        except ImageError as exc:
+            raise ValueError(exc.describe()) from None
+        if reference.digest is None:
+            raise ValueError(
+                "the image must be pinned by digest (append @sha256:DIGEST; "
+                "golem-graphene measure prints it)"
+            )
+        if reference.transport != "oci" and reference.path.endswith("/"):
+            raise ValueError("an archive image names a file, not a folder")
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or not value[0]):
+            raise ValueError("entrypoint must name a program (a non-empty list)")
+        return value
+
+    def reference(self) -> ImageReference:
+        """The parsed ``image`` reference (valid: checked when the spec was read)."""
+        return parse_reference(self.image)
+
     @field_validator("enclave_size")
     @classmethod
     def _power_of_two(cls, value: int) -> int:
         if value <= 0 or value & (value - 1):
             raise ValueError("enclave_size must be a power of two (an SGX rule)")
-        return value
-
-    @field_validator("app_files")
-    @classmethod
-    def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            path = PurePosixPath(item)
-            if path.is_absolute() or ".." in path.parts or not item:
-                raise ValueError(
-                    f"app file {item!r} must be a relative path inside the spec folder"
-                )
-        return value
-
-    @field_validator("trusted_files")
-    @classmethod
-    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not item.startswith("/") or ".." in PurePosixPath(item).parts:
-                raise ValueError(f"trusted file {item!r} must be an absolute host path")
         return value
 
     @field_validator("env")

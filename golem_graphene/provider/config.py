@@ -15,6 +15,11 @@ Example::
     open = false                        # true: no requestor token (local use only)
     tokens = ["<long random token>"]    # requestor tokens; each scopes its own tasks
 
+    [images]
+    store_dir = ""                      # flattened container image roots ("": data_dir/image-store)
+    max_roots = 16                      # least recently used roots beyond either bound are
+    max_bytes = 34359738368             #   removed (an image in use is kept)
+
     [limits]
     max_body_bytes = 65536              # JSON request bodies
     max_input_bytes_per_task = 8589934592
@@ -37,6 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from golem_graphene import limits
 from golem_graphene.errors import ConfigError
 
 __all__ = [
@@ -103,6 +109,14 @@ class LimitsConfig(_Model):
     connection_idle_seconds: float = Field(default=75.0, gt=0)
 
 
+class ImagesConfig(_Model):
+    """Where the container images' flattened roots are kept, and how many of them."""
+
+    store_dir: Path | None = None
+    max_roots: int = Field(default=limits.MAX_IMAGE_STORE_ROOTS, ge=1, le=10_000)
+    max_bytes: int = Field(default=limits.MAX_IMAGE_STORE_BYTES, ge=1 << 20)
+
+
 class ProviderConfig(_Model):
     """The whole provider configuration."""
 
@@ -117,7 +131,13 @@ class ProviderConfig(_Model):
     # launch (golem_graphene/host/standby_pool.py).
     warm_enclaves: int = Field(default=1, ge=0, le=64)
     auth: AuthConfig = AuthConfig()
+    images: ImagesConfig = ImagesConfig()
     limits: LimitsConfig = LimitsConfig()
+
+    @property
+    def image_store_dir(self) -> Path:
+        """``images.store_dir``, or ``data_dir/image-store`` when unset."""
+        return self.images.store_dir or self.data_dir / "image-store"
 
     @field_validator("bind")
     @classmethod
@@ -146,6 +166,13 @@ class ProviderConfig(_Model):
                 update={
                     "data_dir": (base / config.data_dir).expanduser(),
                     "specs_dir": (base / config.specs_dir).expanduser(),
+                    "images": config.images.model_copy(
+                        update={
+                            "store_dir": (base / config.images.store_dir).expanduser()
+                            if config.images.store_dir
+                            else None
+                        }
+                    ),
                 }
             )
         return config

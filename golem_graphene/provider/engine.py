@@ -27,6 +27,7 @@ from golem_graphene.host.runners import EnclaveRunner, make_runner
 from golem_graphene.host.sandbox import PidsLimit, kill_session
 from golem_graphene.host.session import EnclaveSession
 from golem_graphene.host.standby_pool import StandbyPool
+from golem_graphene.images import ImageStore
 from golem_graphene.protocol.agent import AgentEvent, Progress, Running, Sealing
 from golem_graphene.protocol.binding import format_task_id, new_task_id
 from golem_graphene.protocol.messages import new_capability_token
@@ -61,6 +62,11 @@ class TaskEngine:
             pcs_url=config.pcs_url,
         )
         self.store = TaskStore(self.data_dir / "tasks")
+        self.image_store = ImageStore(
+            config.image_store_dir,
+            max_roots=config.images.max_roots,
+            max_bytes=config.images.max_bytes,
+        )
         self.pool = StandbyPool(self.runner, self.data_dir / "standby", config.warm_enclaves)
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
@@ -100,6 +106,7 @@ class TaskEngine:
                         self.spec_path(name),
                         out,
                         key_path=self.data_dir / "enclave-key.pem",
+                        store=self.image_store,
                         force=True,
                     )
                 self._images[key] = image

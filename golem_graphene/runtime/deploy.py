@@ -217,7 +217,15 @@ def _cached_image(package: Path, spec: TaskSpec, settings: RuntimeSettings) -> E
         except Error:
             pass
         log.info("building the enclave image", spec=spec.name, image=out.name)
-        return build_image(package, out, key_path=settings.signing_key_path, force=True)
+        # The package's image is opened by the spec's pinned digest: a package whose image
+        # does not match it is refused (ImageDigestError) before anything is built.
+        return build_image(
+            package,
+            out,
+            key_path=settings.signing_key_path,
+            store=settings.image_store,
+            force=True,
+        )
 
 
 def deploy(

@@ -16,6 +16,7 @@ from typing import Final
 import golem_graphene
 from golem_graphene.errors import ConfigError
 from golem_graphene.host.runners import EnclaveRunner, make_runner
+from golem_graphene.images import ImageStore
 from golem_graphene.protocol.golem import ENTRYPOINTS, RUNTIME_NAME, VOLUME_PATH
 from golem_graphene.protocol.names import RUNNER_NAMES
 
@@ -89,6 +90,11 @@ class RuntimeSettings:
     def images_dir(self) -> Path:
         """Built enclave images, one folder per task package and code version."""
         return self.data_dir / "images"
+
+    @property
+    def image_store(self) -> ImageStore:
+        """Flattened container image roots (the default bounds of the image store)."""
+        return ImageStore(self.data_dir / "image-store")
 
     def make_runner(self) -> EnclaveRunner:
         """The configured runner (raises :class:`RunnerError` for gramine-direct not allowed)."""

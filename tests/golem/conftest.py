@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from golem_support import SHELL_SPEC, TOOLS
+from _test_images import write_shell_spec
+from golem_support import SHELL_SPEC
 from supervisor import RUNTIME_BINARY, ExeUnitSimulator
 
 from golem_graphene.requestor.client import RequestorPolicy
@@ -59,10 +60,7 @@ def runtime_flags(runtime_data: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def shell_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shell-spec")
-    tools = ", ".join(f'"/usr/bin/{t}"' for t in TOOLS if Path(f"/usr/bin/{t}").exists())
-    (root / "task.toml").write_text(SHELL_SPEC.format(tools=tools))
-    return root
+    return write_shell_spec(tmp_path_factory.mktemp("shell-spec"), SHELL_SPEC)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,7 @@ name = "golem-shell"
 description = "A shell for the Golem tests: the requestor's args are the script (sh -c ...)"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = [{tools}]
+image = "{image}"
 args = ["-c", "true"]
 enclave_size = "256M"
 max_threads = 4

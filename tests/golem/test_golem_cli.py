@@ -179,7 +179,7 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
     return info, None
 
 
-SPEC = SHELL_SPEC.format(tools='"/bin/cat"').encode()
+SPEC = SHELL_SPEC.replace("{image}", "oci-archive:shell.tar@sha256:" + "0" * 64).encode()
 BAD_PACKAGES: dict[str, tuple[bytes | None, str]] = {
     "traversal": (_tar([_file("task.toml", SPEC), _file("../evil", b"x")]), "plain"),
     "absolute": (_tar([_file("/etc/evil", b"x"), _file("task.toml", SPEC)]), "relative name"),

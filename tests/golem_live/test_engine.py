@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _test_images import write_shell_spec
 from exeunit import ActivityProxy, ExeUnitStandIn, ProviderActivities
-from golem_support import SHELL_SPEC, TOOLS
+from golem_support import SHELL_SPEC
 from market import PRESET_COEFFS, ProviderAgent, build_offer
 from yagna import Identities, YagnaNode
 from yapapi import Golem
@@ -104,11 +105,7 @@ def sim_runtime(tmp_path: Path) -> SimRuntime:
 
 @pytest.fixture
 def shell_spec(tmp_path: Path) -> Path:
-    root = tmp_path / "shell-spec"
-    root.mkdir()
-    tools = ", ".join(f'"/usr/bin/{t}"' for t in TOOLS if Path(f"/usr/bin/{t}").exists())
-    (root / "task.toml").write_text(SHELL_SPEC.format(tools=tools))
-    return root
+    return write_shell_spec(tmp_path / "shell-spec", SHELL_SPEC)
 
 
 async def _invoice_when_terminated(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _test_images import write_shell_spec
 
 from golem_graphene.protocol.spec import spec_digest
 from golem_graphene.provider.config import ProviderConfig
@@ -56,12 +57,7 @@ name = "{SHELL}"
 description = "A /bin/sh workload whose command the requestor passes as arguments"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = [
-    "/usr/bin/cat", "/usr/bin/head", "/usr/bin/ln", "/usr/bin/mkfifo", "/usr/bin/mknod",
-    "/usr/bin/mkdir", "/usr/bin/sleep",
-]
+image = "{{image}}"
 args = ["-c", "cat inputs/data.txt > outputs/out.txt"]
 enclave_size = "256M"
 max_threads = 4
@@ -82,8 +78,7 @@ output_size = {SHELL_OUTPUT_LIMIT}
 
 def write_specs(root: Path) -> Path:
     """Write the hostile specs under ``root``; returns ``root``."""
-    (root / SHELL).mkdir(parents=True, exist_ok=True)
-    (root / SHELL / "task.toml").write_text(SHELL_SPEC)
+    write_shell_spec(root / SHELL, SHELL_SPEC)
     return root
 
 

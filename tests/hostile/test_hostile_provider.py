@@ -347,11 +347,9 @@ async def test_a_receipt_with_a_duplicated_key_is_refused(
 def _spec(tmp_path: Path) -> Path:
     """A spec the fake provider never looks at (one required input)."""
     from _hostile_support import SHELL_SPEC
+    from _test_images import write_shell_spec
 
-    spec = tmp_path / "spec"
-    spec.mkdir(exist_ok=True)
-    (spec / "task.toml").write_text(SHELL_SPEC)
-    return spec
+    return write_shell_spec(tmp_path / "spec", SHELL_SPEC)
 
 
 def _run_args(spec: Path, url: str, identity: Path, out: Path) -> list[str | Path]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _test_images import write_shell_spec
+
 from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
@@ -42,16 +44,12 @@ for the workload, 64 KiB of outputs."""
 SHELL_DEBUG = "shell-debug"
 """Shell spec whose enclave is a debug enclave (``debug = true``)."""
 
-_SHELL_TOOLS = ("cat", "cp", "head", "sleep", "true", "dd")
-
 _SHELL_SPEC = """\
 name = "{name}"
 description = "A shell for tests: the requestor's args are the script (sh -c ...)"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = [{tools}]
+image = "{{image}}"
 args = ["-c", "true"]
 enclave_size = "256M"
 max_threads = 4
@@ -86,11 +84,10 @@ def shell_spec_text(
     max_input: str = "2G",
     memory: str = "256M",
 ) -> str:
-    """The TOML of a native ``/bin/sh`` spec with coreutils trusted and two optional inputs."""
-    tools = ", ".join(f'"/usr/bin/{t}"' for t in _SHELL_TOOLS if Path(f"/usr/bin/{t}").exists())
+    """The TOML of a ``/bin/sh`` spec (the shell image, ``{image}`` left to fill by
+    :func:`write_shell_spec`) with two optional inputs."""
     return _SHELL_SPEC.format(
         name=name,
-        tools=tools,
         debug=str(debug).lower(),
         wall=wall,
         output_size=output_size,
@@ -106,8 +103,7 @@ def write_test_specs(root: Path) -> None:
     # The debug spec also gives the workload more memory than the enclave has (1G > 256M):
     # the agent must cap the workload's limit at the enclave's, not fail to start it.
     for name, options in ((SHELL, {}), (SHELL_DEBUG, {"debug": True, "memory": "1G"})):
-        (root / name).mkdir()
-        (root / name / "task.toml").write_text(shell_spec_text(name, **options))
+        write_shell_spec(root / name, shell_spec_text(name, **options))
 
 
 def real_spec_dirs() -> list[Path]:

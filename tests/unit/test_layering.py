@@ -18,13 +18,13 @@ PACKAGE = Path(golem_graphene.__file__).parent
 ALLOWED: dict[str, set[str]] = {
     "attestation": set(),
     "gramine": set(),
-    "protocol": {"attestation"},
     "images": set(),
-    "sealing": {"attestation", "protocol"},
-    "host": {"attestation", "protocol", "sealing", "gramine"},
-    "requestor": {"attestation", "protocol", "sealing", "gramine", "host"},
-    "provider": {"attestation", "protocol", "sealing", "gramine", "host"},
-    "runtime": {"attestation", "protocol", "sealing", "gramine", "host"},
+    "protocol": {"attestation", "images"},
+    "sealing": {"attestation", "protocol", "images"},
+    "host": {"attestation", "protocol", "sealing", "gramine", "images"},
+    "requestor": {"attestation", "protocol", "sealing", "gramine", "host", "images"},
+    "provider": {"attestation", "protocol", "sealing", "gramine", "host", "images"},
+    "runtime": {"attestation", "protocol", "sealing", "gramine", "host", "images"},
 }
 LEAVES = {"errors", "limits", "canonical_json", "_internal", "_lazy", "_batched_write", "_logging"}
 

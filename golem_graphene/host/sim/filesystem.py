@@ -25,7 +25,13 @@ from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.host.sandbox import Mount
 
-__all__ = ["TrustedFileCache", "sandbox_mounts", "verify_trusted_files"]
+__all__ = [
+    "TrustedFileCache",
+    "check_root_trusted",
+    "image_root",
+    "sandbox_mounts",
+    "verify_trusted_files",
+]
 
 _HASH_CHUNK = 1 << 20
 
@@ -146,6 +152,16 @@ def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[str]) -> list[M
     """The bubblewrap mounts that show exactly the manifest's files at their enclave paths."""
     maps = _mount_maps(manifest, base)
     mounts: dict[str, Mount] = {}
+    root = image_root(manifest, base)
+    if root is not None:
+        # A container image's root (fs.root): bound whole, its links kept as links.
+        inside = root + "/"
+        trusted = [path for path in trusted if not path.startswith(inside)]
+        reserved = {"proc", "dev"} | {
+            m.path.strip("/") for m in manifest.fs.mounts if m.path.strip("/").count("/") == 0
+        }
+        for mount in _root_entries(root, reserved):
+            mounts[mount.target] = mount
     if manifest.sgx.file_check_policy == "allow_all_but_log":
         for mm in maps:
             mounts[mm.enclave] = Mount(mm.enclave, "ro", Path(mm.host))
@@ -165,6 +181,49 @@ def sandbox_mounts(manifest: Manifest, base: Path, trusted: list[str]) -> list[M
         if m.type == "tmpfs":
             mounts[m.path] = Mount(m.path, "tmpfs")
     return sorted(mounts.values(), key=lambda m: (m.target.count("/"), m.target))
+
+
+def image_root(manifest: Manifest, base: Path) -> str | None:
+    """The host folder of ``fs.root`` when the manifest names one (a container image's root)."""
+    root = manifest.fs.root
+    if root is None or root.uri is None or root.type != "chroot":
+        return None
+    return str(_host_path(root.uri, base))
+
+
+def check_root_trusted(root: str, trusted: list[str]) -> None:
+    """Refuse a root holding a regular file the manifest does not trust: the sandbox shows the
+    root whole, so every file in it must have been hash-checked (as Gramine's strict policy
+    would refuse to open it)."""
+    trusted_set = set(trusted)
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise RunnerError(f"the enclave's root cannot be read: {exc.strerror}") from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif not entry.is_symlink() and entry.path not in trusted_set:
+                raise RunnerError(
+                    "the enclave's root holds a file its manifest does not trust",
+                    found=entry.path[len(root) :],
+                )
+
+
+def _root_entries(root: str, reserved: set[str]) -> list[Mount]:
+    mounts = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name in reserved:
+            continue  # the enclave's own mounts (/proc, /dev, /tmp, ...) take these places
+        target = "/" + entry.name
+        if entry.is_symlink():
+            mounts.append(Mount(target, "symlink", Path(os.readlink(entry.path))))
+        else:
+            mounts.append(Mount(target, "ro", Path(entry.path)))
+    return mounts
 
 
 def _collapse(trusted: list[str], maps: list[_MountMap]) -> list[tuple[str, str]]:

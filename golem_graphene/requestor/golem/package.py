@@ -1,9 +1,9 @@
-"""Task packages: the spec and its app files as a reproducible tar, named by its SHA3 hash.
+"""Task packages: the spec and its container image as a reproducible tar, named by its SHA3 hash.
 
 On Golem the provider's ExeUnit downloads the payload named by the demand's
 ``golem.srv.comp.task_package`` property, ``hash:sha3:<hex>:<url>`` (research/golem.md
 sections 2.1 and 2.5), and hands it to the runtime's ``deploy`` as ``--task-package``. Our
-package holds ``task.toml`` and the spec's ``enclave.app_files``; it carries no secret (inputs
+package holds ``task.toml`` and the spec's container image; it carries no secret (inputs
 travel sealed, later). Its bytes are reproducible (sorted entries, zero times and owners), so
 the same spec always gives the same hash. The hash here is SHA3-224, the 56-hex-digit form of
 Golem's package hashes.
@@ -56,33 +56,43 @@ def _add_file(tar: tarfile.TarFile, source: Path, name: str) -> None:
         tar.addfile(info, f)
 
 
+def _image_files(spec: TaskSpec, root: Path) -> dict[str, Path]:
+    """The spec's container image (an archive file, or an OCI layout folder's files), which
+    must lie in the spec's folder: the package carries it, the provider checks its digest."""
+    reference = spec.enclave.reference()
+    rel = Path(reference.path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ConfigError(
+            "a packaged spec names its image by a path inside the spec's folder",
+            found=reference.path,
+        )
+    source = root / rel
+    if source.is_symlink():
+        raise ConfigError("the spec's image is a symbolic link", found=reference.path)
+    if source.is_file() and reference.transport != "oci":
+        return {rel.as_posix(): source}
+    if source.is_dir() and reference.transport == "oci":
+        files: dict[str, Path] = {}
+        for child in sorted(source.rglob("*")):
+            if child.is_symlink():
+                raise ConfigError("the image folder holds a symbolic link", found=str(child))
+            if child.is_file():
+                files[child.relative_to(root).as_posix()] = child
+        return files
+    raise ConfigError("the spec's image is missing beside the spec", found=reference.path)
+
+
 def build_task_package(spec: str | Path, out: str | Path) -> TaskPackage:
     """Pack the spec at ``spec`` (folder or ``task.toml``) into the tar ``out``.
 
-    Raises :class:`ConfigError` when the spec is invalid or an app file is missing, or names a
-    symbolic link (a package holds regular files only).
+    Raises :class:`ConfigError` when the spec is invalid or its image is missing, outside the
+    spec's folder, or a symbolic link (a package holds regular files only).
     """
     spec_path = Path(spec)
     spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
     parsed = TaskSpec.from_path(spec_file)
-    root = spec_file.parent
     files: dict[str, Path] = {"task.toml": spec_file}
-    for rel in parsed.enclave.app_files:
-        source = root / rel
-        if source.is_symlink():
-            raise ConfigError("an app file is a symbolic link", found=rel)
-        if source.is_dir():
-            for child in sorted(source.rglob("*")):
-                if "__pycache__" in child.parts or child.suffix == ".pyc":
-                    continue
-                if child.is_symlink():
-                    raise ConfigError("an app file is a symbolic link", found=str(child))
-                if child.is_file():
-                    files[child.relative_to(root).as_posix()] = child
-        elif source.is_file():
-            files[Path(rel).as_posix()] = source
-        else:
-            raise ConfigError("enclave.app_files names a missing file", found=rel)
+    files.update(_image_files(parsed, spec_file.parent))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in sorted(files):

@@ -14,6 +14,8 @@ NAMES = {
     "ImageStore",
     "LayerInfo",
     "LayerStream",
+    "RootEntry",
+    "RootIndex",
     "RuntimeConfig",
     "StoredRoot",
     "flatten",

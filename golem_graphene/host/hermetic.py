@@ -1,0 +1,259 @@
+"""Hermetic enclaves: what an enclave runs and measures, made from a container image and a spec.
+
+Everything here is a pure function of the flattened root's :class:`RootIndex`, the image
+config's runtime fields and the task spec (plus this package's agent and template), so the
+requestor computes, offline, the measurement every provider's build gives (``measure``), and
+no file of the provider's host is involved. Layer boundaries, compression, history and digests
+do not enter: the same content packed any way measures the same.
+
+The enclave's files (the launch folder's relative URIs, see ``native/agent.manifest.template``):
+
+- ``rootfs/...``: every regular file of the image root, as trusted files with their SHA-256;
+- ``image/agent``: the native agent (``/.golem-graphene/agent`` inside);
+- ``image/workload.json``: what the agent runs (``docs/agent-protocol.md`` section 5);
+- ``image/rootfs.json``: the root's index (folders, modes, symbolic links and their targets),
+  measured as a trusted file so that a changed link or mode changes the measurement too.
+
+Workload: the spec's ``entrypoint`` or else the image's Entrypoint; the spec's ``args`` or else
+the image's Cmd (the arguments the requestor's sealed input manifest may replace); with no
+entrypoint, Cmd's first word is the program. A program named without ``/`` is looked up in the
+workload's ``PATH`` inside the root, symbolic links resolved inside the root, so the enclave
+starts a file the manifest lists. Env is the image's, then the spec's on top. The working
+folder is always ``/workspace`` (the task's ``inputs/`` and ``outputs/``): the image's
+WorkingDir and User are not applied (one user runs the enclave).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+from golem_graphene.errors import ConfigError
+from golem_graphene.gramine.install import DEFAULT_GRAMINE_PKGLIBDIR, GramineInstall
+from golem_graphene.gramine.manifest import Manifest, canonical_manifest_bytes
+from golem_graphene.gramine.model import TrustedFile
+from golem_graphene.gramine.template import render_manifest
+from golem_graphene.images import ImageReference, RootEntry, RootIndex, RuntimeConfig
+from golem_graphene.protocol.spec import EnclaveSpec, OutputsSpec, TaskSpec
+
+__all__ = [
+    "AGENT_BINARY",
+    "IMAGE_LINK",
+    "ROOTFS_LINK",
+    "SIM_MRENCLAVE_TAG",
+    "EnclavePlan",
+    "default_spec",
+    "plan_enclave",
+    "resolve_reference",
+    "shipped_agent",
+    "sim_mrenclave",
+]
+
+SIM_MRENCLAVE_TAG = b"golem-graphene/sim/mrenclave/v1\0"
+AGENT_BINARY = "golem-graphene-agent"
+IMAGE_LINK = "image"
+"""The launch folder's link to the enclave image folder (``/.golem-graphene`` inside)."""
+ROOTFS_LINK = "rootfs"
+"""The launch folder's (and image folder's) link to the flattened container root (``/``)."""
+AGENT_NAME, WORKLOAD_NAME, INDEX_NAME = "agent", "workload.json", "rootfs.json"
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_MAX_LINK_HOPS = 40
+# The manifest always names Gramine's packaged path: a source build elsewhere would otherwise
+# change the sim measurement from host to host (gramine-sgx-sign needs this layout).
+_GRAMINE_LAYOUT = GramineInstall(Path(DEFAULT_GRAMINE_PKGLIBDIR), False, "stand-in")
+
+
+def sim_mrenclave(manifest: Manifest) -> bytes:
+    """The simulated MRENCLAVE of an expanded manifest."""
+    return hashlib.sha256(SIM_MRENCLAVE_TAG + canonical_manifest_bytes(manifest)).digest()
+
+
+def shipped_agent() -> bytes:
+    """The native agent's bytes, as this package ships them."""
+    try:
+        return resources.files("golem_graphene.host").joinpath("agent", AGENT_BINARY).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            "this installation of golem-graphene lacks its in-enclave agent "
+            f"(golem_graphene/host/agent/{AGENT_BINARY}); reinstall it"
+        ) from exc
+
+
+def resolve_reference(reference: ImageReference, base: Path) -> ImageReference:
+    """``reference`` with a relative path taken relative to ``base`` (a spec's folder)."""
+    if Path(reference.path).is_absolute():
+        return reference
+    return replace(reference, path=str(base / reference.path))
+
+
+def default_spec(reference: str) -> TaskSpec:
+    """The spec an image runs under when none is given: the image config's command, no
+    declared inputs, every file in ``outputs/`` an output, default limits."""
+    return TaskSpec(
+        name="image",
+        enclave=EnclaveSpec(image=reference),
+        outputs=OutputsSpec(files=("*",)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EnclavePlan:
+    """An enclave, ready to be written or measured: the image folder's files and the expanded
+    manifest that lists them with the root's files."""
+
+    files: dict[str, bytes]
+    manifest: Manifest
+
+    @property
+    def sim_mrenclave(self) -> bytes:
+        return sim_mrenclave(self.manifest)
+
+
+def plan_enclave(
+    spec: TaskSpec, runtime: RuntimeConfig, index: RootIndex, *, log_level: str = "error"
+) -> EnclavePlan:
+    """The enclave of ``spec`` over the image whose root is ``index`` and config ``runtime``.
+
+    Raises :class:`ConfigError` when the image and spec give no program, or it is not a file
+    of the image, and the manifest errors when the template cannot be rendered.
+    """
+    files = {
+        AGENT_NAME: shipped_agent(),
+        INDEX_NAME: index.to_bytes(),
+        WORKLOAD_NAME: workload_json(spec, runtime, index),
+    }
+    manifest = _render(spec, log_level)
+    trusted = [
+        TrustedFile(f"file:{IMAGE_LINK}/{name}", hashlib.sha256(files[name]).hexdigest())
+        for name in sorted(files)
+    ]
+    trusted += [TrustedFile(f"file:{ROOTFS_LINK}/{e.path}", e.sha256) for e in index.files()]
+    manifest = replace(manifest, sgx=replace(manifest.sgx, trusted_files=tuple(trusted)))
+    return EnclavePlan(files, manifest)
+
+
+def _render(spec: TaskSpec, log_level: str) -> Manifest:
+    template = resources.files("golem_graphene.host").joinpath(
+        "templates", "agent.manifest.template"
+    )
+    enclave = spec.enclave
+    variables = {
+        "enclave_size": f"{enclave.enclave_size // (1 << 20)}M",
+        "max_threads": enclave.max_threads,
+        "debug": enclave.debug,
+        "isvprodid": enclave.isvprodid,
+        "isvsvn": enclave.isvsvn,
+        "log_level": log_level,
+    }
+    return render_manifest(
+        template.read_text(),
+        variables,
+        gramine=_GRAMINE_LAYOUT,
+        environ={},
+        allow_subprocess=False,
+        name="agent.manifest.template",
+    )
+
+
+def workload_json(spec: TaskSpec, runtime: RuntimeConfig, index: RootIndex) -> bytes:
+    """The agent's workload description (integers only; sorted keys, so stable bytes)."""
+    env = _environment(runtime.env, spec.enclave.env)
+    enclave = spec.enclave
+    cmd = enclave.args if enclave.args is not None else runtime.cmd
+    command = list(enclave.entrypoint if enclave.entrypoint is not None else runtime.entrypoint)
+    if command:
+        argv, args = command, list(cmd)
+    else:
+        argv, args = list(cmd[:1]), list(cmd[1:])
+    if not argv or not argv[0]:
+        raise ConfigError(
+            "the image has no Entrypoint or Cmd and the spec names no entrypoint: nothing to run"
+        )
+    argv[0] = _program(index, argv[0], env.get("PATH", _DEFAULT_PATH))
+    limits = spec.limits
+    workload = {
+        "format": 1,
+        "argv": argv,
+        "args": args,
+        "env": env,
+        "inputs": [
+            {"name": i.name, "max_size": i.max_size, "required": i.required} for i in spec.inputs
+        ],
+        "outputs": list(spec.outputs.files),
+        "limits": {
+            "wall_ms": round(limits.wall_seconds * 1000),
+            "cpu_seconds": limits.cpu_seconds,
+            "memory": limits.memory,
+            "output_size": limits.output_size,
+            "max_outputs": limits.max_outputs,
+        },
+    }
+    return (json.dumps(workload, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode()
+
+
+def _environment(image_env: tuple[str, ...], spec_env: dict[str, str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in image_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name or "\0" in item:
+            raise ConfigError("the image config has a malformed Env entry", found=item[:80])
+        env[name] = value
+    env.update(spec_env)
+    return env
+
+
+def _program(index: RootIndex, name: str, path_env: str) -> str:
+    """The absolute path, inside the root, of the program ``name`` (links resolved)."""
+    candidates = (
+        [name]
+        if "/" in name
+        else [posixpath.join(d or ".", name) for d in path_env.split(":") if d.startswith("/")]
+    )
+    entries = {e.path: e for e in index.entries}
+    for candidate in candidates:
+        if not candidate.startswith("/"):
+            raise ConfigError(
+                "the workload's program must be an absolute path or a name on PATH",
+                found=name,
+            )
+        resolved = _resolve(entries, candidate)
+        if resolved is not None:
+            entry = entries[resolved.lstrip("/")]
+            if entry.kind == "file" and entry.mode & 0o111:
+                return resolved
+    raise ConfigError(
+        "the workload's program is not an executable file of the image",
+        expected=f"a file on PATH={path_env}" if "/" not in name else "an executable file",
+        found=name,
+    )
+
+
+def _resolve(entries: dict[str, RootEntry], path: str) -> str | None:
+    """``path`` with every symbolic link resolved inside the root; ``None`` if it is missing."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        entry = entries.get("/".join([*resolved, part]))
+        if entry is None:
+            return None
+        if entry.kind == "link" and entry.target is not None:
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                return None
+            target = [p for p in entry.target.split("/") if p and p != "."]
+            if entry.target.startswith("/"):
+                resolved = []
+            parts = target + parts
+            continue
+        resolved.append(part)
+    return "/" + "/".join(resolved)
