@@ -24,6 +24,7 @@ from _test_images import write_shell_spec
 from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
+from golem_graphene.images import ImageStore
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.server import ProviderServer
 from golem_graphene.requestor.channel import Channel
@@ -120,6 +121,7 @@ class ImageCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.key_path = root / "enclave-key.pem"
+        self.store = ImageStore(root / "image-store")
         self._images: dict[str, EnclaveImage] = {}
         self._lock = threading.Lock()
 
@@ -134,7 +136,11 @@ class ImageCache:
         with self._lock:
             if key not in self._images:
                 self._images[key] = build_image(
-                    spec_dir, self.root / key, key_path=self.key_path, force=True
+                    spec_dir,
+                    self.root / key,
+                    key_path=self.key_path,
+                    store=self.store,
+                    force=True,
                 )
             return self._images[key]
 

@@ -204,7 +204,7 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     assert "SIMULATED root is trusted" in stderr.decode()
     # No --mrenclave: the CLI built the spec itself, in another process than the provider's
     # image, and must have found the same measurement (builds are reproducible).
-    assert f"from a local build of the spec: {provider.images.measurement(spec_dir)}" in (
+    assert f"measured from the spec's image: {provider.images.measurement(spec_dir)}" in (
         stderr.decode()
     )
 
