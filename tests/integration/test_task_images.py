@@ -1,0 +1,368 @@
+"""scripts/task-images: the task specs' images are byte for byte reproducible, readable by
+Debian's skopeo and umoci and by golem_graphene.images, and their workloads run from the image
+root under bubblewrap.
+
+The builds share the repository's .deb cache (build/debs/): only the first build on a machine
+downloads the packages of task_specs/images.lock; every later one takes seconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from _e2e_support import bwrap_problem
+
+from golem_graphene.images import flatten, open_image, parse_reference
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "task-images"
+CACHE = REPO / "build" / "debs"
+SPECS = REPO / "task_specs"
+NAMES = ("csv-stats", "word-freq", "gzip-compress", "gzip")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("dpkg-deb") is None, reason="dpkg-deb is missing (a Debian host builds these)"
+)
+
+
+@dataclass(frozen=True)
+class Build:
+    out: Path
+    references: dict[str, str]  # name -> printed reference
+
+    def path(self, name: str) -> Path:
+        return Path(parse_reference(self.references[name]).path)
+
+
+def run_script(
+    *args: str,
+    cwd: Path = REPO,
+    script: Path = SCRIPT,
+    env: dict[str, str] | None = None,
+    umask: str = "022",
+) -> subprocess.CompletedProcess[str]:
+    # The script runs with the interpreter running the tests (the venv's, as `make task-images`).
+    argv = [sys.executable, str(script), "--cache", str(CACHE), *args]
+    return subprocess.run(
+        ["sh", "-c", f'umask {umask} && exec "$@"', "sh", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def build(out: Path, *args: str, **kwargs: object) -> Build:
+    done = run_script("--out-dir", str(out), *args, **kwargs)  # type: ignore[arg-type]
+    assert done.returncode == 0, done.stderr
+    references = {}
+    for line in done.stdout.splitlines():
+        name, reference = line.split(" ")
+        references[name] = reference
+    return Build(out, references)
+
+
+@pytest.fixture(scope="module")
+def oci(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    out = tmp_path_factory.mktemp("oci")
+    return build(out)
+
+
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    out = tmp_path_factory.mktemp("docker")
+    return build(out, "--format", "docker-archive")
+
+
+def test_prints_one_pinned_reference_per_image(oci: Build, docker: Build) -> None:
+    assert tuple(oci.references) == NAMES
+    for name in NAMES:
+        ref = parse_reference(oci.references[name])
+        assert (ref.transport, ref.tag) == ("oci-archive", None)
+        assert Path(ref.path) == oci.out / name / "image.tar"
+        assert ref.digest is not None
+        assert parse_reference(docker.references[name]).transport == "docker-archive"
+
+
+def test_a_build_elsewhere_is_byte_for_byte_the_same(oci: Build, tmp_path: Path) -> None:
+    """Another checkout folder, working folder, PATH order, time zone, locale and umask."""
+    checkout = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(SPECS, checkout / "task_specs", ignore=shutil.ignore_patterns("image*.tar"))
+    (checkout / "scripts").mkdir()
+    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = dict(os.environ, TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C")
+    env["PATH"] = os.pathsep.join(reversed(os.environ["PATH"].split(os.pathsep)))
+    again = build(
+        tmp_path / "out",
+        cwd=elsewhere,
+        script=checkout / "scripts" / "task-images",
+        env=env,
+        umask="077",
+    )
+    for name in NAMES:
+        assert again.references[name].rpartition("@")[2] == oci.references[name].rpartition("@")[2]
+        assert again.path(name).read_bytes() == oci.path(name).read_bytes(), name
+
+
+def test_archives_hold_fixed_metadata_and_uncompressed_layers(oci: Build) -> None:
+    with tarfile.open(oci.path("csv-stats")) as archive:
+        names = archive.getnames()
+        assert names == sorted(names)
+        index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
+        [entry] = index["manifests"]
+        assert entry["annotations"] == {"org.opencontainers.image.ref.name": "latest"}
+        manifest = json.loads(blob(archive, entry["digest"]))
+        config_bytes = blob(archive, manifest["config"]["digest"])
+        assert (
+            config_bytes
+            == json.dumps(json.loads(config_bytes), sort_keys=True, separators=(",", ":")).encode()
+        )
+        config = json.loads(config_bytes)
+        assert "created" not in config and "history" not in config
+        assert config["config"]["Entrypoint"] == [
+            "/usr/bin/python3",
+            "-S",
+            "-s",
+            "-B",
+            "/app/stats.py",
+        ]
+        assert config["config"]["Env"] == ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
+        assert [x["mediaType"] for x in manifest["layers"]] == [
+            "application/vnd.oci.image.layer.v1.tar"
+        ] * 2
+        for member in archive.getmembers():
+            assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (
+                0,
+                0,
+                0,
+                "",
+                "",
+            )
+        for desc in manifest["layers"]:
+            with tarfile.open(
+                fileobj=archive.extractfile(f"blobs/{desc['digest'].replace(':', '/')}")
+            ) as layer:
+                for member in layer.getmembers():
+                    assert (member.mtime, member.uid, member.gid, member.uname) == (0, 0, 0, "")
+
+
+def blob(archive: tarfile.TarFile, digest: str) -> bytes:
+    return archive.extractfile(f"blobs/{digest.replace(':', '/')}").read()  # type: ignore[union-attr]
+
+
+def test_check_accepts_fresh_archives_and_refuses_changed_ones(oci: Build, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(oci.out, out)
+    assert run_script("--out-dir", str(out), "--check").returncode == 0
+    path = out / "gzip" / "image.tar"
+    path.write_bytes(path.read_bytes()[:-1] + b"x")
+    done = run_script("--out-dir", str(out), "--check", "gzip")
+    assert done.returncode == 1
+    assert "out of date" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_package_that_does_not_match_the_lock_is_refused(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(SPECS, checkout / "task_specs", ignore=shutil.ignore_patterns("image*.tar"))
+    (checkout / "scripts").mkdir()
+    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
+    lock = checkout / "task_specs" / "images.lock"
+    text = lock.read_text()
+    start = text.index('sha256 = "', text.index('name = "gzip"')) + len('sha256 = "')
+    lock.write_text(text[:start] + "0" * 64 + text[start + 64 :])
+    # A cache of its own, so that the shared one keeps the right file.
+    cache = tmp_path / "debs"
+    cache.mkdir()
+    gzip_deb = next(CACHE.glob("gzip_*.deb"))
+    shutil.copy2(gzip_deb, cache / gzip_deb.name)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(checkout / "scripts" / "task-images"),
+            "--cache",
+            str(cache),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "gzip",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "the lock says 0000" in done.stderr
+    assert "--update-lock" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_malformed_lock_and_unknown_names_are_clear_errors(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "task_specs").mkdir(parents=True)
+    (checkout / "scripts").mkdir()
+    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
+    (checkout / "task_specs" / "images.lock").write_text("[[package]\n")
+    argv = [sys.executable, str(checkout / "scripts" / "task-images"), "--out-dir", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 1
+    assert "malformed" in done.stderr and "--update-lock" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = subprocess.run([*argv, "nosuch"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "unknown image nosuch" in done.stderr
+
+
+def test_skopeo_and_umoci_read_the_images(oci: Build, docker: Build, tmp_path: Path) -> None:
+    if shutil.which("skopeo") is None or shutil.which("umoci") is None:
+        pytest.skip(
+            "skopeo and umoci are not installed (Debian packages; make setup installs them)"
+        )
+    for name in NAMES:
+        seen = json.loads(skopeo("inspect", f"oci-archive:{oci.path(name)}"))
+        assert (
+            "sha256:" + seen["Digest"].partition(":")[2] == oci.references[name].rpartition("@")[2]
+        )
+        assert (seen["Architecture"], seen["Os"]) == ("amd64", "linux")
+        seen = json.loads(skopeo("inspect", "--config", f"docker-archive:{docker.path(name)}"))
+        assert seen["rootfs"]["diff_ids"]
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(oci.path("word-freq")) as archive:
+        archive.extractall(layout, filter="data")
+    bundle = tmp_path / "bundle"
+    done = subprocess.run(
+        ["umoci", "unpack", "--rootless", "--image", f"{layout}:latest", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rootfs = bundle / "rootfs"
+    assert os.readlink(rootfs / "usr" / "bin" / "python3") == "python3.11"
+    assert (rootfs / "app" / "wordfreq.py").read_bytes() == (
+        SPECS / "word-freq" / "wordfreq.py"
+    ).read_bytes()
+
+
+def skopeo(*args: str) -> str:
+    done = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("fmt", ["oci", "docker"])
+def test_the_project_reads_and_flattens_the_images(
+    fmt: str, oci: Build, docker: Build, tmp_path: Path
+) -> None:
+    built = oci if fmt == "oci" else docker
+    for name in NAMES:
+        with open_image(built.references[name]) as source:
+            assert source.digest == built.references[name].rpartition("@")[2]
+            root = tmp_path / name
+            flatten(source, root)
+        assert os.readlink(root / "bin") == "usr/bin"
+        assert os.readlink(root / "usr" / "bin" / "sh") == "dash"
+        assert (root / "lib64" / "ld-linux-x86-64.so.2").exists()
+        assert "nobody" in (root / "etc" / "passwd").read_text()
+        assert not (root / "usr" / "share" / "man").exists()
+    assert (tmp_path / "csv-stats" / "app" / "stats.py").is_file()
+    assert (tmp_path / "gzip-compress" / "usr" / "bin" / "gzip").is_file()
+
+
+def unpacked(build: Build, name: str, target: Path) -> Path:
+    with open_image(build.references[name]) as source:
+        flatten(source, target)
+    return target
+
+
+def sandboxed(root: Path, workspace: Path, argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``argv`` run with ``root`` as /, ``workspace`` as /workspace, and nothing of the host."""
+    problem = bwrap_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    sandbox = ["bwrap", "--unshare-all", "--die-with-parent", "--clearenv"]
+    sandbox += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
+    sandbox += ["--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    sandbox += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
+    return subprocess.run([*sandbox, *argv], capture_output=True, check=False, timeout=120)
+
+
+def workspace(tmp_path: Path, spec: str) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "outputs").mkdir(parents=True)
+    shutil.copytree(SPECS / spec / "sample", ws / "inputs")
+    return ws
+
+
+def entrypoint_and_cmd(build: Build, name: str) -> list[str]:
+    with open_image(build.references[name]) as source:
+        return [*source.runtime.entrypoint, *source.runtime.cmd]
+
+
+def test_csv_stats_runs_from_its_image(oci: Build, tmp_path: Path) -> None:
+    root = unpacked(oci, "csv-stats", tmp_path / "root")
+    ws = workspace(tmp_path, "csv-stats")
+    done = sandboxed(root, ws, entrypoint_and_cmd(oci, "csv-stats"))
+    assert done.returncode == 0, done.stderr
+    # The same script under the host's Python 3.11 gives the same summary.
+    host = tmp_path / "host.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SPECS / "csv-stats" / "stats.py"),
+            str(ws / "inputs" / "data.csv"),
+            str(host),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (ws / "outputs" / "summary.json").read_bytes() == host.read_bytes()
+
+
+def test_word_freq_runs_from_its_image(oci: Build, tmp_path: Path) -> None:
+    root = unpacked(oci, "word-freq", tmp_path / "root")
+    ws = workspace(tmp_path, "word-freq")
+    done = sandboxed(root, ws, entrypoint_and_cmd(oci, "word-freq"))
+    assert done.returncode == 0, done.stderr
+    assert b"counted" in done.stdout
+    report = (ws / "outputs" / "report.txt").read_text()
+    assert report.startswith("a.txt: ")
+    assert json.loads((ws / "outputs" / "shared.json").read_text())
+
+
+def test_the_python_image_has_the_standard_library_modules(oci: Build, tmp_path: Path) -> None:
+    root = unpacked(oci, "word-freq", tmp_path / "root")
+    ws = workspace(tmp_path, "word-freq")
+    modules = "ssl, sqlite3, decimal, ctypes, lzma, bz2, zlib, hashlib, uuid, statistics, zoneinfo"
+    code = f"import {modules}, sys; print(sys.version_info[:2])"
+    done = sandboxed(root, ws, ["/usr/bin/python3", "-S", "-s", "-B", "-c", code])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"(3, 11)"
+
+
+@pytest.mark.parametrize("name", ["gzip-compress", "gzip"])
+def test_gzip_runs_from_its_image(name: str, docker: Build, tmp_path: Path) -> None:
+    """gzip-compress writes outputs/data.txt.gz; the demo image writes to its stdout."""
+    root = unpacked(docker, name, tmp_path / "root")
+    ws = workspace(tmp_path, "gzip-compress")
+    done = sandboxed(root, ws, entrypoint_and_cmd(docker, name))
+    assert done.returncode == 0, done.stderr
+    written = ws / "outputs" / "data.txt.gz"
+    compressed = written.read_bytes() if name == "gzip-compress" else done.stdout
+    assert gzip.decompress(compressed) == (ws / "inputs" / "data.txt").read_bytes()
+    assert compressed[4:8] == b"\0\0\0\0"  # -n: no time stamp in the header
