@@ -9,6 +9,7 @@ downloads the packages of task_specs/images.lock; every later one takes seconds.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -47,11 +48,12 @@ def run_script(
     *args: str,
     cwd: Path = REPO,
     script: Path = SCRIPT,
+    cache: Path = CACHE,
     env: dict[str, str] | None = None,
     umask: str = "022",
 ) -> subprocess.CompletedProcess[str]:
     # The script runs with the interpreter running the tests (the venv's, as `make task-images`).
-    argv = [sys.executable, str(script), "--cache", str(CACHE), *args]
+    argv = [sys.executable, str(script), "--cache", str(cache), *args]
     return subprocess.run(
         ["sh", "-c", f'umask {umask} && exec "$@"', "sh", *argv],
         cwd=cwd,
@@ -63,14 +65,33 @@ def run_script(
     )
 
 
-def build(out: Path, *args: str, **kwargs: object) -> Build:
-    done = run_script("--out-dir", str(out), *args, **kwargs)  # type: ignore[arg-type]
+def build(
+    out: Path,
+    *args: str,
+    cwd: Path = REPO,
+    script: Path = SCRIPT,
+    env: dict[str, str] | None = None,
+    umask: str = "022",
+) -> Build:
+    done = run_script("--out-dir", str(out), *args, cwd=cwd, script=script, env=env, umask=umask)
     assert done.returncode == 0, done.stderr
     references = {}
     for line in done.stdout.splitlines():
         name, reference = line.split(" ")
         references[name] = reference
     return Build(out, references)
+
+
+def copy_checkout(target: Path, specs: bool = True) -> Path:
+    """The script (and the specs with the lock, unless not ``specs``) copied below ``target``;
+    returns the copied script."""
+    (target / "scripts").mkdir(parents=True)
+    if specs:
+        ignore = shutil.ignore_patterns("image*.tar")
+        shutil.copytree(SPECS, target / "task_specs", ignore=ignore)
+    else:
+        (target / "task_specs").mkdir()
+    return Path(shutil.copy2(SCRIPT, target / "scripts" / "task-images"))
 
 
 @pytest.fixture(scope="module")
@@ -97,70 +118,58 @@ def test_prints_one_pinned_reference_per_image(oci: Build, docker: Build) -> Non
 
 def test_a_build_elsewhere_is_byte_for_byte_the_same(oci: Build, tmp_path: Path) -> None:
     """Another checkout folder, working folder, PATH order, time zone, locale and umask."""
-    checkout = tmp_path / "elsewhere" / "checkout"
-    shutil.copytree(SPECS, checkout / "task_specs", ignore=shutil.ignore_patterns("image*.tar"))
-    (checkout / "scripts").mkdir()
-    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
+    script = copy_checkout(tmp_path / "elsewhere" / "checkout")
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     env = dict(os.environ, TZ="Pacific/Kiritimati", LC_ALL="C", LANG="C")
     env["PATH"] = os.pathsep.join(reversed(os.environ["PATH"].split(os.pathsep)))
-    again = build(
-        tmp_path / "out",
-        cwd=elsewhere,
-        script=checkout / "scripts" / "task-images",
-        env=env,
-        umask="077",
-    )
+    again = build(tmp_path / "out", cwd=elsewhere, script=script, env=env, umask="077")
     for name in NAMES:
-        assert again.references[name].rpartition("@")[2] == oci.references[name].rpartition("@")[2]
+        assert digest(again.references[name]) == digest(oci.references[name])
         assert again.path(name).read_bytes() == oci.path(name).read_bytes(), name
+
+
+def digest(reference: str) -> str:
+    return reference.rpartition("@")[2]
+
+
+def blob(archive: tarfile.TarFile, digest: str) -> bytes:
+    member = archive.extractfile(f"blobs/{digest.replace(':', '/')}")
+    assert member is not None
+    return member.read()
 
 
 def test_archives_hold_fixed_metadata_and_uncompressed_layers(oci: Build) -> None:
     with tarfile.open(oci.path("csv-stats")) as archive:
         names = archive.getnames()
         assert names == sorted(names)
+        for member in archive.getmembers():
+            assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == FIXED
         index = json.loads(archive.extractfile("index.json").read())  # type: ignore[union-attr]
         [entry] = index["manifests"]
         assert entry["annotations"] == {"org.opencontainers.image.ref.name": "latest"}
         manifest = json.loads(blob(archive, entry["digest"]))
         config_bytes = blob(archive, manifest["config"]["digest"])
-        assert (
-            config_bytes
-            == json.dumps(json.loads(config_bytes), sort_keys=True, separators=(",", ":")).encode()
-        )
-        config = json.loads(config_bytes)
-        assert "created" not in config and "history" not in config
-        assert config["config"]["Entrypoint"] == [
-            "/usr/bin/python3",
-            "-S",
-            "-s",
-            "-B",
-            "/app/stats.py",
-        ]
-        assert config["config"]["Env"] == ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
-        assert [x["mediaType"] for x in manifest["layers"]] == [
-            "application/vnd.oci.image.layer.v1.tar"
-        ] * 2
-        for member in archive.getmembers():
-            assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (
-                0,
-                0,
-                0,
-                "",
-                "",
-            )
-        for desc in manifest["layers"]:
-            with tarfile.open(
-                fileobj=archive.extractfile(f"blobs/{desc['digest'].replace(':', '/')}")
-            ) as layer:
-                for member in layer.getmembers():
-                    assert (member.mtime, member.uid, member.gid, member.uname) == (0, 0, 0, "")
+        layers = [blob(archive, desc["digest"]) for desc in manifest["layers"]]
+    canonical = json.dumps(json.loads(config_bytes), sort_keys=True, separators=(",", ":"))
+    assert config_bytes == canonical.encode()
+    config = json.loads(config_bytes)
+    assert "created" not in config and "history" not in config
+    entrypoint = ["/usr/bin/python3", "-S", "-s", "-B", "/app/stats.py"]
+    assert config["config"]["Entrypoint"] == entrypoint
+    assert config["config"]["Cmd"] == ["inputs/data.csv", "outputs/summary.json"]
+    assert config["config"]["Env"] == ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
+    layer_type = "application/vnd.oci.image.layer.v1.tar"
+    assert [desc["mediaType"] for desc in manifest["layers"]] == [layer_type] * 2
+    for data in layers:
+        with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+            names = layer.getnames()
+            assert names == sorted(names)
+            for member in layer.getmembers():
+                assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == FIXED
 
 
-def blob(archive: tarfile.TarFile, digest: str) -> bytes:
-    return archive.extractfile(f"blobs/{digest.replace(':', '/')}").read()  # type: ignore[union-attr]
+FIXED = (0, 0, 0, "", "")  # mtime, uid, gid, uname, gname
 
 
 def test_check_accepts_fresh_archives_and_refuses_changed_ones(oci: Build, tmp_path: Path) -> None:
@@ -175,51 +184,30 @@ def test_check_accepts_fresh_archives_and_refuses_changed_ones(oci: Build, tmp_p
 
 
 def test_a_package_that_does_not_match_the_lock_is_refused(tmp_path: Path) -> None:
-    checkout = tmp_path / "checkout"
-    shutil.copytree(SPECS, checkout / "task_specs", ignore=shutil.ignore_patterns("image*.tar"))
-    (checkout / "scripts").mkdir()
-    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
-    lock = checkout / "task_specs" / "images.lock"
+    script = copy_checkout(tmp_path / "checkout")
+    lock = tmp_path / "checkout" / "task_specs" / "images.lock"
     text = lock.read_text()
     start = text.index('sha256 = "', text.index('name = "gzip"')) + len('sha256 = "')
     lock.write_text(text[:start] + "0" * 64 + text[start + 64 :])
-    # A cache of its own, so that the shared one keeps the right file.
+    # A cache of its own (holding the real gzip .deb), so that the shared one stays as it is.
     cache = tmp_path / "debs"
     cache.mkdir()
-    gzip_deb = next(CACHE.glob("gzip_*.deb"))
-    shutil.copy2(gzip_deb, cache / gzip_deb.name)
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(checkout / "scripts" / "task-images"),
-            "--cache",
-            str(cache),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "gzip",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    deb = next(CACHE.glob("gzip_*.deb"))
+    shutil.copy2(deb, cache / deb.name)
+    done = run_script("--out-dir", str(tmp_path / "out"), "gzip", script=script, cache=cache)
     assert done.returncode == 1
     assert "the lock says 0000" in done.stderr
     assert "--update-lock" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_malformed_lock_and_unknown_names_are_clear_errors(tmp_path: Path) -> None:
-    checkout = tmp_path / "checkout"
-    (checkout / "task_specs").mkdir(parents=True)
-    (checkout / "scripts").mkdir()
-    shutil.copy2(SCRIPT, checkout / "scripts" / "task-images")
-    (checkout / "task_specs" / "images.lock").write_text("[[package]\n")
-    argv = [sys.executable, str(checkout / "scripts" / "task-images"), "--out-dir", str(tmp_path)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    script = copy_checkout(tmp_path / "checkout", specs=False)
+    (tmp_path / "checkout" / "task_specs" / "images.lock").write_text("[[package]\n")
+    done = run_script("--out-dir", str(tmp_path / "out"), script=script)
     assert done.returncode == 1
     assert "malformed" in done.stderr and "--update-lock" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run([*argv, "nosuch"], capture_output=True, text=True, check=False)
+    done = run_script("nosuch", script=script)
     assert done.returncode == 2 and "unknown image nosuch" in done.stderr
 
 
@@ -230,9 +218,7 @@ def test_skopeo_and_umoci_read_the_images(oci: Build, docker: Build, tmp_path: P
         )
     for name in NAMES:
         seen = json.loads(skopeo("inspect", f"oci-archive:{oci.path(name)}"))
-        assert (
-            "sha256:" + seen["Digest"].partition(":")[2] == oci.references[name].rpartition("@")[2]
-        )
+        assert seen["Digest"] == digest(oci.references[name])
         assert (seen["Architecture"], seen["Os"]) == ("amd64", "linux")
         seen = json.loads(skopeo("inspect", "--config", f"docker-archive:{docker.path(name)}"))
         assert seen["rootfs"]["diff_ids"]
@@ -251,9 +237,8 @@ def test_skopeo_and_umoci_read_the_images(oci: Build, docker: Build, tmp_path: P
     assert done.returncode == 0, done.stderr
     rootfs = bundle / "rootfs"
     assert os.readlink(rootfs / "usr" / "bin" / "python3") == "python3.11"
-    assert (rootfs / "app" / "wordfreq.py").read_bytes() == (
-        SPECS / "word-freq" / "wordfreq.py"
-    ).read_bytes()
+    app = (rootfs / "app" / "wordfreq.py").read_bytes()
+    assert app == (SPECS / "word-freq" / "wordfreq.py").read_bytes()
 
 
 def skopeo(*args: str) -> str:
@@ -271,7 +256,7 @@ def test_the_project_reads_and_flattens_the_images(
     built = oci if fmt == "oci" else docker
     for name in NAMES:
         with open_image(built.references[name]) as source:
-            assert source.digest == built.references[name].rpartition("@")[2]
+            assert source.digest == digest(built.references[name])
             root = tmp_path / name
             flatten(source, root)
         assert os.readlink(root / "bin") == "usr/bin"
@@ -320,17 +305,8 @@ def test_csv_stats_runs_from_its_image(oci: Build, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     # The same script under the host's Python 3.11 gives the same summary.
     host = tmp_path / "host.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(SPECS / "csv-stats" / "stats.py"),
-            str(ws / "inputs" / "data.csv"),
-            str(host),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    argv = [sys.executable, str(SPECS / "csv-stats" / "stats.py"), "inputs/data.csv", str(host)]
+    subprocess.run(argv, cwd=ws, check=True, capture_output=True, timeout=120)
     assert (ws / "outputs" / "summary.json").read_bytes() == host.read_bytes()
 
 
