@@ -8,7 +8,10 @@ downloads the packages of task_specs/images.lock; every later one takes seconds.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.machinery
+import importlib.util
 import io
 import json
 import os
@@ -18,6 +21,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from _e2e_support import bwrap_problem
@@ -342,3 +346,64 @@ def test_gzip_runs_from_its_image(name: str, docker: Build, tmp_path: Path) -> N
     compressed = written.read_bytes() if name == "gzip-compress" else done.stdout
     assert gzip.decompress(compressed) == (ws / "inputs" / "data.txt").read_bytes()
     assert compressed[4:8] == b"\0\0\0\0"  # -n: no time stamp in the header
+
+
+@functools.cache
+def load_script() -> ModuleType:
+    """The script as a module, for its helpers (it has no .py name, so no plain import).
+    Registered in sys.modules while it runs, as its dataclasses look themselves up there."""
+    loader = importlib.machinery.SourceFileLoader("task_images_script", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module
+    loader.exec_module(module)
+    return module
+
+
+def test_the_usr_merge_moves_paths_and_keeps_links_pointing_where_they_did() -> None:
+    script = load_script()
+    assert script.merged_path("bin/dash") == "usr/bin/dash"
+    assert script.merged_path("lib64") == "usr/lib64"
+    assert script.merged_path("usr/lib/x") == "usr/lib/x"
+    assert script.merged_path("binary/x") == "binary/x"
+    # lib/x86_64-linux-gnu/a -> ../../usr/lib/b once pointed at /usr/lib/b; still does from /usr.
+    link = script.merged_link(
+        "lib/x86_64-linux-gnu/a", "usr/lib/x86_64-linux-gnu/a", "../../usr/lib/b"
+    )
+    assert link == "../b"
+    assert script.merged_link("bin/x", "usr/bin/x", "gzip") == "gzip"
+    assert script.merged_link("bin/x", "usr/bin/x", "/bin/gzip") == "/bin/gzip"
+
+
+def test_documentation_goes_and_licences_stay() -> None:
+    script = load_script()
+    assert script.dropped("usr/share/man/man1/gzip.1.gz")
+    assert script.dropped("usr/share/doc/gzip/changelog.gz")
+    assert script.dropped("usr/share/lintian/overrides/libc6")
+    assert not script.dropped("usr/share/doc/gzip/copyright")
+    assert not script.dropped("usr/share/doc/gzip")
+    assert not script.dropped("usr/lib/python3.11/doctest.py")
+
+
+def test_hard_links_point_at_the_first_name_in_tar_order() -> None:
+    script = load_script()
+    entry = script.Entry
+    root = {
+        "b": entry("file", 0o755, b"data"),
+        "a": entry("hardlink", 0o755, target="b"),
+        "c": entry("hardlink", 0o755, target="b"),
+    }
+    script.settle_hardlinks(root)
+    assert (root["a"].kind, root["a"].data) == ("file", b"data")
+    assert [(root[n].kind, root[n].target) for n in "bc"] == [("hardlink", "a")] * 2
+
+
+def test_dependencies_follow_depends_and_skip_maintainer_script_tools() -> None:
+    script = load_script()
+    record = {
+        "Pre-Depends": "libc6 (>= 2.34)",
+        "Depends": "debianutils (>= 5.6), media-types | mime-support, libssl3:any (>= 3.0)",
+    }
+    # Alternatives prefer a package already chosen, so no apt look-up happens here.
+    assert script.dependencies(record, {"mime-support"}) == ["libc6", "mime-support", "libssl3"]
