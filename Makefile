@@ -15,7 +15,8 @@ DEBIAN_PACKAGES := bubblewrap age time zsh python3-venv umoci skopeo $(AGENT_PAC
 AGENT_BUILD := $(CURDIR)/build/agent
 
 .PHONY: all setup demo test lint typecheck unit golem-live readme-walk bench clean agent \
-	agent-package agent-test-binaries agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
+	agent-package agent-test-binaries agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain \
+	task-images
 
 all: test
 
@@ -58,6 +59,11 @@ fuzz-toolchain: agent-toolchain
 FUZZ_SECONDS ?= 60
 fuzz-agent: agent-fuzzers
 	scripts/fuzz-agent $(FUZZ_SECONDS)
+
+# The task specs' container images (task_specs/NAME/image.tar), built byte for byte reproducibly
+# from the Debian packages pinned in task_specs/images.lock (see task_specs/IMAGES.md).
+task-images: setup
+	$(BIN)/python scripts/task-images
 
 # A local provider (sim runner) and requestor run the csv-stats task end to end.
 demo: setup
