@@ -8,8 +8,8 @@ The policy flags are ``run``'s and mean the same: the Intel SGX Root CA (or ``--
 anchor, and a quote whose own chain ends in a simulation root named by
 ``--trust-simulated-root`` is verified under that root. The enclave is pinned by
 ``--mrenclave``/``--mrsigner``, or by ``--spec SPEC`` as ``run`` pins it (the spec's
-``[attestation]``, else the measurement of the spec's image); with no pin, ANY enclave passes, and that is
-said loudly.
+``[attestation]``, else the measurement of the spec's image); with no pin, ANY enclave passes,
+and that is said loudly.
 
 With ``--outputs DIR`` every ``<name>.age`` output file is checked too: ``DIR`` is ``run``'s
 output folder (its ``.sealed`` folder is used) or a folder of ``.age`` files. With ``-i
