@@ -18,9 +18,10 @@ Workload: the spec's ``entrypoint`` or else the image's Entrypoint; the spec's `
 the image's Cmd (the arguments the requestor's sealed input manifest may replace); with no
 entrypoint, Cmd's first word is the program. A program named without ``/`` is looked up in the
 workload's ``PATH`` inside the root, symbolic links resolved inside the root, so the enclave
-starts a file the manifest lists. Env is the image's, then the spec's on top. The working
-folder is always ``/workspace`` (the task's ``inputs/`` and ``outputs/``): the image's
-WorkingDir and User are not applied (one user runs the enclave).
+starts a file the manifest lists. Env is the image's, then the spec's on top. User (``uid``,
+``uid:gid``, or names from the root's ``/etc/passwd`` and ``/etc/group``) becomes Gramine's
+``loader.uid``/``loader.gid``. The working folder is always ``/workspace`` (the task's
+``inputs/`` and ``outputs/``): the image's WorkingDir is not applied.
 """
 
 from __future__ import annotations
@@ -114,19 +115,26 @@ class EnclavePlan:
 
 
 def plan_enclave(
-    spec: TaskSpec, runtime: RuntimeConfig, index: RootIndex, *, log_level: str = "error"
+    spec: TaskSpec,
+    runtime: RuntimeConfig,
+    index: RootIndex,
+    root: Path,
+    *,
+    log_level: str = "error",
 ) -> EnclavePlan:
-    """The enclave of ``spec`` over the image whose root is ``index`` and config ``runtime``.
+    """The enclave of ``spec`` over the image whose root (at ``root``, indexed by ``index``) and
+    config ``runtime`` are given.
 
     Raises :class:`ConfigError` when the image and spec give no program, or it is not a file
-    of the image, and the manifest errors when the template cannot be rendered.
+    of the image, or the image's User is unknown, and the manifest errors when the template
+    cannot be rendered.
     """
     files = {
         AGENT_NAME: shipped_agent(),
         INDEX_NAME: index.to_bytes(),
         WORKLOAD_NAME: workload_json(spec, runtime, index),
     }
-    manifest = _render(spec, log_level)
+    manifest = _render(spec, log_level, user_ids(runtime.user, index, root))
     trusted = [
         TrustedFile(f"file:{IMAGE_LINK}/{name}", hashlib.sha256(files[name]).hexdigest())
         for name in sorted(files)
@@ -136,7 +144,7 @@ def plan_enclave(
     return EnclavePlan(files, manifest)
 
 
-def _render(spec: TaskSpec, log_level: str) -> Manifest:
+def _render(spec: TaskSpec, log_level: str, ids: tuple[int, int]) -> Manifest:
     template = resources.files("golem_graphene.host").joinpath(
         "templates", "agent.manifest.template"
     )
@@ -148,6 +156,8 @@ def _render(spec: TaskSpec, log_level: str) -> Manifest:
         "isvprodid": enclave.isvprodid,
         "isvsvn": enclave.isvsvn,
         "log_level": log_level,
+        "uid": ids[0],
+        "gid": ids[1],
     }
     return render_manifest(
         template.read_text(),
@@ -257,3 +267,36 @@ def _resolve(entries: dict[str, RootEntry], path: str) -> str | None:
             continue
         resolved.append(part)
     return "/" + "/".join(resolved)
+
+
+def user_ids(user: str, index: RootIndex, root: Path) -> tuple[int, int]:
+    """The (uid, gid) of an image config's User: ``""`` is root; numbers are taken as they are;
+    names are looked up in the root's ``/etc/passwd`` and ``/etc/group`` (files of the image,
+    so measured like every other)."""
+    if not user:
+        return 0, 0
+    name, _, group = user.partition(":")
+    uid, primary = _lookup(name, "etc/passwd", index, root, gid_field=True)
+    if not group:
+        return uid, primary
+    gid, _ = _lookup(group, "etc/group", index, root, gid_field=False)
+    return uid, gid
+
+
+def _lookup(
+    name: str, table: str, index: RootIndex, root: Path, *, gid_field: bool
+) -> tuple[int, int]:
+    if name.isdigit():
+        value = int(name)
+        if value > 0xFFFFFFFF:
+            raise ConfigError("the image's User names an id out of range", found=name)
+        return value, value
+    entry = {e.path: e for e in index.entries}.get(table)
+    if entry is None or entry.kind != "file":
+        raise ConfigError(f"the image's User names {name!r} but the image has no /{table}")
+    for line in (root / table).read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == name and fields[2].isdigit():
+            primary = fields[3] if gid_field and fields[3].isdigit() else fields[2]
+            return int(fields[2]), int(primary)
+    raise ConfigError(f"the image's User {name!r} is not in its /{table}")

@@ -285,7 +285,7 @@ def build_image(
         raise ConfigError(f"{out_dir} exists; pass --force to replace it")
     key = load_or_create_signing_key(key_path or default_signing_key_path())
     stored, runtime = stored_image(spec, spec_file.parent, store or default_image_store())
-    plan = plan_enclave(spec, runtime, stored.index(), log_level=log_level)
+    plan = plan_enclave(spec, runtime, stored.index(), stored.path, log_level=log_level)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -87,7 +87,7 @@ def measure(
         runtime = source.runtime
         digest = source.digest
     effective = parsed_spec or default_spec(f"{reference.transport}:x@{digest}")
-    plan = plan_enclave(effective, runtime, stored.index(), log_level=log_level)
+    plan = plan_enclave(effective, runtime, stored.index(), stored.path, log_level=log_level)
     sgx, reason = _gramine_sgx(spec_file, store, log_level)
     return Measurement(digest, plan.sim_mrenclave.hex(), sgx, reason)
 

@@ -317,6 +317,8 @@ class SimRunner:
             network=spec.network,
             limits=limits,
             read_only_root=image_root(manifest, launch_dir) is not None,
+            uid=manifest.loader.uid,
+            gid=manifest.loader.gid,
         )
 
     def _mounts(self, image: EnclaveImage, launch_dir: Path, trusted: list[str]) -> list[Mount]:

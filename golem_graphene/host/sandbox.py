@@ -81,6 +81,9 @@ class SandboxPlan:
     network: bool = False
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     hostname: str = "enclave"
+    uid: int = 0
+    gid: int = 0
+    """The user and group ids inside the sandbox (a container image's User)."""
     read_only_root: bool = False
     """Make ``/`` itself read-only once everything is mounted (a container image's root)."""
 
@@ -134,6 +137,10 @@ def bwrap_command(plan: SandboxPlan) -> list[str]:
         "--new-session",
         "--hostname",
         plan.hostname,
+        "--uid",
+        str(plan.uid),
+        "--gid",
+        str(plan.gid),
         "--clearenv",
         "--proc",
         "/proc",
