@@ -10,6 +10,7 @@ Any change to it changes every measurement: bump :data:`CANONICAL_FORMAT_VERSION
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -202,6 +203,8 @@ _TOML_ESCAPES: Final = {
 
 
 def _toml_string(text: str) -> str:
+    if _PLAIN_STRING.fullmatch(text):  # most strings (every trusted file's URI): nothing to escape
+        return '"' + text + '"'
     out = []
     for char in text:
         if char in _TOML_ESCAPES:
@@ -211,6 +214,9 @@ def _toml_string(text: str) -> str:
         else:
             out.append(char)
     return '"' + "".join(out) + '"'
+
+
+_PLAIN_STRING = re.compile(r'[^"\\\x00-\x1f\x7f]*')
 
 
 def _toml_key(name: str) -> str:
