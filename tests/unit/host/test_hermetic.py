@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from _image_builder import (
+    Compression,
     Entry,
     file,
     folder,
@@ -335,10 +336,10 @@ FILES: list[Entry] = [
 """The root every packing below holds (the image config: Cmd ["/bin/sh"], PATH=/bin)."""
 
 
-def oci(path: Path, layers: list[list[Entry]], compression: str = "gzip") -> str:
+def oci(path: Path, layers: list[list[Entry]], compression: Compression = "gzip") -> str:
     built = write_oci_layout(
         path, [layer_tar(entries) for entries in layers], compression=compression
-    )  # type: ignore[arg-type]
+    )
     return f"oci:{path}@{built.digest}"
 
 
