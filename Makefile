@@ -15,7 +15,8 @@ DEBIAN_PACKAGES := bubblewrap age time zsh python3-venv umoci skopeo $(AGENT_PAC
 AGENT_BUILD := $(CURDIR)/build/agent
 
 .PHONY: all setup demo test lint typecheck unit golem-live readme-walk bench clean agent \
-	agent-package agent-test-binaries agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain
+	agent-package agent-test-binaries agent-fuzzers fuzz-agent agent-toolchain fuzz-toolchain \
+	task-images
 
 all: test
 
@@ -59,18 +60,25 @@ FUZZ_SECONDS ?= 60
 fuzz-agent: agent-fuzzers
 	scripts/fuzz-agent $(FUZZ_SECONDS)
 
+# The task specs' container images (task_specs/NAME/image.tar), built byte for byte reproducibly
+# from the Debian packages pinned in task_specs/images.lock (see task_specs/IMAGES.md).
+# DEB_CACHE keeps the downloaded .debs (scripts/readme-walk points its copy at this checkout's).
+DEB_CACHE ?= $(CURDIR)/build/debs
+task-images: setup
+	@$(BIN)/python scripts/task-images --cache $(DEB_CACHE)
+
 # A local provider (sim runner) and requestor run the csv-stats task end to end.
-demo: setup
+demo: setup task-images
 	$(BIN)/golem-graphene demo
 
 lint: setup
-	$(BIN)/ruff check golem_graphene tests bench scripts/readme-walk
-	$(BIN)/ruff format --check golem_graphene tests bench scripts/readme-walk
+	$(BIN)/ruff check golem_graphene tests bench scripts/readme-walk scripts/task-images
+	$(BIN)/ruff format --check golem_graphene tests bench scripts/readme-walk scripts/task-images
 
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup agent agent-test-binaries agent-fuzzers
+unit: setup agent agent-test-binaries agent-fuzzers task-images
 	# Five processes: unit and conformance tests; the real-sandbox and real-HTTP integration
 	# tests with the installed CLI run as child processes (tests/cli); the hostile-client suite,
 	# which starts and kills many providers and sandboxes; the native agent (built with make,
@@ -90,8 +98,8 @@ golem-live: setup
 		--basetemp=$(CURDIR)/.pytest-tmp-golem-live tests/golem_live
 
 # The README's commands, in order, in a fresh copy of the checkout with a fresh HOME.
-readme-walk: setup
-	$(BIN)/python scripts/readme-walk
+readme-walk: setup task-images
+	DEB_CACHE=$(DEB_CACHE) $(BIN)/python scripts/readme-walk
 
 test: lint typecheck unit readme-walk
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _task_image import shell_image
 
 from golem_graphene._logging import configure_logging
 from golem_graphene.protocol.spec import spec_digest
@@ -57,10 +58,8 @@ name = "load"
 description = "Copies its input to its output (bench/load.py)"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = ["/usr/bin/cat"]
-args = ["-c", "cat inputs/data.bin > outputs/out.bin"]
+image = "{image}"
+args = ["gzip -dcf inputs/data.bin > outputs/out.bin"]
 enclave_size = "256M"
 max_threads = 4
 
@@ -203,7 +202,7 @@ async def run_task(
 async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     spec = work / "specs" / "load"
     spec.mkdir(parents=True)
-    (spec / "task.toml").write_text(SPEC)
+    (spec / "task.toml").write_text(SPEC.replace("{image}", shell_image()))
     mrenclave = await asyncio.to_thread(measure_locally, spec / "task.toml", "sim")
     provider = Provider(work, args.limit)
     provider.start()

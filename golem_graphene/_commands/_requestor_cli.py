@@ -3,7 +3,7 @@
 The verdict line (``OK: ...`` or ``FAIL: <code>: ...``) holds only our words, escaped; what the
 provider said comes on the next line, escaped, bounded and marked as its words, so that no
 provider text can draw a verdict. Progress goes to stderr: state changes always, bytes and
-rates (per phase: the local build, each upload, each download) only on a terminal.
+rates (per phase: the measurement, each upload, each download) only on a terminal.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Progress:
     def local(self, progress: LocalProgress) -> None:
         if progress.phase == "measure":
             sys.stderr.write(
-                f"expected MRENCLAVE[{progress.name}] from a local build of the spec: "
+                f"expected MRENCLAVE[{progress.name}] measured from the spec's image: "
                 f"{progress.detail} ({progress.elapsed:.1f} s)\n"
             )
             return

@@ -2,9 +2,9 @@
 
 Runs one confidential task. Everything local is checked first (the spec, every input, the
 output folder); then the provider's enclave is attested against the expected measurement (the
-spec's pin, or a local build of the spec) and the policy flags before any input is sealed to
-it; outputs land in ``--out`` only after the signed receipt, the input manifest's digest and
-every output verified, all together.
+spec's pin, or the measurement of the spec's image) and the policy flags before any input is
+sealed to it; outputs land in ``--out`` only after the signed receipt, the input manifest's
+digest and every output verified, all together.
 
 Every step has a deadline (``--timeout`` for the whole task, ``--deadline STEP=SECONDS``, a
 minimum transfer rate): a provider that stalls or drips fails the step that waited, naming

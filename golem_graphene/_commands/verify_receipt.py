@@ -8,8 +8,8 @@ The policy flags are ``run``'s and mean the same: the Intel SGX Root CA (or ``--
 anchor, and a quote whose own chain ends in a simulation root named by
 ``--trust-simulated-root`` is verified under that root. The enclave is pinned by
 ``--mrenclave``/``--mrsigner``, or by ``--spec SPEC`` as ``run`` pins it (the spec's
-``[attestation]``, else a local build of the spec); with no pin, ANY enclave passes, and that is
-said loudly.
+``[attestation]``, else the measurement of the spec's image); with no pin, ANY enclave passes,
+and that is said loudly.
 
 With ``--outputs DIR`` every ``<name>.age`` output file is checked too: ``DIR`` is ``run``'s
 output folder (its ``.sealed`` folder is used) or a folder of ``.age`` files. With ``-i
@@ -115,7 +115,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--spec",
         metavar="SPEC",
-        help="pin the enclave as run does: the spec's [attestation], else a local build",
+        help="pin the enclave as run does: the spec's [attestation], else its image's measurement",
     )
     add_trust_flags(p)
     add_policy_flags(p)
@@ -178,7 +178,7 @@ def _pinned_policy(
         from golem_graphene.requestor.measure import measure_locally
 
         value = measure_locally(spec_file, runner)
-        sys.stderr.write(f"expected MRENCLAVE[{runner}] from a local build of the spec: {value}\n")
+        sys.stderr.write(f"expected MRENCLAVE[{runner}] measured from the spec's image: {value}\n")
         requestor = requestor.with_expected_mrenclave(value)
     return requestor.attestation_policy(
         spec, runner, report_data=getattr(args, "report_data", None)

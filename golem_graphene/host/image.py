@@ -216,7 +216,8 @@ class EnclaveImage:
                 expected=IMAGE_FORMAT,
                 found=info.get("format"),
             )
-        if not (directory / ROOTFS_LINK).is_dir():
+        root = directory / ROOTFS_LINK
+        if root.is_symlink() and not root.is_dir():
             raise RunnerError(
                 f"the root of {directory}'s container image is no longer in the image store "
                 "(reclaimed?): build the image again"

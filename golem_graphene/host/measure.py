@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from golem_graphene.errors import ConfigError
+from golem_graphene.errors import ConfigError, ImageDigestError
 from golem_graphene.host.hermetic import default_spec, plan_enclave, resolve_reference
 from golem_graphene.host.image import build_image, default_image_store, spec_file_of
 from golem_graphene.images import ImageReference, ImageStore, open_image, parse_reference
@@ -80,7 +80,7 @@ def measure(
         if parsed_spec is not None:
             pinned = parsed_spec.enclave.reference().digest
             if pinned != source.digest:
-                raise ConfigError(
+                raise ImageDigestError(
                     "the image is not the one the spec pins", expected=pinned, found=source.digest
                 )
         stored = store.root(source)

@@ -204,7 +204,7 @@ def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
         (ROOTFS_LINK, image.directory / ROOTFS_LINK),
     ):
         link = launch_dir / name
-        if not link.is_symlink():
+        if not link.is_symlink() and (target.exists() or name == IMAGE_LINK):
             link.symlink_to(target.resolve())
     io = launch_dir / "io"
     (io / "inputs").mkdir(parents=True, exist_ok=True)

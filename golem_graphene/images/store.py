@@ -24,7 +24,7 @@ import structlog
 
 from golem_graphene import limits
 from golem_graphene.errors import ImageFormatError
-from golem_graphene.images.flatten import flatten, remove_tree
+from golem_graphene.images.flattening import flatten, remove_tree
 from golem_graphene.images.reference import DIGEST_PATTERN
 from golem_graphene.images.root_index import RootIndex
 from golem_graphene.images.source import ImageSource

@@ -238,7 +238,8 @@ class TaskSpec(_Model):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(spec)"
-            raise ConfigError(f"task spec field {where}: {first['msg']}") from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"task spec field {where}: {message}") from None
 
     @classmethod
     def from_path(cls, path: str | Path) -> TaskSpec:

@@ -118,7 +118,7 @@ Phase = Literal["measure", "created", "upload", "download"]
 class LocalProgress:
     """The requestor's own progress, in its own words (never the provider's).
 
-    ``phase``: ``measure`` (a local build of the spec gave the expected measurement
+    ``phase``: ``measure`` (the spec's image, measured here, gave the expected measurement
     ``detail`` for runner ``name``), ``created`` (the provider created task ``name``),
     ``upload`` (input ``name``), ``download`` (output ``name``, or ``receipt.json``).
     ``done``/``total`` are bytes (plaintext for uploads, ciphertext for downloads), ``elapsed``
@@ -513,8 +513,8 @@ class Requestor:
         out = Path(out_dir)
         staging = _staging_beside(out)
         try:
-            # The measurement the enclave must have, when nothing pins it: a local build,
-            # before the provider is contacted (the runner it will most likely name).
+            # The measurement the enclave must have, when nothing pins it: computed here from the
+            # spec's image, before the provider is contacted (for the runner it most likely names).
             runner = "sim" if self.policy.trusted_simulation_roots else "gramine-sgx"
             if not self.policy.pins_for(parsed, runner):
                 await self._measure(spec_file, runner, on_progress)
@@ -526,7 +526,7 @@ class Requestor:
     async def _measure(
         self, spec_file: Path, runner: str, on_progress: ProgressCallback | None = None
     ) -> str:
-        """The MRENCLAVE of a local build of the spec for ``runner`` (built once per spec)."""
+        """The MRENCLAVE of the spec's image for ``runner``, computed here (once per spec)."""
         key = (spec_digest(spec_file), runner)
         if key not in self._measured:
             from golem_graphene.requestor.measure import measure_locally

@@ -16,7 +16,7 @@ field                          default                meaning
 ``enableAttestation``          ``true``               must stay true: an unattested run is
                                                       never accepted (``false`` is an error)
 ``exeunitHashes``              ``[]``                 allowed MRENCLAVE values (hex); empty:
-                                                      the spec's pin or the local build's
+                                                      the spec's pin or the measured image's
 ``allowDebug``                 ``false``              accept debug enclaves (readable by host)
 ``allowOutdatedTcb``           ``false``              also accept every non-revoked TCB status
 ``acceptTcb``                  ``["UpToDate"]``       the accepted TCB statuses, by name (ours)

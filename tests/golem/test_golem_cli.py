@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import structlog
+from _test_images import shell_image
 from golem_support import GOLDEN, REPO_ROOT, SHELL_SPEC
 from supervisor import RUNTIME_BINARY, ExeUnitSimulator, parse_deploy_result, run_cli
 
@@ -231,6 +233,24 @@ def test_deploy_refuses_an_enclave_larger_than_the_memory_granted(
     code, out, _ = runtime([*argv, "deploy"], capsys)
     assert code == 1
     assert "more memory than the activity grants" in json.loads(out)["valid"]["Err"]
+
+
+def test_deploy_refuses_a_package_whose_image_is_not_the_pinned_one(
+    tmp_path: Path, shell_spec: Path, runtime_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The package's image is opened by the digest its spec pins: another image (here one more
+    tool than the spec's) is refused before anything is built or run."""
+    package = tmp_path / "package"
+    shutil.copytree(shell_spec, package)
+    swapped = tmp_path / "other"
+    swapped.mkdir()
+    shell_image(swapped, extra={"/usr/bin/extra": b"#!/bin/sh\n"})
+    shutil.copyfile(swapped / "shell.tar", package / "shell.tar")
+    argv = ["--runner", "sim", "--data-dir", str(runtime_data), "--workdir", str(tmp_path / "w")]
+    code, out, _ = runtime([*argv, "--task-package", str(package), "deploy"], capsys)
+    assert code == 1
+    assert "image_digest:" in json.loads(out)["valid"]["Err"]
+    assert not (tmp_path / "w" / ".gramine-sgx" / "deploy.json").exists()
 
 
 def test_the_supervisor_reads_our_deploy_output() -> None:

@@ -113,7 +113,7 @@ def test_task_package_is_reproducible_and_holds_only_the_spec(tmp_path: Path) ->
     assert first.path.read_bytes() == second.path.read_bytes()
     with tarfile.open(first.path) as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == ["stats.py", "task.toml"]  # no sample data
+    assert [m.name for m in members] == ["image.tar", "task.toml"]  # no sample data
     assert all(m.mtime == 0 and m.uid == 0 and m.isfile() for m in members)
     assert first.property_value("https://h/p.tar") == f"hash:sha3:{first.sha3_224}:https://h/p.tar"
 
@@ -126,11 +126,11 @@ def test_confidential_payload_names_the_package(tmp_path: Path) -> None:
     assert payload.min_mem_gib == 2 and package.path == tmp_path / "csv.tar"
 
 
-def test_task_package_refuses_symlinked_app_files(tmp_path: Path) -> None:
+def test_task_package_refuses_a_symlinked_image(tmp_path: Path) -> None:
     spec = tmp_path / "spec"
     spec.mkdir()
     (spec / "task.toml").write_text((CSV_STATS / "task.toml").read_text())
-    (spec / "stats.py").symlink_to("/etc/hostname")
+    (spec / "image.tar").symlink_to(CSV_STATS / "image.tar")
     with pytest.raises(ConfigError, match="symbolic link"):
         build_task_package(spec, tmp_path / "p.tar")
 

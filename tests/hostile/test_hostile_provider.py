@@ -353,7 +353,7 @@ def _spec(tmp_path: Path) -> Path:
 
 
 def _run_args(spec: Path, url: str, identity: Path, out: Path) -> list[str | Path]:
-    """``run`` against a fake provider: the measurement pinned (no local build needed)."""
+    """``run`` against a fake provider: the measurement pinned (nothing to measure)."""
     return [
         "run",
         spec,

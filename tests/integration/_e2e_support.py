@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -22,8 +23,10 @@ from typing import Any
 from _test_images import write_shell_spec
 
 from golem_graphene._internal.staging import STAGING_PREFIX
-from golem_graphene.host.image import EnclaveImage, build_image
+from golem_graphene.host.hermetic import workload_json
+from golem_graphene.host.image import EnclaveImage, build_image, stored_image
 from golem_graphene.host.runners import SimRunner
+from golem_graphene.images import ImageStore
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.server import ProviderServer
 from golem_graphene.requestor.channel import Channel
@@ -120,6 +123,7 @@ class ImageCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.key_path = root / "enclave-key.pem"
+        self.store = ImageStore(root / "image-store")
         self._images: dict[str, EnclaveImage] = {}
         self._lock = threading.Lock()
 
@@ -134,7 +138,11 @@ class ImageCache:
         with self._lock:
             if key not in self._images:
                 self._images[key] = build_image(
-                    spec_dir, self.root / key, key_path=self.key_path, force=True
+                    spec_dir,
+                    self.root / key,
+                    key_path=self.key_path,
+                    store=self.store,
+                    force=True,
                 )
             return self._images[key]
 
@@ -288,9 +296,9 @@ def run_plaintext(
 ) -> dict[str, bytes]:
     """Run the spec's workload outside any enclave, as the agent would; returns its outputs.
 
-    The same argv (the interpreter with the app script for ``python3``, the entrypoint for
-    ``native``), arguments, environment and layout (``inputs/``, ``outputs/``, the folder as
-    the working directory); the result maps each output file, ``stdout`` and ``stderr`` to its
+    The same program (from the same image root, bound as ``/`` in a plain bubblewrap sandbox, no
+    agent), arguments, environment and layout (``inputs/``, ``outputs/``, ``/workspace`` as the
+    working directory); the result maps each output file, ``stdout`` and ``stderr`` to its
     bytes.
     """
     spec = TaskSpec.from_path(spec_dir)
@@ -298,14 +306,16 @@ def run_plaintext(
     (work / "outputs").mkdir()
     for name, path in inputs.items():
         shutil.copyfile(path, work / "inputs" / name)
-    if spec.enclave.runtime == "python3":
-        argv = [sys.executable, "-S", "-s", "-B", str(spec_dir / spec.enclave.entrypoint)]
-    else:
-        argv = [spec.enclave.entrypoint]
+    stored, runtime = stored_image(spec, spec_dir, ImageStore(work.parent / "plain-store"))
+    workload = json.loads(workload_json(spec, runtime, stored.index()))
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    sandbox = [bwrap, "--ro-bind", str(stored.path), "/", "--proc", "/proc", "--dev", "/dev"]
+    sandbox += ["--tmpfs", "/tmp", "--bind", str(work), "/workspace", "--chdir", "/workspace"]
+    env = {**WORKLOAD_ENV, **workload["env"], "HOME": "/workspace"}
+    sandbox += ["--clearenv", *[a for k, v in env.items() for a in ("--setenv", k, v)], "--"]
     result = subprocess.run(
-        [*argv, *(args if args is not None else spec.enclave.args)],
-        cwd=work,
-        env={**WORKLOAD_ENV, "HOME": str(work), **spec.enclave.env},
+        [*sandbox, *workload["argv"], *(args if args is not None else workload["args"])],
         capture_output=True,
         timeout=120,
         check=False,

@@ -204,7 +204,7 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
     assert "SIMULATED root is trusted" in stderr.decode()
     # No --mrenclave: the CLI built the spec itself, in another process than the provider's
     # image, and must have found the same measurement (builds are reproducible).
-    assert f"from a local build of the spec: {provider.images.measurement(spec_dir)}" in (
+    assert f"measured from the spec's image: {provider.images.measurement(spec_dir)}" in (
         stderr.decode()
     )
 
@@ -227,16 +227,18 @@ async def test_run_cli_end_to_end(provider: Provider, identity: Identity, tmp_pa
 
 
 def test_images_carry_the_shipped_native_agent(provider: Provider) -> None:
-    """Every image runs the one static agent this package ships, and no interpreter of its own:
-    a shell workload's image trusts no Python file."""
+    """Every image runs the one static agent this package ships, at its fixed path, and trusts
+    nothing but the image folder's files and its container image's root: a shell workload's
+    image trusts no Python file, and no file of this host."""
     image = provider.images.get(provider.spec(SHELL))
     assert (image.directory / "agent").read_bytes() == shipped_agent()
     assert image.manifest.loader.argv == (
-        "/image/agent",
-        "/image/workload.json",
+        "/.golem-graphene/agent",
+        "/.golem-graphene/workload.json",
         "/untrusted",
         "/workspace",
     )
     trusted = [t.uri for t in image.manifest.sgx.trusted_files]
     assert "file:image/agent" in trusted
+    assert all(uri.startswith(("file:image/", "file:rootfs/")) for uri in trusted)
     assert not [uri for uri in trusted if uri.endswith(".py") or "python3" in uri]

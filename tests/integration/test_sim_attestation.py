@@ -30,11 +30,7 @@ from golem_graphene._cli import main as cli
 from golem_graphene.attestation.quote import Quote
 from golem_graphene.attestation.verifier import QuoteVerifier, VerifyOptions
 from golem_graphene.errors import RunnerError, UntrustedRootError
-from golem_graphene.host.image import (
-    EnclaveImage,
-    load_or_create_signing_key,
-    sys_python,
-)
+from golem_graphene.host.image import EnclaveImage, load_or_create_signing_key
 from golem_graphene.host.runners import SimRunner
 from golem_graphene.host.session import EnclaveSession
 from golem_graphene.protocol.binding import Transcript, format_task_id, new_nonce, new_task_id
@@ -122,7 +118,7 @@ async def test_a_python_program_gets_a_verifiable_quote_with_its_report_data(
         "with open('/dev/attestation/attestation_type') as f: kind = f.read()\n"
         "with open('/untrusted/type', 'w') as f: f.write(kind)\n"
     )
-    python = sys_python()
+    python = str(Path(sys.executable).resolve())
     image = images.make(
         [python, "-S", "-I", "-c", code],
         [python],
