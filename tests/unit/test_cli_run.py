@@ -311,7 +311,7 @@ def test_progress_shows_each_phase_with_its_own_rate(monkeypatch: pytest.MonkeyP
         )
     )
     text = terminal.getvalue()
-    assert f"expected MRENCLAVE[sim] from a local build of the spec: {'ab' * 32} (20.0 s)" in text
+    assert f"expected MRENCLAVE[sim] measured from the spec's image: {'ab' * 32} (20.0 s)" in text
     assert "task 0123456789abcdef0123456789abcdef created on http://provider" in text
     assert "uploaded data.csv: 100.0 MiB of 100.0 MiB (100.0 MiB/s)" in text
     assert "downloaded out: 50.0 MiB of 50.0 MiB (100.0 MiB/s)" in text
