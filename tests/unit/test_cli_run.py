@@ -12,11 +12,59 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _test_images import write_shell_spec
 
 from golem_graphene._cli import main as cli
 
-SPEC = Path(__file__).resolve().parents[2] / "task_specs" / "csv-stats"
 CLI = Path(sys.executable).parent / "golem-graphene"
+
+SPEC_TEXT = """\
+name = "csv-shell"
+
+[enclave]
+image = "{image}"
+args = ["-c", "wc -l < inputs/data.csv > outputs/summary.txt"]
+
+[[inputs]]
+name = "data.csv"
+max_size = "1M"
+
+[outputs]
+files = ["summary.txt"]
+"""
+
+LEGACY_SPEC_TEXT = """\
+name = "csv-stats"
+
+[enclave]
+runtime = "python3"
+entrypoint = "stats.py"
+app_files = ["stats.py"]
+
+[[inputs]]
+name = "data.csv"
+
+[outputs]
+files = ["summary.json"]
+"""
+"""A spec of the host-path format, refused since specs name a container image."""
+
+
+@pytest.fixture(scope="module")
+def spec_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spec folder (the shell image beside ``task.toml``) and a sample input."""
+    spec = write_shell_spec(tmp_path_factory.mktemp("spec") / "csv-shell", SPEC_TEXT)
+    (spec / "sample").mkdir()
+    (spec / "sample" / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    return spec
+
+
+def cli_env(tmp_path: Path, config: Path | None = None) -> dict[str, str]:
+    """The CLI's environment: its config, state and image cache in the test's folder."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    if config is not None:
+        env["XDG_CONFIG_HOME"] = str(config)
+    return env
 
 
 @pytest.mark.parametrize(
@@ -28,7 +76,11 @@ CLI = Path(sys.executable).parent / "golem-graphene"
     ],
 )
 def test_bad_policy_flags_are_usage_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+    tmp_path: Path,
+    spec_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
 ) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
@@ -36,7 +88,7 @@ def test_bad_policy_flags_are_usage_errors(
     code = cli(
         [
             "run",
-            str(SPEC),
+            str(spec_dir),
             "--provider",
             "http://127.0.0.1:9",  # never contacted: the flags are refused first
             "--out",
@@ -86,6 +138,7 @@ def _contacted(sock: socket.socket) -> bool:
         ("missing-file", "cannot read input 'data.csv'"),
         ("input-is-a-folder", "Is a directory"),
         ("missing-required-input", "the spec requires the input 'data.csv'"),
+        ("legacy-spec", "specs no longer name host files; name a container image instead"),
         ("bad-env", "--env takes NAME=VALUE"),
         ("bad-deadline", "--deadline takes STEP=SECONDS"),
         ("bad-timeout", "--timeout takes positive seconds"),
@@ -93,9 +146,10 @@ def _contacted(sock: socket.socket) -> bool:
     ],
 )
 def test_local_mistakes_are_found_before_the_provider_is_contacted(
-    tmp_path: Path, listener: socket.socket, case: str, message: str
+    tmp_path: Path, spec_dir: Path, listener: socket.socket, case: str, message: str
 ) -> None:
-    sample = SPEC / "sample" / "data.csv"
+    sample = spec_dir / "sample" / "data.csv"
+    spec = spec_dir
     out = tmp_path / "out"
     flags: list[str] = ["--input", f"data.csv={sample}"]
     if case == "out-not-empty":
@@ -113,6 +167,11 @@ def test_local_mistakes_are_found_before_the_provider_is_contacted(
         flags = ["--input", f"data.csv={tmp_path}"]
     elif case == "missing-required-input":
         flags = []
+    elif case == "legacy-spec":
+        spec = tmp_path / "legacy"
+        spec.mkdir()
+        (spec / "task.toml").write_text(LEGACY_SPEC_TEXT)
+        (spec / "stats.py").write_text("print('never run')\n")
     elif case == "bad-env":
         flags += ["--env", "NOEQUALS"]
     elif case == "bad-deadline":
@@ -127,7 +186,7 @@ def test_local_mistakes_are_found_before_the_provider_is_contacted(
         [
             CLI,
             "run",
-            SPEC,
+            spec,
             "--provider",
             f"http://127.0.0.1:{port}",
             "--out",
@@ -140,7 +199,7 @@ def test_local_mistakes_are_found_before_the_provider_is_contacted(
         text=True,
         check=False,
         timeout=60,
-        env={**os.environ, "XDG_CONFIG_HOME": str(config), "XDG_STATE_HOME": str(tmp_path)},
+        env=cli_env(tmp_path, config),
     )
     assert done.returncode == 2, done.stderr
     assert "error: " in done.stderr and message in done.stderr
@@ -153,7 +212,7 @@ def test_local_mistakes_are_found_before_the_provider_is_contacted(
 
 
 def test_the_identity_is_created_once_the_local_checks_passed(
-    tmp_path: Path, listener: socket.socket
+    tmp_path: Path, spec_dir: Path, listener: socket.socket
 ) -> None:
     port = listener.getsockname()[1]
     config = tmp_path / "config"
@@ -161,7 +220,7 @@ def test_the_identity_is_created_once_the_local_checks_passed(
         [
             CLI,
             "run",
-            SPEC,
+            spec_dir,
             "--provider",
             f"http://127.0.0.1:{port}",
             "--out",
@@ -169,7 +228,7 @@ def test_the_identity_is_created_once_the_local_checks_passed(
             "--mrenclave",
             "00" * 32,
             "--input",
-            f"data.csv={SPEC / 'sample' / 'data.csv'}",
+            f"data.csv={spec_dir / 'sample' / 'data.csv'}",
             "--deadline",
             "create=1",
             "--json",
@@ -178,7 +237,7 @@ def test_the_identity_is_created_once_the_local_checks_passed(
         text=True,
         check=False,
         timeout=60,
-        env={**os.environ, "XDG_CONFIG_HOME": str(config), "XDG_STATE_HOME": str(tmp_path)},
+        env=cli_env(tmp_path, config),
     )
     # The listener accepts but never answers: the create deadline names the step.
     assert done.returncode == 1, done.stderr
@@ -252,7 +311,7 @@ def test_progress_shows_each_phase_with_its_own_rate(monkeypatch: pytest.MonkeyP
         )
     )
     text = terminal.getvalue()
-    assert f"expected MRENCLAVE[sim] from a local build of the spec: {'ab' * 32} (20.0 s)" in text
+    assert f"expected MRENCLAVE[sim] measured from the spec's image: {'ab' * 32} (20.0 s)" in text
     assert "task 0123456789abcdef0123456789abcdef created on http://provider" in text
     assert "uploaded data.csv: 100.0 MiB of 100.0 MiB (100.0 MiB/s)" in text
     assert "downloaded out: 50.0 MiB of 50.0 MiB (100.0 MiB/s)" in text

@@ -29,6 +29,7 @@ from golem_graphene.errors import RunnerError
 from golem_graphene.gramine import sgx_host as sgx_host_module
 from golem_graphene.gramine.sgx_host import check_sgx_host, explain_gramine_error
 from golem_graphene.host import runners
+from golem_graphene.host.hermetic import ROOTFS_LINK
 from golem_graphene.host.image import IMAGE_FORMAT, EnclaveImage
 from golem_graphene.host.runners import (
     EnclaveProcess,
@@ -107,13 +108,18 @@ def sgx_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SgxHos
 
 
 def make_image(directory: Path, *, sgx_files: bool = True) -> EnclaveImage:
-    """A minimal image folder: manifest, spec, image.json and (optionally) the SGX files."""
+    """A minimal image folder: manifest, spec, image.json, the ``rootfs`` link to a container
+    root (a folder beside it, as the image store keeps one) and (optionally) the SGX files."""
     directory.mkdir(parents=True)
+    root = directory.parent / f"{directory.name}-root"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "true").write_bytes(b"\x7fELF")
+    (directory / ROOTFS_LINK).symlink_to(root)
     (directory / "agent.manifest").write_text(
-        'libos.entrypoint = "/bin/true"\nloader.argv = ["/bin/true"]\n'
+        'libos.entrypoint = "/bin/true"\nloader.argv = ["/bin/true"]\nfs.root.uri = "file:rootfs"\n'
     )
     (directory / "task.toml").write_text(
-        'name = "fake"\n[enclave]\nruntime = "native"\nentrypoint = "/bin/true"\n'
+        f'name = "fake"\n[enclave]\nimage = "oci-archive:shell.tar@sha256:{"ab" * 32}"\n'
         '[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = 30\n'
     )
     (directory / "image.json").write_text(
@@ -285,13 +291,16 @@ async def test_launch_runs_gramine_sgx_in_the_launch_folder(
     assert started["event"] == "fake-gramine"
     assert started["argv"] == ["agent"]
     assert started["cwd"] == str(launch)
-    assert {"agent.manifest.sgx", "agent.sig", "agent.manifest", "image", "io"} <= set(
+    assert {"agent.manifest.sgx", "agent.sig", "agent.manifest", "image", "rootfs", "io"} <= set(
         started["entries"]
     )
     assert set(started["env"]) <= {"PATH", "LC_CTYPE"}  # nothing of the provider leaks in
     assert echo == {"event": "echo", "command": {"cmd": "run"}}
     for name in ("agent.manifest.sgx", "agent.sig", "image"):
         assert (launch / name).resolve() == (image.directory / name.replace("image", "")).resolve()
+    # file:rootfs (fs.root) is the container root the image links to, wherever the store is.
+    assert (launch / ROOTFS_LINK).resolve() == (image.directory / ROOTFS_LINK).resolve()
+    assert (launch / ROOTFS_LINK / "bin" / "true").is_file()
 
     calls = fake_gramine.calls("gramine-sgx")
     assert [c["argv"] for c in calls] == [["--version"], ["agent"]]

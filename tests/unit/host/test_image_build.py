@@ -1,8 +1,8 @@
 """``build_image`` on a host "with Gramine" (fake ``gramine-sgx-sign`` on PATH), and the checks
 the ``sim`` runner makes on an image before it starts it (as EINIT would).
 
-One real build (the csv-stats spec, about four seconds: it measures the interpreter, the
-standard library and the agent) serves every test here.
+One real build (a shell spec over the test shell image, see tests/_test_images.py, flattened
+into a store of its own) serves every test here.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _test_images import write_shell_spec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.sigstruct import Sigstruct
+from golem_graphene.host.hermetic import ROOTFS_LINK
 from golem_graphene.host.image import (
     EnclaveImage,
     SimSignature,
@@ -33,10 +35,25 @@ from golem_graphene.host.image import (
     sim_mrenclave,
 )
 from golem_graphene.host.runners import SimRunner
+from golem_graphene.images import ImageStore
 
 REPO = Path(__file__).resolve().parents[3]
 FAKES = REPO / "tests" / "fakes" / "gramine"
-SPEC = REPO / "task_specs" / "csv-stats"
+SPEC_TEXT = """\
+name = "shell"
+
+[enclave]
+image = "{image}"
+args = ["-c", "cat inputs/data.txt > outputs/out.txt"]
+enclave_size = "256M"
+max_threads = 4
+
+[[inputs]]
+name = "data.txt"
+
+[outputs]
+files = ["out.txt"]
+"""
 
 
 @dataclass
@@ -59,11 +76,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     key_path = root / "enclave-key.pem"
     load_or_create_signing_key(key_path)
     log = root / "calls.jsonl"
+    spec = write_shell_spec(root / "spec", SPEC_TEXT)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", fake_path(root / "fake-bin"))
         mp.setenv("FAKE_GRAMINE_LOG", str(log))
         mp.delenv("FAKE_GRAMINE_MODE", raising=False)
-        image = build_image(SPEC, root / "image", key_path=key_path)
+        image = build_image(
+            spec, root / "image", key_path=key_path, store=ImageStore(root / "store")
+        )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     yield Built(image, key_path, calls)
 
@@ -115,7 +135,12 @@ def test_sim_measurement_is_the_manifests(built: Built) -> None:
     image = built.image
     assert image.measurement("sim") == sim_mrenclave(image.manifest)
     assert image.info["mrsigner"] == image.sim_signature().mrsigner.hex()
-    assert image.info["trusted_files"] == len(image.manifest.sgx.trusted_files) > 100
+    # The image folder's three files and every regular file of the image root.
+    root_files = [
+        p for p in (image.directory / ROOTFS_LINK).rglob("*") if p.is_file() and not p.is_symlink()
+    ]
+    assert image.info["trusted_files"] == len(image.manifest.sgx.trusted_files)
+    assert len(image.manifest.sgx.trusted_files) == 3 + len(root_files) > 3
     assert image.manifest.is_expanded
     identity = SimRunner(image.directory.parent / "data").enclave_identity(image)
     assert identity.mrenclave == image.measurement("sim")
@@ -132,7 +157,7 @@ def test_a_failing_gramine_sgx_sign_fails_the_build(
     monkeypatch.setenv("FAKE_GRAMINE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_GRAMINE_MODE", "sign-enclave-too-small")
     work = tmp_path / "work"
-    (work / "launch").mkdir(parents=True)
+    work.mkdir()
     image = light_copy(built.image, work / "image")
     with pytest.raises(RunnerError, match=r"(?s)gramine-sgx-sign failed: .*Enclave size is not"):
         _gramine_sign(image, work, built.key_path)
@@ -157,6 +182,8 @@ def light_copy(image: EnclaveImage, directory: Path) -> Path:
     directory.mkdir()
     for name in ("image.json", "agent.manifest", "task.toml", "sim.sig"):
         shutil.copyfile(image.directory / name, directory / name)
+    # The root stays in the store: the copy links to it as the image does.
+    (directory / ROOTFS_LINK).symlink_to(os.readlink(image.directory / ROOTFS_LINK))
     return directory
 
 

@@ -17,6 +17,7 @@ import pytest
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.gramine.trusted_files import expand_trusted_files
+from golem_graphene.host.hermetic import IMAGE_LINK, ROOTFS_LINK
 from golem_graphene.host.image import EnclaveImage, sim_mrenclave
 from golem_graphene.host.runners import SimRunner, prepare_launch_dir
 from golem_graphene.host.sandbox import (
@@ -31,25 +32,46 @@ from golem_graphene.host.sim.filesystem import TrustedFileCache, verify_trusted_
 from golem_graphene.protocol.spec import TaskSpec
 
 MANIFEST = """
-libos.entrypoint = "/bin/sh"
-loader.argv = ["/bin/sh", "/image/app/run.sh", "an arg"]
+libos.entrypoint = "/.golem-graphene/agent"
+loader.argv = ["/bin/sh", "/.golem-graphene/app/run.sh", "an arg"]
 loader.env.HOME = "/workspace"
 loader.env.GREETING = {{ value = "hello world" }}
+fs.root.uri = "file:rootfs"
 fs.start_dir = "/workspace"
 fs.mounts = [
-  {{ path = "/image", uri = "file:image" }},
+  {{ path = "/.golem-graphene", uri = "file:image" }},
   {{ path = "/untrusted", uri = "file:io" }},
   {{ path = "/workspace", type = "tmpfs" }},
+  {{ path = "/tmp", type = "tmpfs" }},
 {mounts}]
 sgx.enclave_size = "{enclave_size}"
 sgx.trusted_files = [
   "file:image/app/run.sh",
   "file:image/app/data.txt",
   "file:image/lib/",
-]
+{root_files}]
 sgx.allowed_files = ["file:io/"{allowed}]
 {extra}
 """
+"""A hermetic manifest as ``native/agent.manifest.template`` lays it out: a container root as
+``fs.root`` (every regular file of it trusted), the image folder at ``/.golem-graphene``."""
+
+ROOT_FILES = ("usr/bin/sh", "usr/lib/libc.so.6", "etc/hostname")
+"""The regular files of the test's container root (all trusted by the manifest)."""
+
+
+def manifest_text(
+    *,
+    enclave_size: str = "512M",
+    mounts: str = "",
+    allowed: str = "",
+    extra: str = "",
+    root_files: tuple[str, ...] = ROOT_FILES,
+) -> str:
+    listed = "".join(f'  "file:rootfs/{path}",\n' for path in root_files)
+    return MANIFEST.format(
+        enclave_size=enclave_size, mounts=mounts, allowed=allowed, extra=extra, root_files=listed
+    )
 
 
 @pytest.fixture
@@ -67,9 +89,23 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 ImageFactory = Callable[..., EnclaveImage]
 
 
+def make_root(root: Path) -> None:
+    """A container root as the image store keeps one: files, links as a merged-/usr image has
+    them (``/bin -> usr/bin``), and folders the enclave's own mounts cover (``/tmp``, ``/proc``,
+    ``/dev``)."""
+    for path in ROOT_FILES:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(f"contents of /{path}\n")
+    (root / "bin").symlink_to("usr/bin")
+    (root / "lib").symlink_to("usr/lib")
+    for folder in ("tmp", "proc", "dev"):
+        (root / folder).mkdir()
+
+
 @pytest.fixture
 def make_image(tmp_path: Path) -> ImageFactory:
-    """An image folder with app files (one not trusted) and a fully trusted ``lib`` folder."""
+    """An image folder with app files (one not trusted), a fully trusted ``lib`` folder and a
+    ``rootfs`` link to a container root kept elsewhere (as in the image store)."""
 
     def make(
         *,
@@ -78,6 +114,7 @@ def make_image(tmp_path: Path) -> ImageFactory:
         allowed: str = "",
         extra: str = "",
         network: bool = False,
+        root_files: tuple[str, ...] = ROOT_FILES,
     ) -> EnclaveImage:
         img = tmp_path / "img"
         (img / "app").mkdir(parents=True, exist_ok=True)
@@ -87,8 +124,17 @@ def make_image(tmp_path: Path) -> ImageFactory:
         (img / "app" / "not-trusted.txt").write_text("secret of the host\n")
         (img / "lib" / "a.py").write_text("A = 1\n")
         (img / "lib" / "pkg" / "b.py").write_text("B = 2\n")
-        text = MANIFEST.format(
-            enclave_size=enclave_size, mounts=mounts, allowed=allowed, extra=extra
+        root = tmp_path / "store" / "sha256-root"
+        if not root.exists():
+            make_root(root)
+        if not (img / ROOTFS_LINK).is_symlink():
+            (img / ROOTFS_LINK).symlink_to(root)
+        text = manifest_text(
+            enclave_size=enclave_size,
+            mounts=mounts,
+            allowed=allowed,
+            extra=extra,
+            root_files=root_files,
         )
         build = tmp_path / "build-launch"
         prepare_launch_dir_for(img, build)
@@ -97,7 +143,7 @@ def make_image(tmp_path: Path) -> ImageFactory:
         )
         spec = TaskSpec.from_toml(
             f'name = "t"\nnetwork = {str(network).lower()}\n'
-            '[enclave]\nruntime = "native"\nentrypoint = "/bin/sh"\n'
+            f'[enclave]\nimage = "oci-archive:shell.tar@sha256:{"ab" * 32}"\n'
             '[outputs]\nfiles = ["out"]\n[limits]\nwall_seconds = 30\n'
         )
         info = {"mrenclave": {"sim": sim_mrenclave(manifest).hex()}}
@@ -108,8 +154,9 @@ def make_image(tmp_path: Path) -> ImageFactory:
 
 def prepare_launch_dir_for(img: Path, launch: Path) -> None:
     launch.mkdir(exist_ok=True)
-    if not (launch / "image").is_symlink():
-        (launch / "image").symlink_to(img)
+    for name, target in ((IMAGE_LINK, img), (ROOTFS_LINK, (img / ROOTFS_LINK).resolve())):
+        if not (launch / name).is_symlink():
+            (launch / name).symlink_to(target)
     (launch / "io").mkdir(exist_ok=True)
 
 
@@ -130,23 +177,60 @@ def test_plan_shows_exactly_the_manifests_files(make_image: ImageFactory, tmp_pa
     plan = plan_for(make_image(), tmp_path)
     launch = tmp_path / "launch"
     assert by_target(plan) == {
-        "/image/app/run.sh": Mount("/image/app/run.sh", "ro", launch / "image/app/run.sh"),
-        "/image/app/data.txt": Mount("/image/app/data.txt", "ro", launch / "image/app/data.txt"),
+        # The container root (fs.root): its top-level entries, every file in them trusted,
+        # bound read-only, its links kept as links; /tmp, /proc and /dev are the enclave's own.
+        "/usr": Mount("/usr", "ro", launch / "rootfs/usr"),
+        "/etc": Mount("/etc", "ro", launch / "rootfs/etc"),
+        "/bin": Mount("/bin", "symlink", Path("usr/bin")),
+        "/lib": Mount("/lib", "symlink", Path("usr/lib")),
+        "/tmp": Mount("/tmp", "tmpfs"),
+        # The image folder (fs.mounts): its trusted files only.
+        "/.golem-graphene/app/run.sh": Mount(
+            "/.golem-graphene/app/run.sh", "ro", launch / "image/app/run.sh"
+        ),
+        "/.golem-graphene/app/data.txt": Mount(
+            "/.golem-graphene/app/data.txt", "ro", launch / "image/app/data.txt"
+        ),
         # Every file below lib/ is trusted: it is bound whole.
-        "/image/lib": Mount("/image/lib", "ro", launch / "image/lib"),
+        "/.golem-graphene/lib": Mount("/.golem-graphene/lib", "ro", launch / "image/lib"),
         "/untrusted": Mount("/untrusted", "rw", launch / "io"),
         "/workspace": Mount("/workspace", "tmpfs"),
         "/dev/attestation": Mount("/dev/attestation", "rw", launch / ".dev-attestation"),
     }
-    # The untrusted file beside trusted ones is not reachable: app/ is not bound whole.
-    assert not any(m.target in ("/image", "/image/app") for m in plan.mounts)
+    # The untrusted file beside trusted ones is not reachable: app/ is not bound whole, nor is
+    # the image folder (its manifest, signature and rootfs link are not the enclave's).
+    assert not any(
+        m.target in ("/", "/.golem-graphene", "/.golem-graphene/app") for m in plan.mounts
+    )
+    # Nothing of the host's / shows through: the root itself is made read-only once mounted.
+    assert plan.read_only_root is True
+
+
+def test_a_root_file_the_manifest_does_not_trust_is_refused(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    # The root is bound whole, so every regular file in it must be a checked trusted file.
+    image = make_image(root_files=ROOT_FILES[:-1])
+    with pytest.raises(RunnerError, match="root holds a file its manifest does not trust") as info:
+        plan_for(image, tmp_path)
+    assert info.value.found == "/etc/hostname"
+
+
+def test_a_file_slipped_into_the_root_is_refused(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image()
+    root = (image.directory / ROOTFS_LINK).resolve()
+    (root / "usr" / "share").mkdir()
+    (root / "usr" / "share" / "extra").write_text("not in the image\n")
+    with pytest.raises(RunnerError, match="root holds a file its manifest does not trust") as info:
+        plan_for(image, tmp_path)
+    assert info.value.found == "/usr/share/extra"
 
 
 def test_plan_takes_argv_env_workdir_and_limits_from_the_manifest_and_spec(
     make_image: ImageFactory, tmp_path: Path
 ) -> None:
     plan = plan_for(make_image(enclave_size="512M"), tmp_path)
-    assert list(plan.argv) == ["/bin/sh", "/image/app/run.sh", "an arg"]
+    assert list(plan.argv) == ["/bin/sh", "/.golem-graphene/app/run.sh", "an arg"]
     assert dict(plan.env) == {"HOME": "/workspace", "GREETING": "hello world"}
     assert plan.workdir == "/workspace"
     assert plan.network is False
@@ -173,15 +257,22 @@ def test_mounts_of_a_second_launch_are_rebased_not_reused(
     first, second = (by_target(p) for p in plans)
     assert first.keys() == second.keys()
     for target, mount in second.items():
-        if mount.source is not None:
+        if mount.kind == "symlink":
+            assert mount == first[target]  # a link's text is the image's, not a host path
+        elif mount.source is not None:
             assert mount.source.is_relative_to(tmp_path / "task-2"), target
     assert first["/untrusted"].source == tmp_path / "task-1" / "io"
     assert second["/untrusted"].source == tmp_path / "task-2" / "io"
+    assert second["/usr"].source == tmp_path / "task-2" / "rootfs" / "usr"
+    assert plans[1].read_only_root is True
 
 
 def test_allow_all_but_log_binds_whole_mounts(make_image: ImageFactory, tmp_path: Path) -> None:
     plan = plan_for(make_image(extra='sgx.file_check_policy = "allow_all_but_log"'), tmp_path)
-    assert by_target(plan)["/image"] == Mount("/image", "ro", tmp_path / "launch" / "image")
+    launch = tmp_path / "launch"
+    mounts = by_target(plan)
+    assert mounts["/.golem-graphene"] == Mount("/.golem-graphene", "ro", launch / "image")
+    assert mounts["/"] == Mount("/", "ro", launch / "rootfs")
 
 
 def test_a_missing_allowed_file_is_skipped_but_a_missing_folder_is_refused(
@@ -207,6 +298,15 @@ def test_a_changed_trusted_file_is_refused_by_name(
         plan_for(image, tmp_path)
 
 
+def test_a_changed_root_file_is_refused_by_name(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image()
+    plan_for(image, tmp_path)  # the control: unchanged, it plans
+    with open(image.directory / ROOTFS_LINK / "usr" / "bin" / "sh", "a") as f:
+        f.write("changed\n")
+    with pytest.raises(RunnerError, match=r"trusted file file:rootfs/usr/bin/sh was modified"):
+        plan_for(image, tmp_path)
+
+
 def test_a_missing_trusted_file_is_refused_by_name(
     make_image: ImageFactory, tmp_path: Path
 ) -> None:
@@ -216,9 +316,18 @@ def test_a_missing_trusted_file_is_refused_by_name(
         plan_for(image, tmp_path)
 
 
+def test_a_missing_root_file_is_refused_by_name(make_image: ImageFactory, tmp_path: Path) -> None:
+    image = make_image()
+    (image.directory / ROOTFS_LINK / "usr" / "lib" / "libc.so.6").unlink()
+    with pytest.raises(
+        RunnerError, match=r"trusted file file:rootfs/usr/lib/libc\.so\.6 cannot be read"
+    ):
+        plan_for(image, tmp_path)
+
+
 def test_an_unexpanded_manifest_is_refused(make_image: ImageFactory, tmp_path: Path) -> None:
     image = make_image()
-    raw = Manifest.from_toml(MANIFEST.format(enclave_size="512M", mounts="", allowed="", extra=""))
+    raw = Manifest.from_toml(manifest_text())
     launch = tmp_path / "launch"
     prepare_launch_dir(image, launch)
     with pytest.raises(RunnerError, match="not expanded"):
@@ -349,6 +458,24 @@ def test_parents_are_mounted_before_children(fake_tools: Path) -> None:
     assert positions[spans[2]] < positions[spans[3]]
 
 
+def test_a_container_root_keeps_its_links_and_is_remounted_read_only(fake_tools: Path) -> None:
+    mounts = [
+        Mount("/usr", "ro", Path("/srv/root/usr")),
+        Mount("/bin", "symlink", Path("usr/bin")),
+        Mount("/work", "tmpfs"),
+        Mount("/work/io", "rw", Path("/srv/io")),
+    ]
+    cmd = bwrap_command(plan_of(mounts=mounts, read_only_root=True))
+    at = cmd.index("--symlink")
+    assert cmd[at : at + 3] == ["--symlink", "usr/bin", "/bin"]  # the link's own text
+    # / becomes read-only after every mount is in place (a later mount would fail on it).
+    remount = cmd.index("--remount-ro")
+    assert cmd[remount + 1] == "/"
+    last_mount = max(i for i, arg in enumerate(cmd) if arg in ("--bind", "--tmpfs", "--symlink"))
+    assert last_mount < remount < cmd.index("--setenv")
+    assert "--remount-ro" not in bwrap_command(plan_of(mounts=mounts))
+
+
 def test_network_is_shared_only_when_planned(fake_tools: Path) -> None:
     assert "--unshare-net" not in bwrap_command(plan_of(network=True))
 
@@ -394,6 +521,7 @@ def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ("/x", "rw", None),
         ("/x", "tmpfs", Path("/tmp")),
         ("/x", "dir", Path("/tmp")),
+        ("/x", "symlink", None),
     ],
 )
 def test_invalid_mounts_are_refused(target: str, kind: str, source: Path | None) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from _fake_provider import MRENCLAVE, FakeProvider
+from _test_images import write_shell_spec
 
 from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.errors import UsageError
@@ -35,8 +36,7 @@ SPEC = """\
 name = "fake"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
+image = "{image}"
 
 [[inputs]]
 name = "a"
@@ -60,11 +60,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
 
 
 @pytest.fixture
-def spec(tmp_path: Path) -> Path:
-    spec = tmp_path / "spec"
-    spec.mkdir()
-    (spec / "task.toml").write_text(SPEC)
-    return spec
+def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The spec folder with its container image; the user's image store in the test's folder
+    (the policy pins the measurement, so nothing should be measured there)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return write_shell_spec(tmp_path / "spec", SPEC)
 
 
 @pytest.fixture

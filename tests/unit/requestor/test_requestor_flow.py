@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from _fake_provider import MRENCLAVE, MRSIGNER, FakeProvider
+from _test_images import write_shell_spec
 
 from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.host.sim.platform import SimPlatform
@@ -38,8 +39,7 @@ SPEC = """\
 name = "fake"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
+image = "{image}"
 
 [[inputs]]
 name = "a"
@@ -65,11 +65,18 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
     return SimPlatform.load_or_create(tmp_path_factory.mktemp("platform"))
 
 
+@pytest.fixture(autouse=True)
+def image_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's image store (where the requestor measures a spec's image) in the test's
+    own folder, not ``~/.cache``."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 def write_spec(root: Path, extra: str = "") -> Path:
-    spec = root / "spec"
-    spec.mkdir(exist_ok=True)
-    (spec / "task.toml").write_text(SPEC.format(extra=extra))
-    return spec
+    """The spec folder: ``task.toml`` and its container image (a shell, tests/_test_images.py)."""
+    return write_shell_spec(root / "spec", SPEC.format(extra=extra, image="{image}"))
 
 
 @pytest.fixture
@@ -251,12 +258,13 @@ async def test_debug_enclaves_need_an_explicit_opt_in(platform: SimPlatform, spe
     assert task.verified.report_body.debug
 
 
-async def test_without_a_pin_the_measurement_of_a_local_build_is_expected(
-    platform: SimPlatform, spec: Path, tmp_path: Path
+async def test_without_a_pin_the_measurement_of_the_specs_image_is_expected(
+    platform: SimPlatform, spec: Path, tmp_path: Path, image_cache: Path
 ) -> None:
-    """Neither the policy nor the spec pins the enclave: the requestor builds the spec itself
-    (a reproducible build the provider cannot influence) and expects that measurement; the
-    fake enclave's own measurement is not it."""
+    """Neither the policy nor the spec pins the enclave: the requestor measures the spec's
+    digest-pinned image itself, offline (what every provider's build gives, which the provider
+    cannot influence) and expects that measurement; the fake enclave's own measurement is not
+    it."""
     from golem_graphene.requestor.measure import measure_locally
 
     built = measure_locally(spec / "task.toml", "sim")
@@ -271,6 +279,8 @@ async def test_without_a_pin_the_measurement_of_a_local_build_is_expected(
     ) as r:
         task = await r.attest(await r.create(spec))
     assert task.verified.report_body.mrenclave.hex() == built
+    # The image was flattened into the user's cache (here the test's), nowhere else.
+    assert any((image_cache / "golem-graphene" / "images").glob("sha256-*.index"))
 
 
 @pytest.mark.parametrize(
@@ -278,7 +288,7 @@ async def test_without_a_pin_the_measurement_of_a_local_build_is_expected(
     [
         (f'[attestation]\nmrenclave = {{ sim = "{MRENCLAVE.hex()}" }}', None),
         (f'[attestation]\nmrenclave = {{ sim = "{"11" * 32}" }}', "policy_mrenclave"),
-        # A pin for another runner only: the sim measurement comes from a local build.
+        # A pin for another runner only: the sim measurement is computed from the image.
         (f'[attestation]\nmrenclave = {{ gramine-sgx = "{MRENCLAVE.hex()}" }}', "policy_mrenclave"),
         (f'[attestation]\nmrsigner = "{MRSIGNER.hex()}"', None),
         (f'[attestation]\nmrsigner = "{"22" * 32}"', "policy_mrsigner"),

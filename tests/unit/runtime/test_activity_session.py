@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from _agent_fakes import Script, ScriptedRunner, new_task_args
 
+from golem_graphene.host.hermetic import ROOTFS_LINK
 from golem_graphene.host.image import IMAGE_FORMAT
 from golem_graphene.limits import MAX_RECEIPT_BUNDLE_BYTES
 from golem_graphene.protocol.spec import spec_digest
@@ -19,12 +20,11 @@ from golem_graphene.runtime.session import ActivitySession, StepResult
 from golem_graphene.runtime.settings import RuntimeSettings
 from golem_graphene.sealing.input_manifest import ciphertext_name
 
-SPEC = """\
+SPEC = f"""\
 name = "echo"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/true"
+image = "oci-archive:echo.tar@sha256:{"ab" * 32}"
 
 [[inputs]]
 name = "x"
@@ -39,9 +39,13 @@ wall_seconds = 30
 
 
 def deployed(workdir: Path) -> str:
-    """A work directory whose activity is deployed (an image folder the runner never reads)."""
+    """A work directory whose activity is deployed (an image folder the runner never reads,
+    linking to its container root as a built image links to the image store's)."""
     image = workdir.parent / "image"
     image.mkdir(parents=True)
+    root = workdir.parent / "image-store" / f"sha256-{'ab' * 32}"
+    root.mkdir(parents=True)
+    (image / ROOTFS_LINK).symlink_to(root)
     (image / "agent.manifest").write_text(
         'libos.entrypoint = "/bin/true"\nloader.argv = ["/bin/true"]\n'
     )
@@ -192,3 +196,14 @@ async def test_attest_arguments_are_checked(tmp_path: Path, args: list[str], cod
     session, _ = session_of(tmp_path)
     result = await session.run_step("attest", args)
     assert result.code == 2 and answer(result)["code"] == code
+
+
+async def test_an_image_whose_root_left_the_store_is_refused_by_name(tmp_path: Path) -> None:
+    # The image store reclaimed the container root the deployed image links to.
+    session, digest = session_of(tmp_path)
+    (tmp_path / "image" / ROOTFS_LINK).resolve().rmdir()
+    task_id, nonce, key = new_task_args()
+    result = await session.run_step("attest", [task_id, digest, nonce, key])
+    assert result.code == 1 and answer(result)["code"] == "runner"
+    assert "no longer in the image store" in answer(result)["message"]
+    assert session.state == "failed"
