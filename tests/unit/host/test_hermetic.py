@@ -43,6 +43,9 @@ from golem_graphene.protocol.spec import EnclaveSpec, InputSpec, OutputsSpec, Ta
 REFERENCE = f"oci-archive:image.tar@sha256:{'ab' * 32}"
 """A pinned reference for specs whose image is never opened (the pure-function tests)."""
 
+NO_ROOT = Path("/nonexistent-image-root")
+"""Where a test root would be on disk: read only for a named User (these tests give numbers)."""
+
 
 # --- hand-written roots --------------------------------------------------------------------------
 
@@ -99,7 +102,7 @@ IMAGE_CONFIG = RuntimeConfig(
     cmd=("echo from the image",),
     env=("PATH=/usr/bin:/bin", "LANG=C", "FROM_IMAGE=1"),
     working_dir="/app",
-    user="nobody",
+    user="",
 )
 
 
@@ -112,8 +115,8 @@ def test_without_overrides_the_image_config_decides() -> None:
     assert w["argv"] == ["/usr/bin/sh", "-c"]
     assert w["args"] == ["echo from the image"]
     assert w["env"] == {"PATH": "/usr/bin:/bin", "LANG": "C", "FROM_IMAGE": "1"}
-    # WorkingDir and User are not applied: the working folder is the agent's /workspace.
-    assert "/app" not in json.dumps(w) and "nobody" not in json.dumps(w)
+    # WorkingDir is not applied: the working folder is the agent's /workspace.
+    assert "/app" not in json.dumps(w)
     assert w["inputs"] == [{"name": "data.csv", "max_size": 1 << 20, "required": True}]
     assert w["outputs"] == ["out.json", "*.log"]
     assert w["format"] == 1
@@ -242,7 +245,7 @@ def test_no_runnable_program_is_a_config_error(
     with pytest.raises(ConfigError, match=message):
         workload_json(task_spec(**spec_enclave), runtime, root(*entries))
     with pytest.raises(ConfigError, match=message):
-        plan_enclave(task_spec(**spec_enclave), runtime, root(*entries))
+        plan_enclave(task_spec(**spec_enclave), runtime, root(*entries), NO_ROOT)
 
 
 # --- the plan: the image folder's files and the manifest ----------------------------------------
@@ -251,7 +254,7 @@ def test_no_runnable_program_is_a_config_error(
 def test_the_plan_trusts_the_image_folder_and_every_root_file() -> None:
     index = root()
     spec = task_spec()
-    plan = plan_enclave(spec, IMAGE_CONFIG, index)
+    plan = plan_enclave(spec, IMAGE_CONFIG, index, NO_ROOT)
     assert plan.files == {
         "agent": shipped_agent(),
         "rootfs.json": index.to_bytes(),
@@ -273,14 +276,14 @@ def test_the_plan_trusts_the_image_folder_and_every_root_file() -> None:
 
 def test_the_plan_follows_the_specs_sgx_fields() -> None:
     spec = task_spec(enclave_size="256M", max_threads=4, isvprodid=7, isvsvn=3, debug=True)
-    sgx = plan_enclave(spec, IMAGE_CONFIG, root()).manifest.sgx
+    sgx = plan_enclave(spec, IMAGE_CONFIG, root(), NO_ROOT).manifest.sgx
     assert (sgx.enclave_size, sgx.max_threads) == (256 << 20, 4)
     assert (sgx.isvprodid, sgx.isvsvn, sgx.debug) == (7, 3, True)
 
 
 def test_every_part_of_the_root_and_spec_enters_the_measurement() -> None:
-    base = plan_enclave(task_spec(), IMAGE_CONFIG, root()).sim_mrenclave
-    assert plan_enclave(task_spec(), IMAGE_CONFIG, root()).sim_mrenclave == base  # stable
+    base = plan_enclave(task_spec(), IMAGE_CONFIG, root(), NO_ROOT).sim_mrenclave
+    assert plan_enclave(task_spec(), IMAGE_CONFIG, root(), NO_ROOT).sim_mrenclave == base  # stable
     changed = [
         # A file's content, a file's mode, a link's target, a new empty folder.
         (task_spec(), IMAGE_CONFIG, root(f("etc/extra", 0o644))),
@@ -301,23 +304,31 @@ def test_every_part_of_the_root_and_spec_enters_the_measurement() -> None:
             root(),
         ),
     ]
-    values = [plan_enclave(*case).sim_mrenclave for case in changed]
+    values = [plan_enclave(*case, NO_ROOT).sim_mrenclave for case in changed]
     assert base not in values
     assert len(set(values)) == len(values)
 
 
-def test_workdir_and_user_of_the_image_do_not_enter_the_measurement() -> None:
-    other = RuntimeConfig(
+def _config(working_dir: str = "", user: str = "") -> RuntimeConfig:
+    return RuntimeConfig(
         entrypoint=IMAGE_CONFIG.entrypoint,
         cmd=IMAGE_CONFIG.cmd,
         env=IMAGE_CONFIG.env,
-        working_dir="/elsewhere",
-        user="root",
+        working_dir=working_dir,
+        user=user,
     )
-    assert (
-        plan_enclave(task_spec(), other, root()).sim_mrenclave
-        == plan_enclave(task_spec(), IMAGE_CONFIG, root()).sim_mrenclave
-    )
+
+
+def test_workdir_does_not_enter_the_measurement_but_a_user_does() -> None:
+    """The working folder is always /workspace; the User runs the enclave (loader.uid/gid)."""
+    base = plan_enclave(task_spec(), IMAGE_CONFIG, root(), NO_ROOT)
+    elsewhere = plan_enclave(task_spec(), _config(working_dir="/elsewhere"), root(), NO_ROOT)
+    assert elsewhere.sim_mrenclave == base.sim_mrenclave
+    as_root = plan_enclave(task_spec(), _config(user="0:0"), root(), NO_ROOT)
+    assert as_root.sim_mrenclave == base.sim_mrenclave
+    other = plan_enclave(task_spec(), _config(user="1000:1000"), root(), NO_ROOT)
+    assert (other.manifest.loader.uid, other.manifest.loader.gid) == (1000, 1000)
+    assert other.sim_mrenclave != base.sim_mrenclave
 
 
 # --- measuring real images: packing does not matter, content does -------------------------------
