@@ -25,7 +25,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
                     ManifestSyntaxError  (gramine.problems)
                 TemplateError  (gramine.template)
                 TrustedFileError  (gramine.trusted_files)
-            PackageError  (runtime.deploy)
+            PackageError  (host.task_package)
         ProtocolError
             AgentProtocolError  (protocol.agent)
             AuthError
