@@ -39,6 +39,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
             ProviderWords  (requestor.channel)
                 ChannelError  (requestor.channel)
                 ProviderTaskError  (requestor.client)
+            SpecConflictError  (provider.engine)
             StepError  (runtime.session)
             TransitionError
         RunnerError
