@@ -302,7 +302,7 @@ async def _stream_to_file(
     if request.content_length is not None and request.content_length > limit:
         raise LimitError(
             code,
-            f"{what} is larger than allowed",
+            f"{what} is larger than allowed ({limit_name})",
             status=413,
             expected=f"<= {limit} bytes",
             found=request.content_length,
