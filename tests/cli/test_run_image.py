@@ -32,9 +32,9 @@ def gzip_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is missing (a Debian host builds the demo image)")
     out = tmp_path_factory.mktemp("demo-image")
+    argv = [sys.executable, str(SCRIPT), "--cache", str(CACHE), "--format", "docker-archive"]
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--cache", str(CACHE), "--format", "docker-archive"]
-        + ["--out-dir", str(out), "gzip"],
+        [*argv, "--out-dir", str(out), "gzip"],
         capture_output=True,
         text=True,
         timeout=600,
