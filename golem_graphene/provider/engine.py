@@ -191,28 +191,34 @@ class TaskEngine:
                     )
                 if spec.network:
                     raise ConfigError("an uploaded spec may not ask for network access")
-                kept = [p for p in root.iterdir() if not p.name.startswith(".")]
-                bound = self.config.images.max_requestor_specs
-                if len(kept) >= bound:
-                    raise LimitError(
-                        "too_many_specs",
-                        "the provider keeps as many uploaded specs as it allows",
-                        status=429,
-                        expected=f"<= {bound} specs (images.max_requestor_specs)",
-                        found=len(kept),
-                    )
+                self._check_spec_count(root)
                 # Built now, from the staged folder: a bad image is refused here, not at the
                 # first task (the image is opened by the spec's pinned digest).
                 await self.image_for(name, digest, spec=spec_file)
+                # Counted again and moved in without a pause: uploads of other names may have
+                # finished while this image built.
+                self._check_spec_count(root)
                 final = root / name
                 if final.exists():  # a folder without its task.toml: nothing anyone uses
-                    await asyncio.to_thread(shutil.rmtree, final)
+                    shutil.rmtree(final)
                 os.rename(staged, final)
                 log.info("requestor spec added", spec=name, sha256=digest)
                 return digest, True
             finally:
                 if staged.exists():
                     await asyncio.to_thread(shutil.rmtree, staged, True)
+
+    def _check_spec_count(self, root: Path) -> None:
+        kept = sum(1 for p in root.iterdir() if not p.name.startswith("."))
+        bound = self.config.images.max_requestor_specs
+        if kept >= bound:
+            raise LimitError(
+                "too_many_specs",
+                "the provider keeps as many uploaded specs as it allows",
+                status=429,
+                expected=f"<= {bound} specs (images.max_requestor_specs)",
+                found=kept,
+            )
 
     # -- creation ---------------------------------------------------------------------------
 
