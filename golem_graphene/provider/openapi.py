@@ -168,16 +168,18 @@ def openapi_document() -> dict[str, Any]:
                 "put": {
                     "operationId": "putSpec",
                     "summary": "offer a spec with its own container image",
-                    "description": "The body is a task package: an uncompressed or compressed "
-                    "tar of task.toml and the container image it pins by digest (nothing "
-                    "else). Only where the provider accepts images from requestors "
-                    "(images.accept_from_requestors), else 403. The same name with the same "
-                    "task.toml answers 200, other bytes 409.",
+                    "description": "The body is a task package (any content type): an "
+                    "uncompressed or compressed tar of task.toml and the container image it "
+                    "pins by digest (nothing else). Only where the provider accepts images "
+                    "from requestors (images.accept_from_requestors), else 403. The same name "
+                    "with the same task.toml answers 200, other bytes 409.",
                     "security": [{"requestorToken": []}],
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/x-tar": {"schema": {"type": "string", "format": "binary"}}
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
                         },
                     },
                     "responses": {
