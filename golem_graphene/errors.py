@@ -25,7 +25,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
                     ManifestSyntaxError  (gramine.problems)
                 TemplateError  (gramine.template)
                 TrustedFileError  (gramine.trusted_files)
-            PackageError  (runtime.deploy)
+            PackageError  (host.task_package)
         ProtocolError
             AgentProtocolError  (protocol.agent)
             AuthError
@@ -39,6 +39,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
             ProviderWords  (requestor.channel)
                 ChannelError  (requestor.channel)
                 ProviderTaskError  (requestor.client)
+            SpecConflictError  (provider.engine)
             StepError  (runtime.session)
             TransitionError
         RunnerError

@@ -17,6 +17,7 @@ EXAMPLE = """\
 example:
   golem-graphene provider serve --config provider.toml
   golem-graphene provider serve --open --port 7465 --data-dir ./provider-data   # local use
+  golem-graphene provider serve --open --accept-images   # also run requestors' own images
 """
 
 
@@ -76,6 +77,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="INSECURE: accept requests without a requestor token (local use)",
     )
+    serve.add_argument(
+        "--accept-images",
+        action="store_true",
+        help="let requestors upload their own task specs with container images "
+        "(PUT /v1/specs/NAME; images.accept_from_requestors): the provider then builds and "
+        "runs their code, in its sandbox or enclave",
+    )
     serve.set_defaults(func=run_serve, default_log_level="INFO")
 
 
@@ -104,11 +112,20 @@ def run_serve(args: argparse.Namespace) -> int:
         updates["specs_dir"] = Path(args.specs_dir)
     if args.open and args.config:
         updates["auth"] = {"open": True, "tokens": ()}
+    if args.accept_images:
+        updates["images"] = {**config.images.model_dump(), "accept_from_requestors": True}
     if updates:
         config = config.with_overrides(updates, what="provider serve")
     if config.auth.open:
         structlog.get_logger(__name__).warning(
             "open mode: anyone who reaches this port can create tasks", bind=config.bind
+        )
+    if config.images.accept_from_requestors:
+        structlog.get_logger(__name__).warning(
+            "accepting images from requestors: this provider builds and runs requestor-supplied "
+            "code (in its sandbox or enclave)",
+            max_package_bytes=config.images.max_package_bytes,
+            max_requestor_specs=config.images.max_requestor_specs,
         )
     from golem_graphene.provider.server import serve_forever
 

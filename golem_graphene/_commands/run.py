@@ -1,10 +1,18 @@
-"""``golem-graphene run SPEC --provider URL --input NAME=PATH ... --out DIR``.
+"""``golem-graphene run SPEC --provider URL --input NAME=PATH ... --out DIR``, or
+``golem-graphene run --image REF --provider URL --input NAME=PATH ... --out DIR [-- ARGS...]``.
 
-Runs one confidential task. Everything local is checked first (the spec, every input, the
-output folder); then the provider's enclave is attested against the expected measurement (the
-spec's pin, or the measurement of the spec's image) and the policy flags before any input is
-sealed to it; outputs land in ``--out`` only after the signed receipt, the input manifest's
-digest and every output verified, all together.
+Runs one confidential task. With ``--image`` instead of a spec, any container image (a
+``docker save``/``podman save`` archive as ``docker-archive:FILE``, an OCI archive or layout)
+runs as it is: a spec is made for it in a private temporary folder (the image pinned by its
+digest, the ``--input`` names, every file the workload writes to ``outputs/`` as an output, the
+ARGS after ``--`` as its arguments, else the image's Cmd), offered to the provider (which must
+accept requestors' images) and run like any spec.
+
+Everything local is checked first (the spec, every input, the output folder); then the
+provider's enclave is attested against the expected measurement (the spec's pin, or the
+measurement of the spec's image) and the policy flags before any input is sealed to it; outputs
+land in ``--out`` only after the signed receipt, the input manifest's digest and every output
+verified, all together.
 
 Every step has a deadline (``--timeout`` for the whole task, ``--deadline STEP=SECONDS``, a
 minimum transfer rate): a provider that stalls or drips fails the step that waited, naming
@@ -22,7 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +52,7 @@ from golem_graphene._commands._requestor_cli import (
     settle,
 )
 from golem_graphene.errors import UsageError
+from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.requestor.client import Requestor, TaskResult
 from golem_graphene.requestor.deadlines import Deadlines
 from golem_graphene.requestor.policy import RequestorPolicy
@@ -54,19 +66,54 @@ EXAMPLE = """\
 example:
   golem-graphene run task_specs/csv-stats --provider http://127.0.0.1:7465 \\
       --input data.csv=task_specs/csv-stats/sample/data.csv --out results
+  golem-graphene run --image docker-archive:images/gzip.tar --provider http://127.0.0.1:7465 \\
+      --input notes.txt=notes.txt --out results -- \\
+      sh -c 'gzip -9 -n -c inputs/notes.txt > outputs/notes.txt.gz'
 """
+
+
+def _run_parser(base: type[argparse.ArgumentParser]) -> type[argparse.ArgumentParser]:
+    """``run``'s parser (a subclass of the CLI's): the words after ``--`` are the workload's
+    arguments (``--image``), kept apart from the options."""
+
+    class RunParser(base):  # type: ignore[valid-type,misc]
+        def parse_known_args(
+            self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+        ) -> tuple[argparse.Namespace, list[str]]:
+            words = list(args or ())
+            rest: list[str] | None = None
+            if "--" in words:
+                cut = words.index("--")
+                words, rest = words[:cut], words[cut + 1 :]
+            parsed, extras = super().parse_known_args(words, namespace)
+            parsed.workload_args = rest
+            return parsed, extras
+
+    return RunParser
 
 
 def register(sub: Any) -> None:
     """Add the ``run`` command."""
-    p = sub.add_parser(
-        "run",
-        help="run a confidential task on a provider",
-        description=__doc__,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    usual = sub._parser_class
+    sub._parser_class = _run_parser(usual)
+    try:
+        p = sub.add_parser(
+            "run",
+            help="run a confidential task on a provider",
+            description=__doc__,
+            epilog=EXAMPLE,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    finally:
+        sub._parser_class = usual
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="task spec folder or task.toml")
+    p.add_argument(
+        "--image",
+        metavar="REF",
+        help="instead of SPEC: run this container image (docker-archive:FILE, "
+        "oci-archive:FILE, oci:DIR, optionally :TAG and @sha256:DIGEST) on a provider that "
+        "accepts requestors' images; ARGS after -- are its arguments (else its Cmd)",
     )
-    p.add_argument("spec", metavar="SPEC", help="task spec folder or task.toml")
     p.add_argument("--provider", required=True, metavar="URL", help="provider base URL")
     p.add_argument("--token", help="requestor token (default: $GOLEM_GRAPHENE_TOKEN)")
     p.add_argument(
@@ -126,30 +173,91 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    if (args.spec is None) == (args.image is None):
+        raise UsageError("give a task spec (SPEC) or --image REF, exactly one of them")
+    workload = getattr(args, "workload_args", None)
+    if workload is not None and args.image is None:
+        raise UsageError(
+            "arguments after -- are for --image; with a spec, give them with --arg ARG"
+        )
     policy = requestor_policy_from_args(args)
     deadlines = deadlines_from_args(args)
     inputs = _pairs(args.input, "--input")
     prestaged = _pairs(args.prestaged, "--prestaged")
     env = _pairs(args.env, "--env")
+    if args.image is None:
+        return _run_checked(args, policy, deadlines, inputs, prestaged, env, Path(args.spec))
+    from golem_graphene.requestor.image_spec import write_image_spec
+
+    # The spec lives in a private folder only while it runs; the folder is in the user's
+    # cache (not /tmp, often memory) so the image is hard-linked rather than copied there.
+    base = _cache_dir()
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="run-image-", dir=base) as folder:
+        spec_file = write_image_spec(
+            args.image,
+            Path(folder),
+            inputs=sorted({*inputs, *prestaged}),
+            args=workload,
+        )
+        return _run_checked(args, policy, deadlines, inputs, prestaged, env, spec_file, offer=True)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "golem-graphene" / "run-image"
+
+
+def _run_checked(
+    args: argparse.Namespace,
+    policy: RequestorPolicy,
+    deadlines: Deadlines,
+    inputs: dict[str, str],
+    prestaged: dict[str, str],
+    env: dict[str, str],
+    spec: Path,
+    *,
+    offer: bool = False,
+) -> int:
     # Everything local before anything else: no identity is created and no provider contacted
     # for a command that cannot succeed.
-    Requestor.check_local(args.spec, inputs, args.out, prestaged=prestaged)
+    Requestor.check_local(spec, inputs, args.out, prestaged=prestaged)
     identity = load_identity(
         Path(args.identity) if args.identity else default_identity_path(), create=True
     )
     warn_opt_ins(policy)
     progress = Progress(args.provider)
-    code, _ = settle(
-        _run(args, policy, deadlines, identity, inputs, prestaged, env, progress),
-        as_json=args.json,
-        task_id=lambda: progress.task_id,
-        on_failure=lambda: _kept_hint(progress.task_id),
-    )
+    try:
+        code, _ = settle(
+            _run(args, spec, policy, deadlines, identity, inputs, prestaged, env, progress, offer),
+            as_json=args.json,
+            task_id=lambda: progress.task_id,
+            on_failure=lambda: _kept_hint(progress.task_id),
+        )
+    finally:
+        if offer:
+            _keep_spec_of_record(progress.task_id, spec)
     return code
+
+
+def _keep_spec_of_record(task_id: str | None, spec: Path) -> None:
+    """A task kept for a later ``fetch`` needs its spec file, which lived in a temporary
+    folder: keep a copy (content-addressed, small) and point the task's record at it."""
+    from golem_graphene.requestor.record import TaskRecord
+
+    if task_id is None or not record_path(task_id).exists():
+        return
+    # Named by the spec (content-addressed): the same name holds the same bytes.
+    kept = default_records_dir().parent / "specs" / TaskSpec.from_path(spec).name / "task.toml"
+    kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copyfile(spec, kept)
+    path = record_path(task_id)
+    TaskRecord.load(path).update(path, spec=str(kept.resolve()))
 
 
 async def _run(
     args: argparse.Namespace,
+    spec: Path,
     policy: RequestorPolicy,
     deadlines: Deadlines,
     identity: X25519Identity,
@@ -157,13 +265,20 @@ async def _run(
     prestaged: dict[str, str],
     env: dict[str, str],
     progress: Progress,
+    offer: bool,
 ) -> TaskResult:
     token = args.token or os.environ.get("GOLEM_GRAPHENE_TOKEN")
     async with Requestor(
         args.provider, identity=identity, token=token, policy=policy, deadlines=deadlines
     ) as requestor:
+        if offer:
+            digest = await requestor.offer(spec)
+            sys.stderr.write(
+                f"spec {TaskSpec.from_path(spec).name} (sha256 {digest[:16]}...) offered to "
+                f"{args.provider}\n"
+            )
         return await requestor.run(
-            Path(args.spec),
+            spec,
             inputs,
             Path(args.out),
             args=args.args,

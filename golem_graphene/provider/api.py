@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,45 @@ async def list_specs(request: web.Request) -> web.Response:
     return web.json_response({"specs": _engine(request).offered_specs()})
 
 
+async def put_spec(request: web.Request) -> web.Response:
+    """A requestor's own spec: the body is a task package (a tar of ``task.toml`` and its
+    container image), kept under ``data_dir/requestor-specs/<name>`` once its image built."""
+    _owner(request)
+    engine = _engine(request)
+    images = engine.config.images
+    if not images.accept_from_requestors:
+        raise AuthError(
+            "images_not_accepted",
+            "this provider runs only its own task specs (its operator has not set "
+            "images.accept_from_requestors, --accept-images)",
+            403,
+        )
+    try:
+        name = validate_file_name(request.match_info["name"], "spec name")
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    folder = engine.requestor_specs_dir
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(prefix=".upload-", suffix=".tar", dir=folder)
+    os.close(fd)
+    package = Path(temp)
+    try:
+        await _stream_to_file(
+            request,
+            package,
+            images.max_package_bytes,
+            engine.config.limits.upload_idle_seconds,
+            name,
+            what=f"the task package of spec {name!r}",
+            code="package_too_large",
+            limit_name="images.max_package_bytes",
+        )
+        digest, new = await engine.add_requestor_spec(name, package)
+    finally:
+        package.unlink(missing_ok=True)
+    return web.json_response({"name": name, "sha256": digest}, status=201 if new else 200)
+
+
 async def create_task(request: web.Request) -> web.Response:
     owner = _owner(request)
     body = CreateTaskRequest.from_json(await _json_body(request))
@@ -248,12 +288,21 @@ async def put_input(request: web.Request) -> web.Response:
 
 
 async def _stream_to_file(
-    request: web.Request, target: Path, limit: int, idle: float, name: str
+    request: web.Request,
+    target: Path,
+    limit: int,
+    idle: float,
+    name: str,
+    *,
+    what: str | None = None,
+    code: str = "input_too_large",
+    limit_name: str = "the spec's max_size or limits.max_input_bytes_per_task",
 ) -> int:
+    what = what or f"input {name!r}"
     if request.content_length is not None and request.content_length > limit:
         raise LimitError(
-            "input_too_large",
-            f"input {name!r} is larger than allowed",
+            code,
+            f"{what} is larger than allowed ({limit_name})",
             status=413,
             expected=f"<= {limit} bytes",
             found=request.content_length,
@@ -276,9 +325,8 @@ async def _stream_to_file(
                         written += len(chunk)
                         if written > limit:
                             raise LimitError(
-                                "input_too_large",
-                                f"input {name!r} is larger than allowed "
-                                "(the spec's max_size or limits.max_input_bytes_per_task)",
+                                code,
+                                f"{what} is larger than allowed ({limit_name})",
                                 status=413,
                                 expected=f"<= {limit} bytes",
                                 found=f"> {limit}",
@@ -446,6 +494,7 @@ def build_app(engine: TaskEngine) -> web.Application:
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/specs", list_specs)
+    app.router.add_put("/v1/specs/{name}", put_spec)
     app.router.add_post("/v1/tasks", create_task)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_delete("/v1/tasks/{task_id}", delete_task)

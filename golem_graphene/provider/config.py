@@ -19,6 +19,11 @@ Example::
     store_dir = ""                      # flattened container image roots ("": data_dir/image-store)
     max_roots = 16                      # least recently used roots beyond either bound are
     max_bytes = 34359738368             #   removed (an image in use is kept)
+    accept_from_requestors = false      # true: requestors may upload specs with their own
+                                        #   container images (PUT /v1/specs/NAME); the provider
+                                        #   then builds and runs their code (in its enclave)
+    max_package_bytes = 1073741824      # one uploaded task package (spec and image)
+    max_requestor_specs = 64            # uploaded specs kept (data_dir/requestor-specs)
 
     [limits]
     max_body_bytes = 65536              # JSON request bodies
@@ -47,6 +52,7 @@ from golem_graphene.errors import ConfigError
 
 __all__ = [
     "AuthConfig",
+    "ImagesConfig",
     "LimitsConfig",
     "ProviderConfig",
     "check_bind_address",
@@ -110,11 +116,15 @@ class LimitsConfig(_Model):
 
 
 class ImagesConfig(_Model):
-    """Where the container images' flattened roots are kept, and how many of them."""
+    """Where the container images' flattened roots are kept, and how many of them; whether
+    requestors may bring their own specs and images, and how many and how large."""
 
     store_dir: Path | None = None
     max_roots: int = Field(default=limits.MAX_IMAGE_STORE_ROOTS, ge=1, le=10_000)
     max_bytes: int = Field(default=limits.MAX_IMAGE_STORE_BYTES, ge=1 << 20)
+    accept_from_requestors: bool = False
+    max_package_bytes: int = Field(default=1 << 30, ge=1 << 10, le=64 << 30)
+    max_requestor_specs: int = Field(default=64, ge=1, le=100_000)
 
 
 class ProviderConfig(_Model):

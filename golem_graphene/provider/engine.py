@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,20 @@ from pathlib import Path
 import structlog
 
 from golem_graphene._internal.files import write_atomic
-from golem_graphene.errors import Error, LimitError, NotFoundError, ProtocolError, TransitionError
+from golem_graphene.errors import (
+    ConfigError,
+    Error,
+    LimitError,
+    NotFoundError,
+    ProtocolError,
+    TransitionError,
+)
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import EnclaveRunner, make_runner
 from golem_graphene.host.sandbox import PidsLimit, kill_session
 from golem_graphene.host.session import EnclaveSession
 from golem_graphene.host.standby_pool import StandbyPool
+from golem_graphene.host.task_package import PackageError, extract_tar
 from golem_graphene.images import ImageStore
 from golem_graphene.protocol.agent import AgentEvent, Progress, Running, Sealing
 from golem_graphene.protocol.binding import format_task_id, new_task_id
@@ -36,9 +45,19 @@ from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.provider.lifecycle import Task, TaskStore
 
-__all__ = ["TaskEngine", "image_key"]
+__all__ = ["REQUESTOR_SPECS", "SpecConflictError", "TaskEngine", "image_key"]
 
 log = structlog.get_logger(__name__)
+
+REQUESTOR_SPECS = "requestor-specs"
+"""The folder of ``data_dir`` that keeps the specs requestors uploaded."""
+
+
+class SpecConflictError(ProtocolError):
+    """A requestor uploads a spec under a name the provider has for another spec (HTTP 409)."""
+
+    code = "spec_conflict"
+    http_status = 409
 
 
 @dataclass
@@ -71,15 +90,32 @@ class TaskEngine:
         self._running: dict[str, _Running] = {}
         self._images: dict[str, EnclaveImage] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
+        self._spec_locks: dict[str, asyncio.Lock] = {}
+        # Uploads a previous run left half done (its temporary folders and packages).
+        for leftover in self.requestor_specs_dir.glob(".upload*"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         self._remover = ThreadPoolExecutor(1, thread_name_prefix="task-reclaim")
 
     # -- specs and images -------------------------------------------------------------------
 
     def spec_path(self, name: str) -> Path:
-        path = self.config.specs_dir / name / "task.toml"
-        if not path.is_file():
-            raise NotFoundError(f"the provider offers no task spec called {name!r}")
-        return path
+        """The spec called ``name``: the operator's (``specs_dir``) first, else one a requestor
+        uploaded (``data_dir/requestor-specs``); raises :class:`NotFoundError`."""
+        for path in (self.config.specs_dir / name / "task.toml", self._uploaded_spec(name)):
+            if path.is_file():
+                return path
+        raise NotFoundError(f"the provider offers no task spec called {name!r}")
+
+    @property
+    def requestor_specs_dir(self) -> Path:
+        """Where specs uploaded by requestors are kept, one folder per spec name."""
+        return self.data_dir / REQUESTOR_SPECS
+
+    def _uploaded_spec(self, name: str) -> Path:
+        return self.requestor_specs_dir / name / "task.toml"
 
     def offered_specs(self) -> list[dict[str, str]]:
         """The specs this provider runs, with the digests requestors must match."""
@@ -89,8 +125,9 @@ class TaskEngine:
                 out.append({"name": TaskSpec.from_path(path).name, "sha256": spec_digest(path)})
         return out
 
-    async def image_for(self, name: str, digest: str) -> EnclaveImage:
-        """The built image of spec ``name`` (built once per spec digest)."""
+    async def image_for(self, name: str, digest: str, *, spec: Path | None = None) -> EnclaveImage:
+        """The built image of spec ``name`` (built once per spec digest; from the spec file
+        ``spec`` when given, else the spec the provider has under that name)."""
         key = image_key(name, digest)
         if key in self._images:
             return self._images[key]
@@ -103,7 +140,7 @@ class TaskEngine:
                 except Error:
                     image = await asyncio.to_thread(
                         build_image,
-                        self.spec_path(name),
+                        spec or self.spec_path(name),
                         out,
                         key_path=self.data_dir / "enclave-key.pem",
                         store=self.image_store,
@@ -111,6 +148,77 @@ class TaskEngine:
                     )
                 self._images[key] = image
         return self._images[key]
+
+    async def add_requestor_spec(self, name: str, package: Path) -> tuple[str, bool]:
+        """Keep the spec a requestor uploaded as the task package ``package`` (a tar of
+        ``task.toml`` and its container image) under ``name``, its image built; returns the
+        spec's digest and whether it is new.
+
+        The package is unpacked safely (:mod:`golem_graphene.host.task_package`), the spec must
+        be called ``name``, ask for no network and open its image by the pinned digest; the
+        same name with the same ``task.toml`` bytes is the same spec (not new), other bytes are
+        a :class:`SpecConflictError`. Raises :class:`PackageError`, :class:`ConfigError` (the
+        :class:`ImageError` family for a bad image), :class:`ProtocolError` and
+        :class:`LimitError` (``images.max_requestor_specs``).
+        """
+        lock = self._spec_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            root = self.requestor_specs_dir
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            staged = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
+            try:
+                limit = self.config.images.max_package_bytes
+                await asyncio.to_thread(extract_tar, package, staged, max_bytes=limit)
+                spec_file = staged / "task.toml"
+                if not spec_file.is_file():
+                    raise PackageError("the task package has no task.toml at its top level")
+                spec = TaskSpec.from_path(spec_file)
+                digest = spec_digest(spec_file)
+                if spec.name != name:
+                    raise ProtocolError(
+                        "the spec's name differs from the name it is uploaded under",
+                        expected=name,
+                        found=spec.name,
+                    )
+                with contextlib.suppress(NotFoundError):
+                    existing = spec_digest(self.spec_path(name))
+                    if existing == digest:
+                        return digest, False
+                    raise SpecConflictError(
+                        f"the provider has another spec called {name!r} (name yours apart)",
+                        expected=existing,
+                        found=digest,
+                    )
+                if spec.network:
+                    raise ConfigError("an uploaded spec may not ask for network access")
+                self._check_spec_count(root)
+                # Built now, from the staged folder: a bad image is refused here, not at the
+                # first task (the image is opened by the spec's pinned digest).
+                await self.image_for(name, digest, spec=spec_file)
+                # Counted again and moved in without a pause: uploads of other names may have
+                # finished while this image built.
+                self._check_spec_count(root)
+                final = root / name
+                if final.exists():  # a folder without its task.toml: nothing anyone uses
+                    shutil.rmtree(final)
+                os.rename(staged, final)
+                log.info("requestor spec added", spec=name, sha256=digest)
+                return digest, True
+            finally:
+                if staged.exists():
+                    await asyncio.to_thread(shutil.rmtree, staged, True)
+
+    def _check_spec_count(self, root: Path) -> None:
+        kept = sum(1 for p in root.iterdir() if not p.name.startswith("."))
+        bound = self.config.images.max_requestor_specs
+        if kept >= bound:
+            raise LimitError(
+                "too_many_specs",
+                "the provider keeps as many uploaded specs as it allows",
+                status=429,
+                expected=f"<= {bound} specs (images.max_requestor_specs)",
+                found=kept,
+            )
 
     # -- creation ---------------------------------------------------------------------------
 

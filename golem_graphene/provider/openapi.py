@@ -88,6 +88,16 @@ _TASK_STATUS: dict[str, Any] = {
 }
 
 
+_SPEC_REF: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "sha256"],
+    "properties": {
+        "name": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
+
+
 # One Server-Sent Event as its fields (each event; keep-alive comments carry none).
 _SSE_EVENT: dict[str, Any] = {
     "type": "object",
@@ -152,6 +162,32 @@ def openapi_document() -> dict[str, Any]:
                     "security": [{"requestorToken": []}],
                     "responses": {"200": _json({"type": "object"}), **_errors(401)},
                 }
+            },
+            "/v1/specs/{name}": {
+                "parameters": [_NAME],
+                "put": {
+                    "operationId": "putSpec",
+                    "summary": "offer a spec with its own container image",
+                    "description": "The body is a task package (any content type): an "
+                    "uncompressed or compressed tar of task.toml and the container image it "
+                    "pins by digest (nothing else). Only where the provider accepts images "
+                    "from requestors (images.accept_from_requestors), else 403. The same name "
+                    "with the same task.toml answers 200, other bytes 409.",
+                    "security": [{"requestorToken": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_SPEC_REF, "the same spec was already there"),
+                        "201": _json(_SPEC_REF, "created"),
+                        **_errors(400, 401, 403, 408, 409, 413, 429, 507),
+                    },
+                },
             },
             "/v1/tasks": {
                 "post": {

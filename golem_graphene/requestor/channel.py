@@ -276,6 +276,36 @@ class HttpChannel:
     async def start(self, task: TaskRef) -> None:
         await self._json("POST", f"/tasks/{task.task_id}/start", task)
 
+    async def put_spec(self, name: str, package: Path, *, answer_timeout: float) -> Any:
+        """Upload the task package ``package`` as the spec ``name`` (``PUT /v1/specs/{name}``);
+        returns the provider's parsed JSON answer, unchecked. ``answer_timeout`` bounds the
+        wait for the answer once the upload is sent (the provider builds the image first)."""
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.request_timeout,
+            sock_read=max(self.request_timeout, answer_timeout),
+        )
+        headers = {**self._headers(), "Content-Type": "application/x-tar"}
+        try:
+            with open(package, "rb") as body:
+                async with self._http().put(
+                    self._url(f"/specs/{name}"), data=body, headers=headers, timeout=timeout
+                ) as response:
+                    await self._check(response)
+                    data = await _read_bounded(response, MAX_JSON_RESPONSE)
+        except aiohttp.ClientError as exc:
+            raise _client_error(f"offering the spec {name!r} failed", exc) from exc
+        except OSError as exc:
+            raise ChannelError(f"cannot read the task package {str(package)!r}: {exc}") from exc
+        if data is None:
+            raise ChannelError("the provider's answer is too large")
+        try:
+            return parse_json(data) if data else None
+        except CanonicalJsonError as exc:
+            raise ChannelError(
+                f"the provider answered with malformed JSON: {exc.describe()}"
+            ) from exc
+
     async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
         """Server-Sent Events of the task until its terminal state, each parsed strictly.
 

@@ -545,6 +545,63 @@ class Requestor:
                 )
         return self._measured[key]
 
+    # -- offering a spec ------------------------------------------------------------------------
+
+    async def offer(self, spec: str | Path) -> str:
+        """Offer the spec at ``spec`` (folder or ``task.toml``), with its container image, to
+        a provider that accepts requestors' images (``PUT /v1/specs/{name}``); returns the
+        spec's digest, which the provider confirmed.
+
+        The spec and its image are packed into a task package (a reproducible tar) in a
+        private temporary folder and uploaded; the provider builds the image before it answers
+        (bounded by the ``attest`` deadline; the upload by the minimum rate). Offering the same
+        spec again is harmless. Raises :class:`TaskStepError` with step ``offer``: its cause a
+        :class:`~golem_graphene.errors.ConfigError` for a spec that cannot be packed, a
+        :class:`ChannelError` with the provider's code (``images_not_accepted``,
+        ``spec_conflict``, ``package_too_large``, ``image_digest``, ...) and its words, or a
+        :class:`DeadlineError`.
+        """
+        try:
+            put_spec = getattr(self.channel, "put_spec", None)
+            if put_spec is None:
+                raise UsageError(
+                    f"this channel ({type(self.channel).__name__}) cannot offer specs: "
+                    "give the provider's HTTP address"
+                )
+            spec_path = Path(spec)
+            spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
+            parsed = TaskSpec.from_path(spec_file)
+            digest = spec_digest(spec_file)
+            from golem_graphene.host.task_package import build_task_package
+
+            with tempfile.TemporaryDirectory(prefix="golem-graphene-offer-") as folder:
+                package = await asyncio.to_thread(
+                    build_task_package, spec_file, Path(folder) / "package.tar"
+                )
+                budget = (
+                    self.deadlines.attest
+                    + self.deadlines.request
+                    + package.size / self.deadlines.min_rate
+                )
+                answer = await within(
+                    "offer",
+                    budget,
+                    f"the provider did not take the spec {parsed.name!r}",
+                    put_spec(parsed.name, package.path, answer_timeout=self.deadlines.attest),
+                )
+            if not isinstance(answer, dict) or answer.get("name") != parsed.name:
+                raise ProtocolError("the provider's answer to the offer is malformed")
+            if answer.get("sha256") != digest:
+                raise ProtocolError(
+                    "the provider keeps another spec under this name",
+                    expected=digest,
+                    found=str(answer.get("sha256"))[:64],
+                )
+        except Error as exc:
+            raise TaskStepError("offer", exc) from exc
+        log.info("spec offered", spec=parsed.name, sha256=digest)
+        return digest
+
     # -- step 1 -------------------------------------------------------------------------------
 
     async def create(self, spec: str | Path) -> _Created:

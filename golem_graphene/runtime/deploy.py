@@ -1,10 +1,11 @@
 """``deploy``: validate the task package and prepare the enclave image for the activity.
 
 A task package is a folder, or a tar archive (optionally compressed), holding ``task.toml`` and
-the app files it names. The archive is untrusted: only regular files and folders with plain
-relative names are accepted, within count and size bounds, and nothing is extracted through
-``tarfile``'s own extraction. The image is built once per package content and code version and
-cached in the runtime's data folder; the activity's work directory records which image it runs.
+the container image it names. The archive is untrusted: it is unpacked by
+:mod:`golem_graphene.host.task_package` (only regular files and folders with plain relative
+names, within count and size bounds, nothing through ``tarfile``'s own extraction). The image
+is built once per package content and code version and cached in the runtime's data folder; the
+activity's work directory records which image it runs.
 
 The ExeUnit reads ``DeployResult`` JSON from stdout (research/golem.md section 2.6):
 ``{"valid": {"Ok": msg} | {"Err": msg}, "vols": [{"name", "path"}], "startMode": "blocking"}``.
@@ -15,13 +16,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import re
 import shutil
-import tarfile
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +28,14 @@ import golem_graphene
 from golem_graphene._internal.files import write_atomic
 from golem_graphene.errors import ConfigError, Error, RunnerError
 from golem_graphene.host.image import EnclaveImage, build_image
+from golem_graphene.host.task_package import (
+    MAX_PACKAGE_BYTES,
+    MAX_PACKAGE_FILES,
+    PackageError,
+    copy_folder,
+    extract_tar,
+    tree_digest,
+)
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
 from golem_graphene.runtime.settings import STATE_DIR, VOLUME_NAME, VOLUME_PATH, RuntimeSettings
 
@@ -43,21 +49,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-MAX_PACKAGE_FILES = 10_000
-"""Files and folders in a task package."""
-
-MAX_PACKAGE_BYTES = 1 << 30
-"""Total size of a task package's files once unpacked."""
-
-_PART_RE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}")
-_COPY_CHUNK = 1 << 20
-
-
-class PackageError(ConfigError):
-    """The task package is malformed or breaks a bound; the message names the entry."""
-
-    code = "task_package"
 
 
 @dataclass(frozen=True)
@@ -93,105 +84,6 @@ class Deployment:
         return EnclaveImage.load(Path(self.image_dir))
 
 
-def _check_name(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or not path.parts:
-        raise PackageError("a package entry must have a relative name", found=name)
-    for part in path.parts:
-        if not _PART_RE.fullmatch(part):
-            raise PackageError(
-                "a package entry's name must be plain (letters, digits, ._+-, no leading dot, "
-                "no '..')",
-                found=name,
-            )
-    return path
-
-
-def _extract_tar(archive: Path, dest: Path) -> None:
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            _extract_members(tar, dest)
-    except PackageError:
-        raise
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        raise PackageError(
-            f"the task package is neither a folder nor a readable tar archive: {exc}"
-        ) from exc
-
-
-def _extract_members(tar: tarfile.TarFile, dest: Path) -> None:
-    count = total = 0
-    for member in tar:
-        count += 1
-        if count > MAX_PACKAGE_FILES:
-            raise PackageError("the task package has too many entries", found=count)
-        if member.name in (".", "./"):
-            continue
-        rel = _check_name(member.name)
-        target = dest.joinpath(*rel.parts)
-        if member.isdir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        if not member.isfile():
-            raise PackageError(
-                "the task package may hold only regular files and folders",
-                found=f"{member.name} (type {member.type!r})",
-            )
-        total += member.size
-        if total > MAX_PACKAGE_BYTES:
-            raise PackageError(
-                "the task package is too large",
-                expected=f"<= {MAX_PACKAGE_BYTES} bytes",
-                found=f"> {total - member.size}",
-            )
-        if target.exists():
-            raise PackageError("the task package names a file twice", found=member.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        source = tar.extractfile(member)
-        if source is None:
-            raise PackageError("unreadable package entry", found=member.name)
-        with source, open(target, "xb") as out:
-            shutil.copyfileobj(source, out, _COPY_CHUNK)
-
-
-def _copy_folder(source: Path, dest: Path) -> None:
-    count = total = 0
-    for root, dirs, files in os.walk(source, followlinks=False):
-        base = Path(root)
-        for name in sorted(dirs + files):
-            path = base / name
-            rel = _check_name(path.relative_to(source).as_posix())
-            count += 1
-            if count > MAX_PACKAGE_FILES:
-                raise PackageError("the task package has too many entries", found=count)
-            if path.is_symlink():
-                raise PackageError("the task package may not hold symbolic links", found=str(rel))
-            target = dest.joinpath(*rel.parts)
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif path.is_file():
-                total += path.stat().st_size
-                if total > MAX_PACKAGE_BYTES:
-                    raise PackageError("the task package is too large", found=f"> {total}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-            else:
-                raise PackageError("the task package may hold only files and folders", found=rel)
-
-
-def _tree_digest(root: Path) -> str:
-    """SHA-256 over every file's relative name and content, in name order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix().encode()
-        digest.update(len(rel).to_bytes(4, "big") + rel)
-        with open(path, "rb") as f:
-            while chunk := f.read(_COPY_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def _code_digest() -> str:
     """SHA-256 of this installation's package code: an image embeds the agent built from it."""
     root = Path(golem_graphene.__file__).resolve().parent
@@ -204,7 +96,7 @@ def _code_digest() -> str:
 
 
 def _cached_image(package: Path, spec: TaskSpec, settings: RuntimeSettings) -> EnclaveImage:
-    key = hashlib.sha256(f"{_tree_digest(package)}:{_code_digest()}".encode()).hexdigest()
+    key = hashlib.sha256(f"{tree_digest(package)}:{_code_digest()}".encode()).hexdigest()
     images = settings.images_dir
     images.mkdir(parents=True, exist_ok=True, mode=0o700)
     out = images / f"{spec.name}-{key[:24]}"
@@ -249,9 +141,9 @@ def deploy(
     unpacked = Path(tempfile.mkdtemp(prefix="package-", dir=state))
     try:
         if task_package.is_dir():
-            _copy_folder(task_package, unpacked)
+            copy_folder(task_package, unpacked)
         elif task_package.is_file():
-            _extract_tar(task_package, unpacked)
+            extract_tar(task_package, unpacked)
         else:
             raise PackageError("the task package does not exist", found=str(task_package))
         if not (unpacked / "task.toml").is_file():
@@ -270,7 +162,7 @@ def deploy(
             image_dir=str(image.directory.resolve()),
             spec_name=spec.name,
             spec_sha256=spec_digest(unpacked / "task.toml"),
-            package_sha256=_tree_digest(unpacked),
+            package_sha256=tree_digest(unpacked),
             runner=settings.runner,
         )
     finally:

@@ -7,7 +7,7 @@
 - ``test_specs`` (session): a specs folder offering the repository's ``task_specs/*`` and the
   shell specs of ``_e2e_support``.
 - ``start_provider`` / ``provider``: a :class:`ProviderServer` on ``127.0.0.1`` port 0 with a
-  temporary data directory and requestor tokens.
+  temporary data directory and requestor tokens (``images={...}``: the ``[images]`` settings).
 - ``identity``: a fresh requestor identity and its ``identity.txt`` (for ``age -d -i``).
 
 Helpers live in ``_e2e_support.py``, which the tests import.
@@ -77,6 +77,7 @@ def start_provider(
         limits: dict[str, Any] | None = None,
         tokens: tuple[str, ...] = (REQUESTOR_TOKEN, OTHER_TOKEN),
         warm_enclaves: int | None = None,
+        images: dict[str, Any] | None = None,
     ) -> AsyncIterator[Provider]:
         options: dict[str, Any] = {
             "bind": "127.0.0.1",
@@ -88,6 +89,8 @@ def start_provider(
         }
         if warm_enclaves is not None:
             options["warm_enclaves"] = warm_enclaves
+        if images is not None:
+            options["images"] = images
         config = ProviderConfig.model_validate(options)
         async with ProviderServer(config, sim_runner) as server:
             yield Provider(server, sim_runner, image_cache, test_specs, REQUESTOR_TOKEN)
