@@ -4,16 +4,23 @@
 the signed TCB info and QE identity as the exact text that was signed: their signatures are
 checked over those bytes before :class:`TcbInfo` / :class:`QeIdentity` parse them, because a
 re-serialised copy would not verify (and a tampered one may not even be JSON).
+
+The two signed documents are read by a small schema checker of their own (:class:`_Reader`), not
+by pydantic: ``verify-quote`` is a command-line tool whose start-up counts (issue 14 item 15),
+and the documents are small and fixed. The checker is strict: unknown members, missing members,
+a value of the wrong JSON type (``true`` is not a number, ``"5"`` is not one either), a number out
+of its range and a date without a time zone are all :class:`CollateralFormatError` naming the
+member's path.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, Final
 
 from golem_graphene.attestation.tcb import (
     QeTcbStatus,
@@ -163,69 +170,170 @@ def _signature_hex(values: dict[str, str], key: str) -> bytes:
 
 # --- signed documents -----------------------------------------------------------------------------
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+_DATETIME: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+_HEX: Final = re.compile(r"[0-9a-fA-F]*")
+_TCB_V2_KEYS: Final = tuple(f"sgxtcbcomp{i:02d}svn" for i in range(1, 17))
+_QE_IDENTITY_IDS: Final = ("QE", "TD_QE", "QVE")
 
 
-class _Model(BaseModel):
-    model_config = _FROZEN
+class _Reader:
+    """Reads one member after another of a decoded JSON document, checking each one.
+
+    Every failure is a :class:`CollateralFormatError`: ``"<what> is malformed at <path>: ..."``,
+    where the path is the members and indices from the document's top (``tcbLevels.0.tcb``).
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def fail(self, where: str, problem: str) -> CollateralFormatError:
+        return CollateralFormatError(
+            f"{self.what} is malformed at {where or '(document)'}: {problem}"
+        )
+
+    def members(
+        self,
+        value: object,
+        where: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...] = (),
+    ) -> Mapping[str, Any]:
+        """``value`` as an object with all ``required`` members and no unknown ones."""
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be an object, found {_kind(value)}")
+        for key in required:
+            if key not in value:
+                raise self.fail(_join(where, key), "the member is missing")
+        for key in value:
+            if key not in required and key not in optional:
+                raise self.fail(_join(where, key), "unknown member (extra members are refused)")
+        return value
+
+    def integer(self, value: object, where: str, low: int | None, high: int | None) -> int:
+        """An integer (never a boolean) in ``low..high`` (``None``: unbounded)."""
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(where, f"must be an integer, found {_kind(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"{low if low is not None else ''}..{high if high is not None else ''}"
+            raise self.fail(where, f"must be in {bounds}, found {value}")
+        return value
+
+    def string(self, value: object, where: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be a string, found {_kind(value)}")
+        return value
+
+    def hex_bytes(self, value: object, where: str, digits: int) -> bytes:
+        """Exactly ``digits`` hex digits (either case), as bytes."""
+        text = self.string(value, where)
+        if len(text) != digits or not _HEX.fullmatch(text):
+            raise self.fail(where, f"must be {digits} hex digits, found {len(text)} characters")
+        return bytes.fromhex(text)
+
+    def timestamp(self, value: object, where: str) -> datetime:
+        """An ISO 8601 / RFC 3339 date and time with a time zone (``Z`` or an offset)."""
+        text = self.string(value, where)
+        if not _DATETIME.fullmatch(text):
+            raise self.fail(where, "must be a date and time with a time zone (RFC 3339)")
+        try:
+            parsed = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            raise self.fail(where, "is not a valid date and time") from None
+        return parsed
+
+    def array(self, value: object, where: str, low: int, high: int) -> list[Any]:
+        """An array of ``low..high`` elements."""
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be an array, found {_kind(value)}")
+        if not low <= len(value) <= high:
+            raise self.fail(where, f"must hold {low} to {high} elements, found {len(value)}")
+        return value
+
+    def strings(self, value: object, where: str) -> tuple[str, ...]:
+        """An array of strings (any length)."""
+        items = self.array(value, where, 0, len(value) if isinstance(value, list) else 0)
+        return tuple(self.string(item, _join(where, i)) for i, item in enumerate(items))
+
+    def document(self, text: str) -> object:
+        try:
+            return parse_json(text)
+        except CanonicalJsonError as exc:
+            raise CollateralFormatError(
+                f"{self.what} is not valid JSON: {exc.describe()}"
+            ) from None
 
 
-def _hex_field(length: int) -> Any:
-    return Field(pattern=f"^[0-9a-fA-F]{{{length}}}$")
+def _join(where: str, key: str | int) -> str:
+    return f"{where}.{key}" if where else str(key)
 
 
-class _TcbComponent(_Model):
-    svn: int = Field(ge=0, le=255)
-    category: str | None = None
-    type: str | None = None
+def _kind(value: object) -> str:
+    """The JSON type of a decoded value, for messages (never the value: it is untrusted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
-class _TcbV3(_Model):
-    sgxtcbcomponents: tuple[_TcbComponent, ...] = Field(min_length=16, max_length=16)
-    pcesvn: int = Field(ge=0, le=0xFFFF)
+@dataclass(frozen=True, slots=True)
+class _RawLevel:
+    """A TCB level read from a document, its status still the document's string."""
+
+    components: tuple[int, ...]
+    svn: int
+    tcb_date: datetime
+    status: str
+    advisory_ids: tuple[str, ...]
 
 
-class _TcbV2(_Model):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    sgxtcbcomp01svn: int = Field(ge=0, le=255)
-    sgxtcbcomp02svn: int = Field(ge=0, le=255)
-    sgxtcbcomp03svn: int = Field(ge=0, le=255)
-    sgxtcbcomp04svn: int = Field(ge=0, le=255)
-    sgxtcbcomp05svn: int = Field(ge=0, le=255)
-    sgxtcbcomp06svn: int = Field(ge=0, le=255)
-    sgxtcbcomp07svn: int = Field(ge=0, le=255)
-    sgxtcbcomp08svn: int = Field(ge=0, le=255)
-    sgxtcbcomp09svn: int = Field(ge=0, le=255)
-    sgxtcbcomp10svn: int = Field(ge=0, le=255)
-    sgxtcbcomp11svn: int = Field(ge=0, le=255)
-    sgxtcbcomp12svn: int = Field(ge=0, le=255)
-    sgxtcbcomp13svn: int = Field(ge=0, le=255)
-    sgxtcbcomp14svn: int = Field(ge=0, le=255)
-    sgxtcbcomp15svn: int = Field(ge=0, le=255)
-    sgxtcbcomp16svn: int = Field(ge=0, le=255)
-    pcesvn: int = Field(ge=0, le=0xFFFF)
-
-    def components(self) -> tuple[int, ...]:
-        return tuple(getattr(self, f"sgxtcbcomp{i:02d}svn") for i in range(1, 17))
-
-
-class _TcbLevelDoc(_Model):
-    tcb: _TcbV3 | _TcbV2
-    tcbDate: AwareDatetime
-    tcbStatus: str
-    advisoryIDs: tuple[str, ...] = ()
-
-
-class _TcbInfoDoc(_Model):
-    id: Literal["SGX"] | None = None
-    version: Literal[2, 3]
-    issueDate: AwareDatetime
-    nextUpdate: AwareDatetime
-    fmspc: str = _hex_field(12)
-    pceId: str = _hex_field(4)
-    tcbType: int
-    tcbEvaluationDataNumber: int = Field(ge=0)
-    tcbLevels: tuple[_TcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)
+def _raw_level(read: _Reader, value: object, where: str, tcb: str) -> tuple[_RawLevel, bool]:
+    """A level of TCB info (``tcb="platform"``; also says whether it is v3-shaped) or of a QE
+    identity (``tcb="qe"``)."""
+    level = read.members(value, where, ("tcb", "tcbDate", "tcbStatus"), ("advisoryIDs",))
+    at = _join(where, "tcb")
+    v3 = False
+    if tcb == "qe":
+        body = read.members(level["tcb"], at, ("isvsvn",))
+        components: tuple[int, ...] = ()
+        svn = read.integer(body["isvsvn"], _join(at, "isvsvn"), 0, 0xFFFF)
+    elif isinstance(level["tcb"], dict) and "sgxtcbcomponents" in level["tcb"]:
+        v3 = True
+        body = read.members(level["tcb"], at, ("sgxtcbcomponents", "pcesvn"))
+        items_at = _join(at, "sgxtcbcomponents")
+        items = read.array(body["sgxtcbcomponents"], items_at, 16, 16)
+        svns = []
+        for i, item in enumerate(items):
+            item_at = _join(items_at, i)
+            component = read.members(item, item_at, ("svn",), ("category", "type"))
+            svns.append(read.integer(component["svn"], _join(item_at, "svn"), 0, 255))
+            for key in ("category", "type"):
+                if component.get(key) is not None:
+                    read.string(component[key], _join(item_at, key))
+        components = tuple(svns)
+        svn = read.integer(body["pcesvn"], _join(at, "pcesvn"), 0, 0xFFFF)
+    else:
+        body = read.members(level["tcb"], at, (*_TCB_V2_KEYS, "pcesvn"))
+        components = tuple(read.integer(body[k], _join(at, k), 0, 255) for k in _TCB_V2_KEYS)
+        svn = read.integer(body["pcesvn"], _join(at, "pcesvn"), 0, 0xFFFF)
+    raw = _RawLevel(
+        components=components,
+        svn=svn,
+        tcb_date=read.timestamp(level["tcbDate"], _join(where, "tcbDate")),
+        status=read.string(level["tcbStatus"], _join(where, "tcbStatus")),
+        advisory_ids=read.strings(level.get("advisoryIDs", []), _join(where, "advisoryIDs")),
+    )
+    return raw, v3
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,33 +366,58 @@ class TcbInfo:
 
     @classmethod
     def from_json(cls, text: str) -> TcbInfo:
-        """Parse the signed ``tcbInfo`` text; raises :class:`CollateralFormatError`."""
-        doc = _validate(_TcbInfoDoc, text, "TCB info")
-        if doc.version == 3 and doc.id != "SGX":
+        """Parse the signed ``tcbInfo`` text; raises :class:`CollateralFormatError` (or
+        :class:`~golem_graphene.errors.TcbStatusUnknownError` for a well-formed document with a
+        status Intel does not define)."""
+        read = _Reader("TCB info")
+        doc = read.members(
+            read.document(text),
+            "",
+            (
+                "version",
+                "issueDate",
+                "nextUpdate",
+                "fmspc",
+                "pceId",
+                "tcbType",
+                "tcbEvaluationDataNumber",
+                "tcbLevels",
+            ),
+            ("id",),
+        )
+        ident = doc.get("id")
+        if ident is not None and ident != "SGX":
+            raise read.fail("id", "must be 'SGX' (or absent in v2)")
+        version = doc["version"]
+        if version not in (2, 3) or isinstance(version, bool):
+            raise read.fail("version", "must be 2 or 3")
+        issue_date = read.timestamp(doc["issueDate"], "issueDate")
+        next_update = read.timestamp(doc["nextUpdate"], "nextUpdate")
+        fmspc = read.hex_bytes(doc["fmspc"], "fmspc", 12)
+        pceid = read.hex_bytes(doc["pceId"], "pceId", 4)
+        tcb_type = read.integer(doc["tcbType"], "tcbType", None, None)
+        number = read.integer(doc["tcbEvaluationDataNumber"], "tcbEvaluationDataNumber", 0, None)
+        raw_levels = [
+            _raw_level(read, level, _join("tcbLevels", i), "platform")
+            for i, level in enumerate(read.array(doc["tcbLevels"], "tcbLevels", 1, MAX_TCB_LEVELS))
+        ]
+        if version == 3 and ident != "SGX":
             raise CollateralFormatError(
-                "TCB info v3 must have id 'SGX'", expected="SGX", found=doc.id
+                "TCB info v3 must have id 'SGX'", expected="SGX", found=ident
             )
-        if doc.version == 2 and doc.id is not None:
-            raise CollateralFormatError("TCB info v2 has no id", found=doc.id)
+        if version == 2 and ident is not None:
+            raise CollateralFormatError("TCB info v2 has no id", found=ident)
         levels: list[TcbLevel] = []
-        for i, level in enumerate(doc.tcbLevels):
-            tcb = level.tcb
-            if isinstance(tcb, _TcbV3) != (doc.version == 3):
-                raise CollateralFormatError(
-                    f"TCB info level {i} does not match version {doc.version}"
-                )
-            components = (
-                tuple(c.svn for c in tcb.sgxtcbcomponents)
-                if isinstance(tcb, _TcbV3)
-                else tcb.components()
-            )
+        for i, (raw, v3) in enumerate(raw_levels):
+            if v3 != (version == 3):
+                raise CollateralFormatError(f"TCB info level {i} does not match version {version}")
             levels.append(
                 TcbLevel(
-                    components=components,
-                    pcesvn=tcb.pcesvn,
-                    tcb_date=level.tcbDate,
-                    status=parse_tcb_status(level.tcbStatus, f"TCB info level {i}"),
-                    advisory_ids=level.advisoryIDs,
+                    components=raw.components,
+                    pcesvn=raw.svn,
+                    tcb_date=raw.tcb_date,
+                    status=parse_tcb_status(raw.status, f"TCB info level {i}"),
+                    advisory_ids=raw.advisory_ids,
                 )
             )
         keys = [lvl.sort_key() for lvl in levels]
@@ -292,48 +425,15 @@ class TcbInfo:
             raise CollateralFormatError("TCB info has duplicate TCB levels")
         levels.sort(key=TcbLevel.sort_key, reverse=True)
         return cls(
-            version=doc.version,
-            issue_date=doc.issueDate,
-            next_update=doc.nextUpdate,
-            fmspc=bytes.fromhex(doc.fmspc),
-            pceid=bytes.fromhex(doc.pceId),
-            tcb_type=doc.tcbType,
-            tcb_evaluation_data_number=doc.tcbEvaluationDataNumber,
+            version=version,
+            issue_date=issue_date,
+            next_update=next_update,
+            fmspc=fmspc,
+            pceid=pceid,
+            tcb_type=tcb_type,
+            tcb_evaluation_data_number=number,
             levels=tuple(levels),
         )
-
-
-class _QeTcb(_Model):
-    isvsvn: int = Field(ge=0, le=0xFFFF)
-
-
-class _QeTcbLevelDoc(_Model):
-    tcb: _QeTcb
-    tcbDate: AwareDatetime
-    tcbStatus: str
-    advisoryIDs: tuple[str, ...] = ()
-
-
-class _QeIdentityDoc(_Model):
-    id: str
-    version: Literal[2]
-    issueDate: AwareDatetime
-    nextUpdate: AwareDatetime
-    tcbEvaluationDataNumber: int = Field(ge=0)
-    miscselect: str = _hex_field(8)
-    miscselectMask: str = _hex_field(8)
-    attributes: str = _hex_field(32)
-    attributesMask: str = _hex_field(32)
-    mrsigner: str = _hex_field(64)
-    isvprodid: int = Field(ge=0, le=0xFFFF)
-    tcbLevels: tuple[_QeTcbLevelDoc, ...] = Field(min_length=1, max_length=MAX_TCB_LEVELS)
-
-    @field_validator("id")
-    @classmethod
-    def _known_id(cls, value: str) -> str:
-        if value not in ("QE", "TD_QE", "QVE"):
-            raise ValueError(f"unknown enclave identity id {value!r}")
-        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,47 +466,68 @@ class QeIdentity:
     @classmethod
     def from_json(cls, text: str) -> QeIdentity:
         """Parse the signed ``enclaveIdentity`` text; raises :class:`CollateralFormatError`."""
-        doc = _validate(_QeIdentityDoc, text, "QE identity")
+        read = _Reader("QE identity")
+        doc = read.members(
+            read.document(text),
+            "",
+            (
+                "id",
+                "version",
+                "issueDate",
+                "nextUpdate",
+                "tcbEvaluationDataNumber",
+                "miscselect",
+                "miscselectMask",
+                "attributes",
+                "attributesMask",
+                "mrsigner",
+                "isvprodid",
+                "tcbLevels",
+            ),
+        )
+        ident = read.string(doc["id"], "id")
+        if ident not in _QE_IDENTITY_IDS:
+            raise read.fail("id", f"unknown enclave identity id {ident[:40]!r}")
+        version = doc["version"]
+        if version != 2 or isinstance(version, bool):
+            raise read.fail("version", "must be 2")
+        issue_date = read.timestamp(doc["issueDate"], "issueDate")
+        next_update = read.timestamp(doc["nextUpdate"], "nextUpdate")
+        number = read.integer(doc["tcbEvaluationDataNumber"], "tcbEvaluationDataNumber", 0, None)
+        miscselect = read.hex_bytes(doc["miscselect"], "miscselect", 8)
+        miscselect_mask = read.hex_bytes(doc["miscselectMask"], "miscselectMask", 8)
+        attributes = read.hex_bytes(doc["attributes"], "attributes", 32)
+        attributes_mask = read.hex_bytes(doc["attributesMask"], "attributesMask", 32)
+        mrsigner = read.hex_bytes(doc["mrsigner"], "mrsigner", 64)
+        isvprodid = read.integer(doc["isvprodid"], "isvprodid", 0, 0xFFFF)
+        raw_levels = [
+            _raw_level(read, level, _join("tcbLevels", i), "qe")[0]
+            for i, level in enumerate(read.array(doc["tcbLevels"], "tcbLevels", 1, MAX_TCB_LEVELS))
+        ]
         levels = sorted(
             (
                 QeTcbLevel(
-                    isvsvn=lvl.tcb.isvsvn,
-                    tcb_date=lvl.tcbDate,
-                    status=parse_qe_tcb_status(lvl.tcbStatus, f"QE identity level {i}"),
-                    advisory_ids=lvl.advisoryIDs,
+                    isvsvn=raw.svn,
+                    tcb_date=raw.tcb_date,
+                    status=parse_qe_tcb_status(raw.status, f"QE identity level {i}"),
+                    advisory_ids=raw.advisory_ids,
                 )
-                for i, lvl in enumerate(doc.tcbLevels)
+                for i, raw in enumerate(raw_levels)
             ),
             key=lambda lvl: lvl.isvsvn,
             reverse=True,
         )
         return cls(
-            id=doc.id,
-            version=doc.version,
-            issue_date=doc.issueDate,
-            next_update=doc.nextUpdate,
-            tcb_evaluation_data_number=doc.tcbEvaluationDataNumber,
-            miscselect=bytes.fromhex(doc.miscselect),
-            miscselect_mask=bytes.fromhex(doc.miscselectMask),
-            attributes=bytes.fromhex(doc.attributes),
-            attributes_mask=bytes.fromhex(doc.attributesMask),
-            mrsigner=bytes.fromhex(doc.mrsigner),
-            isvprodid=doc.isvprodid,
+            id=ident,
+            version=version,
+            issue_date=issue_date,
+            next_update=next_update,
+            tcb_evaluation_data_number=number,
+            miscselect=miscselect,
+            miscselect_mask=miscselect_mask,
+            attributes=attributes,
+            attributes_mask=attributes_mask,
+            mrsigner=mrsigner,
+            isvprodid=isvprodid,
             levels=tuple(levels),
         )
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _validate(model: type[_M], text: str, what: str) -> _M:
-    try:
-        obj = parse_json(text)
-    except CanonicalJsonError as exc:
-        raise CollateralFormatError(f"{what} is not valid JSON: {exc.describe()}") from None
-    try:
-        return model.model_validate(obj)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        raise CollateralFormatError(f"{what} is malformed at {where}: {first['msg']}") from None

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from golem_graphene.attestation.anchors import TrustAnchor
 from golem_graphene.attestation.policy import (
@@ -55,7 +55,9 @@ from golem_graphene.attestation.tcb import TcbStatus
 from golem_graphene.attestation.verifier import CRL_NAMES, VerifyOptions
 from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import ConfigError, Error, UsageError
-from golem_graphene.protocol.spec import TaskSpec
+
+if TYPE_CHECKING:  # only annotations: the spec model (pydantic) stays out of verify-quote
+    from golem_graphene.protocol.spec import TaskSpec
 
 __all__ = [
     "ENV_VAR",
