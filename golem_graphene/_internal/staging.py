@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
-import shutil
 import stat
 from pathlib import Path
 from types import TracebackType
@@ -100,7 +98,7 @@ def sweep_stale(parent: Path) -> list[Path]:
             continue
         if owner_alive(int(match["pid"]), int(match["start"]), match["boot"]):
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        _remove_tree(entry.path)
         removed.append(Path(entry.path))
     return removed
 
@@ -116,13 +114,13 @@ class StagingArea:
         self.parent = parent
         sweep_stale(parent)
         start = _start_time(os.getpid()) or 0
-        name = f"{STAGING_PREFIX}{os.getpid()}-{start}-{_boot_id()}-{secrets.token_hex(4)}"
+        name = f"{STAGING_PREFIX}{os.getpid()}-{start}-{_boot_id()}-{os.urandom(4).hex()}"
         self.path = parent / name
         os.mkdir(self.path, 0o700)
 
     def remove(self) -> None:
         """Remove the folder and whatever is still in it (idempotent)."""
-        shutil.rmtree(self.path, ignore_errors=True)
+        _remove_tree(self.path)
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(self.path)
 
@@ -136,3 +134,18 @@ class StagingArea:
         tb: TracebackType | None,
     ) -> None:
         self.remove()
+
+
+def _remove_tree(path: str | os.PathLike[str]) -> None:
+    """``shutil.rmtree(path, ignore_errors=True)``; an empty folder (the usual case: the output
+    was moved out) is removed without importing shutil and its compression modules."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

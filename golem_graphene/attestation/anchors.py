@@ -7,9 +7,9 @@ sample PKI has a root with exactly the production root's subject.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -106,7 +106,18 @@ class TrustAnchor:
 
 
 def _bundled(name: str, label: str, pinned: str) -> TrustAnchor:
-    data = resources.files("golem_graphene.attestation").joinpath("roots", name).read_bytes()
+    # The package's own loader reads its data (a plain file, or a member of a zip import):
+    # importlib.resources would cost verify-quote's start-up several milliseconds.
+    path = os.path.join(os.path.dirname(__file__), "roots", name)
+    loader = __spec__.loader if __spec__ is not None else None
+    get_data = getattr(loader, "get_data", None)
+    if get_data is None:  # pragma: no cover - every standard loader has get_data
+        with open(path, "rb") as f:
+            return _checked(f.read(), label, pinned)
+    return _checked(get_data(path), label, pinned)
+
+
+def _checked(data: bytes, label: str, pinned: str) -> TrustAnchor:
     anchor = TrustAnchor.from_pem(data, label)
     if anchor.fingerprint != pinned:  # the package data was altered
         raise RuntimeError(f"bundled {label} does not match its pinned key fingerprint")

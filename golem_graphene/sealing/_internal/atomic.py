@@ -21,10 +21,12 @@ import os
 import stat
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Self
 
-from golem_graphene._internal.staging import StagingArea
 from golem_graphene.errors import SealingError, UsageError
+
+if TYPE_CHECKING:
+    from golem_graphene._internal.staging import StagingArea
 
 _STREAMS = (stat.S_ISCHR, stat.S_ISFIFO, stat.S_ISSOCK)
 
@@ -136,6 +138,9 @@ class AtomicOutput(DiscardOnExit):
         directory = self.path.parent
         # In a private staging folder: a prefix of plaintext never stays where SIGKILL leaves
         # it for longer than until the next command that writes into this folder.
+        # Imported here: writing to stdout or a device (``seal`` of one byte) never stages.
+        from golem_graphene._internal.staging import StagingArea
+
         staging: StagingArea | None = None
         try:
             staging = StagingArea(directory)
