@@ -8,8 +8,9 @@ One convention for every command (docs/design.md, the CLI):
   143 for SIGTERM, 129 for SIGHUP);
 - with ``--json``, stdout carries exactly one JSON object whatever happens, usage mistakes
   included: ``{"verdict": "ok" | "fail" | "error", "error": {"code", "message"}, ...}``;
-- SIGTERM and SIGHUP take the same path as SIGINT (a ``KeyboardInterrupt``), so every
-  command's cleanup (temporary files, child processes) runs for all three.
+- SIGINT, SIGTERM and SIGHUP take one path (:class:`Interrupted`, a ``KeyboardInterrupt``;
+  in the asynchronous commands a cancellation of the main task first), so every command's
+  cleanup (temporary files, staging folders, child processes) runs for all three.
 
 A run imports only the module of its command: ``--version`` and ``--help`` import no command at
 all, and nothing here imports a third-party library.
@@ -23,14 +24,16 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from golem_graphene import __version__
 
 if TYPE_CHECKING:
     from golem_graphene.errors import Error
+
+T = TypeVar("T")
 
 # Each module exposes ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -260,21 +263,88 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return False
 
 
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
-    # Once: a second signal during the cleanup must not interrupt the cleanup itself.
+# --- signals: the one way every command is interrupted ----------------------------------------
+#
+# SIGINT, SIGTERM and SIGHUP all go through :func:`_on_signal`. In a synchronous command it
+# raises :class:`Interrupted` (a KeyboardInterrupt) where the program is, so every ``with`` and
+# ``finally`` on the way out runs (temporary files, staging folders, child processes). In an
+# asynchronous one (:func:`run_interruptible`) it cancels the main task instead, as asyncio does
+# for SIGINT, so the coroutines' own cleanup runs in order; the same :class:`Interrupted` is
+# raised once the loop has finished. :func:`main` reports it: ``interrupted (SIGTERM)``, exit
+# 128 + N.
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_cancel_main_task: list[Callable[[int], None]] = []
+"""While :func:`run_interruptible` runs: the function that cancels its main task."""
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    # Once: a second SIGTERM or SIGHUP during the cleanup must not interrupt the cleanup itself
+    # (a second SIGINT does, as with Python's and asyncio's own handling of SIGINT).
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+        if signal.getsignal(sig) is _on_signal:
+            signal.signal(sig, signal.SIG_IGN)
+    if _cancel_main_task:
+        _cancel_main_task.pop()(signum)
+        return
     raise Interrupted(signum)
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP raise :class:`Interrupted` (a KeyboardInterrupt) like SIGINT does.
+    """SIGINT, SIGTERM and SIGHUP interrupt the command the one way (:func:`_on_signal`).
 
-    A signal the parent set to be ignored (``nohup``) stays ignored.
+    A signal the parent set to be ignored (``nohup``) stays ignored, and a SIGINT handler that
+    is not Python's default (an embedding program's) is left alone.
     """
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _raise_interrupted)
+    for sig in _SIGNALS:
+        current = signal.getsignal(sig)
+        if current is signal.SIG_IGN or current is _on_signal:
+            continue
+        if sig == signal.SIGINT and current is not signal.default_int_handler:
+            continue
+        signal.signal(sig, _on_signal)
+
+
+def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, interrupted like every command: SIGINT, SIGTERM or SIGHUP cancel
+    the main task, so every cleanup runs (staging folders removed, the task cancelled on the
+    provider or kept for ``fetch``), and then :class:`Interrupted` is raised with the signal.
+
+    The handlers are installed for the call (and restored after) when :func:`main` has not.
+    """
+    import asyncio
+
+    received: list[int] = []
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel(signum: int) -> None:  # in the signal handler, on the loop's thread
+            received.append(signum)
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake the loop if it waits in select()
+
+        _cancel_main_task[:] = [cancel]
+        try:
+            return await main
+        finally:
+            _cancel_main_task.clear()
+
+    saved = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    install_signal_handlers()
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        _cancel_main_task.clear()
+        for sig, handler in saved.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
 
 
 def emit_json(obj: dict[str, Any]) -> None:

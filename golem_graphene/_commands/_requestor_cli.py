@@ -9,17 +9,15 @@ rates (per phase: the measurement, each upload, each download) only on a termina
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from golem_graphene._cli import run_interruptible
 from golem_graphene._internal.text import escape, provider_says, quoted
 from golem_graphene.errors import Error, UsageError
 from golem_graphene.protocol.messages import TaskEvent
@@ -39,8 +37,6 @@ __all__ = [
     "run_interruptible",
     "settle",
 ]
-
-T = TypeVar("T")
 
 DEFAULT_IDENTITY = "identity.txt"
 VERDICT_CHARS = 2000
@@ -295,50 +291,3 @@ def settle(
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     return (0 if result.exit_status == 0 else 1), result
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _restored_handlers(signals: tuple[signal.Signals, ...]) -> Iterator[None]:
-    saved = {sig: signal.getsignal(sig) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
-def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, with SIGTERM and SIGHUP handled as asyncio handles SIGINT: the
-    main task is cancelled, so every cleanup runs (staging folders removed, the task cancelled
-    on the provider or kept for ``fetch``), and then :class:`KeyboardInterrupt` is raised."""
-    signals = (signal.SIGTERM, signal.SIGHUP)
-    interrupted: list[int] = []
-
-    async def guarded() -> T:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-
-        def on_signal(signum: int) -> None:
-            interrupted.append(signum)
-            task.cancel()
-
-        for sig in signals:
-            loop.add_signal_handler(sig, on_signal, sig)
-        try:
-            return await main
-        finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-
-    with _restored_handlers(signals):
-        try:
-            return asyncio.run(guarded())
-        except asyncio.CancelledError:
-            if interrupted:
-                raise KeyboardInterrupt from None
-            raise
