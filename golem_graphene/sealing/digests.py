@@ -7,7 +7,6 @@ that passed, even if the file changed meanwhile.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
@@ -15,9 +14,18 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 from golem_graphene._batched_write import writev_all
 
 if TYPE_CHECKING:
+    import hashlib
     from concurrent.futures import Future
 
 __all__ = ["HashingReader", "HashingSink", "PulledCiphertext", "SealDigests"]
+
+
+def _sha256() -> hashlib._Hash:
+    """A new SHA-256. hashlib is imported on first use: ``seal`` and ``open`` import this module
+    but take no digests, and hashlib loads a second OpenSSL (milliseconds of start-up)."""
+    import hashlib
+
+    return hashlib.sha256()
 
 
 class _ReadInto(Protocol):
@@ -34,7 +42,7 @@ class HashingSink:
 
     def __init__(self, raw: _Write | BinaryIO | None = None) -> None:
         self._raw: _Write | None = raw
-        self.hash = hashlib.sha256()
+        self.hash = _sha256()
         self.size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int | None:
@@ -57,7 +65,7 @@ class HashingReader:
     def __init__(self, raw: BinaryIO) -> None:
         # Binary files opened unbuffered (FileIO) have readinto; BinaryIO does not declare it.
         self._readinto = cast(_ReadInto, raw).readinto
-        self.hash = hashlib.sha256()
+        self.hash = _sha256()
         self.size = 0
 
     def readinto(self, view: memoryview) -> int | None:
@@ -73,8 +81,8 @@ class SealDigests:
     objects) and sizes of the plaintext and of the age file, filled in as it seals."""
 
     def __init__(self) -> None:
-        self.plaintext = hashlib.sha256()
-        self.ciphertext = hashlib.sha256()
+        self.plaintext = _sha256()
+        self.ciphertext = _sha256()
         self.plaintext_size = 0
         self.ciphertext_size = 0
 
@@ -104,7 +112,7 @@ class PulledCiphertext:
 
         self._absorber = ThreadPoolExecutor(1, thread_name_prefix="ciphertext-hash")
         self._absorbing: Future[None] | None = None
-        self.hash = hashlib.sha256()
+        self.hash = _sha256()
         self.size = 0
 
     def __enter__(self) -> PulledCiphertext:

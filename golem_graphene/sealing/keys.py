@@ -9,7 +9,6 @@ with :class:`~golem_graphene.errors.UnsupportedRecipientError`, never misread as
 
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from golem_graphene import limits
 from golem_graphene._internal import bech32
 from golem_graphene._internal.age_recipient import decode_recipient, encode_recipient
 from golem_graphene.errors import AgeFormatError, UnsupportedRecipientError, UsageError
+from golem_graphene.sealing._internal import x25519 as _x25519
 
 __all__ = [
     "X25519Identity",
@@ -82,7 +82,7 @@ class X25519Recipient(_Frozen):
             raise AgeFormatError(
                 "X25519 public key has the wrong length", expected=32, found=len(raw)
             )
-        return cls(bytes(raw), X25519PublicKey.from_public_bytes(bytes(raw)))
+        return cls(bytes(raw), _x25519.public_from_bytes(bytes(raw)))
 
     @classmethod
     def from_string(cls, s: str) -> X25519Recipient:
@@ -145,7 +145,7 @@ class X25519Identity(_Frozen):
             raise AgeFormatError(
                 "X25519 private key has the wrong length", expected=32, found=len(raw)
             )
-        return cls(bytes(raw), X25519PrivateKey.from_private_bytes(bytes(raw)))
+        return cls(bytes(raw), _x25519.private_from_bytes(bytes(raw)))
 
     @classmethod
     def from_string(cls, s: str) -> X25519Identity:
@@ -184,7 +184,11 @@ class X25519Identity(_Frozen):
         return X25519Recipient.from_public_bytes(self._key.public_key().public_bytes_raw())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, X25519Identity) and hmac.compare_digest(self._raw, other._raw)
+        if not isinstance(other, X25519Identity):
+            return False
+        import hmac  # here: keygen, seal and open never compare identities (start-up)
+
+        return hmac.compare_digest(self._raw, other._raw)
 
     def __hash__(self) -> int:
         return hash(self.recipient().public_bytes())

@@ -23,7 +23,6 @@ from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -35,6 +34,7 @@ from golem_graphene.errors import (
     UnsupportedRecipientError,
 )
 from golem_graphene.sealing._internal import b64
+from golem_graphene.sealing._internal import x25519 as _x25519
 from golem_graphene.sealing._internal.header import FILE_KEY_SIZE, Stanza
 from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
 
@@ -47,7 +47,7 @@ _WORK_FACTOR = re.compile(r"[1-9][0-9]*")
 _HYBRID_TYPE: Final = "mlkem768x25519"
 # A clamped scalar is a multiple of 8, so X25519 with any scalar kills exactly the low-order
 # points: one fixed probe key tells them apart (cryptography refuses the all-zero result).
-_PROBE = X25519PrivateKey.generate()
+_PROBE = _x25519.generate_private()
 
 # Argument shapes of the native types other than X25519 (C2SP age, "Native recipient types"):
 # the byte length of each base64 argument after the type, or None for scrypt's work factor.
@@ -75,10 +75,10 @@ def wrap_x25519(file_key: bytes, recipient: X25519Recipient) -> Stanza:
 
     Raises AgeFormatError if the recipient is a low-order point (no shared secret exists).
     """
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = _x25519.generate_private()
     share = ephemeral.public_key().public_bytes_raw()
     try:
-        shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient.public_bytes()))
+        shared = ephemeral.exchange(_x25519.public_from_bytes(recipient.public_bytes()))
     except ValueError as exc:
         raise AgeFormatError("recipient is a low-order X25519 point", found=str(recipient)) from exc
     key = _wrap_key(shared, share, recipient.public_bytes())
@@ -148,16 +148,16 @@ def _check_foreign_shape(stanza: Stanza, index: int) -> None:
 def _is_low_order(share: bytes) -> bool:
     """True if X25519 with ``share`` gives the all-zero secret (for any clamped scalar)."""
     try:
-        _PROBE.exchange(X25519PublicKey.from_public_bytes(share))
+        _PROBE.exchange(_x25519.public_from_bytes(share))
     except ValueError:
         return True
     return False
 
 
 def _unwrap_one(identity: X25519Identity, share: bytes, body: bytes, index: int) -> bytes | None:
-    private = X25519PrivateKey.from_private_bytes(identity.private_bytes())
+    private = _x25519.private_from_bytes(identity.private_bytes())
     try:
-        shared = private.exchange(X25519PublicKey.from_public_bytes(share))
+        shared = private.exchange(_x25519.public_from_bytes(share))
     except ValueError as exc:
         # cryptography refuses the all-zero shared secret that a low-order share produces.
         raise AgeHeaderError(
