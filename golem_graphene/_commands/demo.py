@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from golem_graphene._cli import run_interruptible
 from golem_graphene.errors import UsageError
 from golem_graphene.provider.config import ProviderConfig
 from golem_graphene.requestor.client import Requestor, RequestorPolicy, TaskResult
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    result = asyncio.run(_demo(spec, work))
+    # Interrupted the one way every command is (SIGINT, SIGTERM, SIGHUP cancel the main task).
+    result = run_interruptible(_demo(spec, work))
     _say(
         f"4. OK: quote, report-data binding, signed receipt and every output verified "
         f"(TCB {result.verified.status.value}, SIMULATED)"
