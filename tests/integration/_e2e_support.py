@@ -254,7 +254,13 @@ class Provider:
 
     def leftovers(self) -> list[Path]:
         """Launch folders and partial uploads still on disk (none once tasks ended)."""
-        return sorted(self.tasks_dir.glob("*/launch")) + sorted(self.tasks_dir.rglob("*.part"))
+        while True:
+            try:
+                return sorted(self.tasks_dir.glob("*/launch")) + sorted(
+                    self.tasks_dir.rglob("*.part")
+                )
+            except FileNotFoundError:
+                continue  # a folder went away while we walked it (the provider reclaiming)
 
     async def settled_leftovers(self, timeout: float = 15.0) -> list[Path]:
         """:meth:`leftovers` once the provider finished reclaiming (it does so right after it
