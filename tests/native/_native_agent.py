@@ -26,6 +26,7 @@ from typing import Any
 
 from golem_graphene.host.sim.attestation_device import AttestationDevice
 from golem_graphene.host.sim.platform import EnclaveIdentity, SimPlatform
+from golem_graphene.protocol.agent import AGENT_FAILURE_CODES
 from golem_graphene.protocol.binding import Transcript, new_nonce, new_task_id
 from golem_graphene.sealing.age import encrypt_file
 from golem_graphene.sealing.input_manifest import InputEntry, InputManifest, seal_manifest
@@ -88,39 +89,8 @@ EVENT_KEYS: dict[str, set[str]] = {
     "failed": {"event", "code", "message"},
 }
 
-STABLE_CODES = frozenset(
-    {
-        "workload_format",
-        "control_message",
-        "control_closed",
-        "attestation",
-        "input_manifest_format",
-        "input_manifest_auth",
-        "input_undeclared",
-        "input_too_large",
-        "input_required",
-        "input_missing",
-        "input_extra",
-        "input_not_regular",
-        "input_read",
-        "input_size",
-        "input_sha256",
-        "age_header",
-        "age_hmac",
-        "age_no_match",
-        "age_payload",
-        "workload_start",
-        "output_symlink",
-        "output_not_regular",
-        "output_hard_link",
-        "output_reserved",
-        "output_too_large",
-        "too_many_outputs",
-        "output_read",
-        "sealing",
-        "internal",
-    }
-)
+STABLE_CODES = frozenset(AGENT_FAILURE_CODES)
+"""The protocol's stable failure codes (golem_graphene.protocol.agent): the agent's too."""
 
 
 class FrameError(AssertionError):

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import stat
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Self
@@ -106,11 +107,12 @@ def check_output_path(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
     return path
 
 
-class DiscardOnExit:
+class DiscardOnExit(ABC):
     """``with output:`` ends in :meth:`discard` whatever happens (a no-op after a commit)."""
 
+    @abstractmethod
     def discard(self) -> None:
-        raise NotImplementedError
+        """Drop what was written, unless it was committed."""
 
     def __enter__(self) -> Self:
         return self
