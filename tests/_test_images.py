@@ -56,7 +56,8 @@ SHELL_TOOLS = (
 """What the shell tests' scripts use (``sh -c ...`` with the requestor's args)."""
 
 
-def _libraries(paths: list[str]) -> list[str]:
+def libraries(paths: list[str]) -> list[str]:
+    """The shared libraries (and the loader) that ``ldd`` names for the given programs."""
     found: set[str] = set()
     for path in paths:
         out = subprocess.run(["ldd", path], capture_output=True, text=True, check=False).stdout
@@ -105,7 +106,7 @@ def pack_oci_archive(layout: Path, archive: Path) -> None:
 @cache
 def _shell_layer(tools: tuple[str, ...]) -> bytes:
     present = [t for t in tools if Path(t).exists()]
-    return _layer(present + _libraries(present))
+    return _layer(present + libraries(present))
 
 
 def shell_image(

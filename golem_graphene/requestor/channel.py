@@ -218,14 +218,7 @@ class HttpChannel:
             )
         except aiohttp.ClientError as exc:
             raise _client_error(f"cannot reach the provider at {self.base_url}", exc) from exc
-        if data is None:
-            raise ChannelError("the provider's answer is too large")
-        try:
-            return parse_json(data) if data else None
-        except CanonicalJsonError as exc:
-            raise ChannelError(
-                f"the provider answered with malformed JSON: {exc.describe()}"
-            ) from exc
+        return _parse_answer(data)
 
     async def create(self, request: dict[str, Any]) -> dict[str, Any]:
         result = await self._json("POST", "/tasks", payload=request)
@@ -297,14 +290,7 @@ class HttpChannel:
             raise _client_error(f"offering the spec {name!r} failed", exc) from exc
         except OSError as exc:
             raise ChannelError(f"cannot read the task package {str(package)!r}: {exc}") from exc
-        if data is None:
-            raise ChannelError("the provider's answer is too large")
-        try:
-            return parse_json(data) if data else None
-        except CanonicalJsonError as exc:
-            raise ChannelError(
-                f"the provider answered with malformed JSON: {exc.describe()}"
-            ) from exc
+        return _parse_answer(data)
 
     async def events(self, task: TaskRef) -> AsyncIterator[TaskEvent]:
         """Server-Sent Events of the task until its terminal state, each parsed strictly.
@@ -434,3 +420,13 @@ class HttpChannel:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _parse_answer(data: bytes | None) -> Any:
+    """A provider's bounded JSON answer (``None`` when it was too large), parsed strictly."""
+    if data is None:
+        raise ChannelError("the provider's answer is too large")
+    try:
+        return parse_json(data) if data else None
+    except CanonicalJsonError as exc:
+        raise ChannelError(f"the provider answered with malformed JSON: {exc.describe()}") from exc

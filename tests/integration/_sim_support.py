@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from _test_images import libraries
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from golem_graphene.gramine.manifest import Manifest
@@ -35,16 +36,7 @@ def sandbox_problem() -> str | None:
 
 def ldd(programs: list[str]) -> list[str]:
     """The shared libraries (and loader) the given programs load."""
-    libs: set[str] = set()
-    for program in programs:
-        out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
-                libs.add(parts[2])
-            elif parts and parts[0].startswith("/"):
-                libs.add(parts[0])
-    return sorted(libs)
+    return libraries(programs)
 
 
 @dataclass
