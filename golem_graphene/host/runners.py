@@ -41,6 +41,7 @@ from golem_graphene.host.sandbox import (
     SandboxPlan,
     bwrap_command,
     kill_session,
+    use_pidfd_child_watcher,
 )
 from golem_graphene.host.sim.attestation_device import AttestationDevice
 from golem_graphene.host.sim.filesystem import (
@@ -214,6 +215,7 @@ def prepare_launch_dir(image: EnclaveImage, launch_dir: Path) -> Path:
 async def _start(
     cmd: list[str], cwd: Path, stderr_path: Path, env: dict[str, str]
 ) -> asyncio.subprocess.Process:
+    use_pidfd_child_watcher()
     with open(stderr_path, "ab") as err:
         return await asyncio.create_subprocess_exec(
             *cmd,
