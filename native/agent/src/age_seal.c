@@ -41,8 +41,8 @@ struct pipeline {
 
 struct worker {
     struct pipeline *p;
-    uint8_t *plain;
-    uint8_t *sealed;
+    uint8_t *plain;  /* plain_cap bytes */
+    uint8_t *sealed; /* sealed_cap bytes */
 };
 
 /* Read block `seq`; the file must end exactly where it ended when it was opened. */
@@ -179,8 +179,18 @@ bool age_seal(const struct seal_io *io, struct seal_result *res, struct failure 
         return fail(err, FAIL_INTERNAL, "out of memory");
     p->io = io;
     p->blocks = io->in_size == 0 ? 1 : (io->in_size + BLOCK - 1) / BLOCK;
+    /* No more workers than blocks, and a file of one block gets buffers of its size: the
+     * standard streams and most outputs of a short task are a few bytes, and a thread started
+     * and joined, or a megabyte mapped and zeroed, would cost more than sealing them. */
+    if (nworkers > p->blocks)
+        nworkers = (size_t)p->blocks;
+    size_t plain_cap = BLOCK, sealed_cap = SEALED_BLOCK;
+    if (p->blocks == 1) {
+        plain_cap = io->in_size ? (size_t)io->in_size : 1;
+        sealed_cap = (size_t)io->in_size + (plain_cap + AGE_CHUNK - 1) / AGE_CHUNK * AGE_TAG;
+    }
     for (size_t i = 0; i < nworkers; i++) {
-        workers[i] = (struct worker){p, malloc(BLOCK), malloc(SEALED_BLOCK)};
+        workers[i] = (struct worker){p, malloc(plain_cap), malloc(sealed_cap)};
         if (workers[i].plain == NULL || workers[i].sealed == NULL) {
             fail(err, FAIL_INTERNAL, "out of memory");
             goto out;
@@ -233,7 +243,7 @@ out:
     sodium_memzero(p->key, sizeof p->key);
     for (size_t i = 0; i < MAX_WORKERS; i++) {
         if (workers[i].plain)
-            sodium_memzero(workers[i].plain, BLOCK);
+            sodium_memzero(workers[i].plain, plain_cap);
         free(workers[i].plain);
         free(workers[i].sealed);
     }
