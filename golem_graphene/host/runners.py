@@ -365,7 +365,7 @@ class SimRunner:
             device_dir, (lambda rd: platform.quote(identity, rd)) if quoting else None, key_names
         )
         plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
-        device.start()
+        device.prepare()
         pids = PidsLimit.create(plan.limits.max_processes)
         command = bwrap_command(plan)
         try:
@@ -376,6 +376,18 @@ class SimRunner:
                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             )
         except BaseException:
+            device.stop()
+            if pids:
+                pids.stop()
+            raise
+        try:
+            # Served from now: starting the thread overlaps the sandbox's start (the agent
+            # uses the device only once told its task, and a program opening
+            # user_report_data earlier waits for the thread).
+            device.serve()
+        except BaseException:
+            kill_session(proc.pid)
+            await proc.wait()
             device.stop()
             if pids:
                 pids.stop()

@@ -14,6 +14,11 @@ opened ``quote`` (detected by a non-blocking open for writing), moves a fresh FI
 (the reader keeps its own), writes one quote and closes. The program closed
 ``user_report_data`` before it opened ``quote``, so its report data is always in the pipe by
 then and is drained first: a quote never covers stale report data.
+
+Nothing tells a FIFO's writer that a reader waits in ``open``, so the thread looks: often for a
+short while after each report-data write (a quote is read right after one: that is attestation's
+latency), seldom otherwise (a quote read without a write first, which Gramine allows too, waits
+at most the idle interval; an idle enclave, e.g. a standby one, costs next to no CPU).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import errno
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +42,9 @@ __all__ = ["AttestationDevice"]
 log = structlog.get_logger(__name__)
 
 REPORT_DATA_SIZE = 64
-_POLL_SECONDS = 0.003
+_IDLE_POLL_SECONDS = 0.01
+_EAGER_POLL_SECONDS = 0.0003
+_EAGER_SECONDS = 0.1  # after a report-data write
 
 
 class AttestationDevice:
@@ -65,6 +73,12 @@ class AttestationDevice:
 
     def start(self) -> None:
         """Create the files and start serving."""
+        self.prepare()
+        self.serve()
+
+    def prepare(self) -> None:
+        """Create the files (a program may open them from now on; opening
+        ``user_report_data`` waits until :meth:`serve`)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         (self.directory / "attestation_type").write_text(
             "dcap" if self.remote_attestation else "none"
@@ -83,18 +97,23 @@ class AttestationDevice:
         # The thread works relative to the folder itself, not its path: a pre-started enclave's
         # launch folder is renamed into its task's folder when a task takes it.
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+
+    def serve(self) -> None:
+        """Start the serving thread (after :meth:`prepare`)."""
         self._thread = threading.Thread(target=self._serve, name="sim-attestation", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop serving and close every descriptor; idempotent."""
-        if self._thread is None:
+        if self._dir_fd < 0:
             return
-        os.write(self._stop_w, b"x")
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join(timeout=5)
+            self._thread = None
         for fd in (self._stop_r, self._stop_w, self._dir_fd):
             os.close(fd)
-        self._thread = None
+        self._stop_r = self._stop_w = self._dir_fd = -1
 
     def __enter__(self) -> AttestationDevice:
         self.start()
@@ -115,15 +134,19 @@ class AttestationDevice:
         read_fd = os.open(urd, os.O_RDONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
         # No EOF storms between writers.
         keep_open = os.open(urd, os.O_WRONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
+        eager_until = 0.0
         try:
             while True:
-                ready, _, _ = select.select([read_fd, self._stop_r], [], [], _POLL_SECONDS)
+                eager = time.monotonic() < eager_until
+                timeout = _EAGER_POLL_SECONDS if eager else _IDLE_POLL_SECONDS
+                ready, _, _ = select.select([read_fd, self._stop_r], [], [], timeout)
                 if self._stop_r in ready:
                     return
                 if read_fd in ready:
                     self._drain(read_fd)
-                if self.remote_attestation:
-                    self._serve_quote_if_wanted(read_fd)
+                    eager_until = time.monotonic() + _EAGER_SECONDS
+                if self.remote_attestation and self._serve_quote_if_wanted(read_fd):
+                    eager_until = 0.0
         except Exception as exc:  # surfaced by the runner as a RunnerError
             self.error = exc
             log.error("sim attestation device failed", error=str(exc))
@@ -142,13 +165,14 @@ class AttestationDevice:
             # One read is one write of the program (single small writes are atomic in a pipe).
             self._report_data = chunk[:REPORT_DATA_SIZE].ljust(REPORT_DATA_SIZE, b"\0")
 
-    def _serve_quote_if_wanted(self, urd_fd: int) -> None:
+    def _serve_quote_if_wanted(self, urd_fd: int) -> bool:
+        """Serve a reader waiting on ``quote``, if any; True when one was there."""
         assert self._make_quote is not None
         try:
             fd = os.open("quote", os.O_WRONLY | os.O_NONBLOCK, dir_fd=self._dir_fd)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # nobody is reading the quote
-                return
+                return False
             raise
         try:
             # This reader keeps this FIFO; the path gets a fresh one, so a later open is a new
@@ -170,3 +194,4 @@ class AttestationDevice:
             log.warning("the program closed /dev/attestation/quote before reading it")
         finally:
             os.close(fd)
+        return True
