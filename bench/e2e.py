@@ -61,6 +61,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+# The tests' container image of this host's shell (tests/_test_images.py): a spec names an image.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _test_images import SHELL_TOOLS, shell_image
+
 from golem_graphene._logging import configure_logging
 from golem_graphene.host.image import EnclaveImage, build_image
 from golem_graphene.host.runners import SimRunner
@@ -85,8 +89,7 @@ name = "bench-trivial"
 description = "The trivial task: /bin/sh -c true"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
+image = "{image}"
 args = ["-c", "true"]
 enclave_size = "256M"
 max_threads = 4
@@ -103,9 +106,7 @@ name = "bench-passthrough"
 description = "Copy the input to the output, inside the enclave"
 
 [enclave]
-runtime = "native"
-entrypoint = "/bin/sh"
-trusted_files = ["/usr/bin/cp"]
+image = "{image}"
 args = ["-c", "cp inputs/x outputs/x"]
 enclave_size = "1G"
 max_threads = 4
@@ -128,9 +129,12 @@ output_size = "{size}"
 
 
 def write_spec(root: Path, name: str, text: str) -> Path:
+    """A spec folder: ``text`` naming, where it says ``{image}``, a container image of this
+    host's ``/bin/sh``, ``cp`` and their libraries (the tests' shell image) beside it."""
     spec = root / name
     spec.mkdir(parents=True)
-    (spec / "task.toml").write_text(text)
+    reference = shell_image(spec, tools=(*SHELL_TOOLS, "/usr/bin/cp"))
+    (spec / "task.toml").write_text(text.replace("{image}", reference))
     return spec
 
 
@@ -583,7 +587,7 @@ class ChannelRounds:
 async def throughput(args: argparse.Namespace, work: Path, runner: SimRunner) -> dict[str, Any]:
     size = parse_size(args.size)
     specs = work / "specs"
-    spec = write_spec(specs, "bench-passthrough", PASSTHROUGH_SPEC.format(size=size))
+    spec = write_spec(specs, "bench-passthrough", PASSTHROUGH_SPEC.replace("{size}", str(size)))
     say("building the passthrough image ...")
     image = build_image(spec, work / "images" / "passthrough", key_path=work / "key.pem")
     measurement = image.measurement("sim")
