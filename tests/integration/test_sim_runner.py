@@ -10,7 +10,6 @@ I/O folder), which the test reads afterwards.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import socket
 import sys
@@ -26,7 +25,13 @@ from golem_graphene.errors import RunnerError
 from golem_graphene.host import runners
 from golem_graphene.host.image import EnclaveImage, load_or_create_signing_key
 from golem_graphene.host.runners import EnclaveProcess, SimRunner, prepare_launch_dir
-from golem_graphene.host.sandbox import PidsLimit, ResourceLimits, run_sandbox
+from golem_graphene.host.sandbox import (
+    Mount,
+    PidsLimit,
+    ResourceLimits,
+    SandboxPlan,
+    run_sandbox,
+)
 
 SANDBOX_PROBLEM = sandbox_problem()
 pytestmark = [
@@ -264,35 +269,38 @@ async def test_memory_limit_is_enforced(images: SimImages) -> None:
     assert "memory exhausted" in (io / "dd.err").read_text()
 
 
-@pytest.mark.parametrize(
-    ("supervisor", "limit"), [("launch", 8), ("run_sandbox", 8), ("launch", 512)]
-)
-async def test_process_count_limit_is_enforced(
-    images: SimImages, monkeypatch: pytest.MonkeyPatch, supervisor: str, limit: int
-) -> None:
+def host_tools_plan(out: Path, script: str, **limits: int) -> SandboxPlan:
+    """A sandbox running ``sh -c script`` with the host's ``/usr`` (read-only) and ``out``
+    writable at ``/out``: the sandbox's own mechanics, without an image."""
+    mounts = [Mount("/usr", "ro", Path("/usr")), Mount("/out", "rw", out)]
+    for top in ("/bin", "/lib", "/lib64", "/sbin"):
+        path = Path(top)
+        if path.is_symlink():
+            mounts.append(Mount(top, "symlink", Path(os.readlink(path))))
+        elif path.is_dir():
+            mounts.append(Mount(top, "ro", path))
+    return SandboxPlan(
+        argv=["/bin/sh", "-c", script],
+        env={"PATH": "/usr/bin:/bin"},
+        mounts=mounts,
+        limits=ResourceLimits(wall_seconds=30, **limits),
+    )
+
+
+@pytest.mark.parametrize("limit", [8, 512])
+async def test_process_count_limit_is_enforced(tmp_path: Path, limit: int) -> None:
     probe = PidsLimit.create(1)
     if probe is None:
         pytest.skip("no writable pids cgroup on this host")
     probe.stop()
-    # The sandbox's tree holds bwrap, the pid namespace's init and the workload's shell; each
-    # sleeper started in the background is one more. The shell counts those it started, and
-    # dies at the first fork refused.
-    monkeypatch.setattr(
-        runners, "ResourceLimits", functools.partial(ResourceLimits, max_processes=limit)
-    )
-    script = "i=0; while [ $i -lt 20 ]; do sleep 5 & i=$((i+1)); echo $i > /untrusted/count; done"
-    image = images.make([*SH, "-c", script], [*SH, "/usr/bin/sleep"])
-    if supervisor == "launch":
-        code, io, _ = await images.run(image, "launch")
-    else:
-        launch = images.root / "launch"
-        io = prepare_launch_dir(image, launch)
-        (launch / ".dev-attestation").mkdir()
-        result = await run_sandbox(images.runner.plan(image, launch, launch / ".dev-attestation"))
-        code = result.exit_code if result.exit_code is not None else -1
-    started = int((io / "count").read_text())
+    # The sandbox's tree holds bwrap, the pid namespace's init and the shell; each sleeper
+    # started in the background is one more. The shell counts those it started, and dies at
+    # the first fork refused.
+    script = "i=0; while [ $i -lt 20 ]; do sleep 1 & i=$((i+1)); echo $i > /out/count; done"
+    result = await run_sandbox(host_tools_plan(tmp_path, script, max_processes=limit))
+    started = int((tmp_path / "count").read_text())
     if limit == 512:  # the control: the same workload starts all its sleepers
-        assert (code, started) == (0, 20)
+        assert (result.exit_code, started) == (0, 20)
     else:
-        assert code != 0
+        assert result.exit_code != 0
         assert 1 <= started <= limit - 3
