@@ -151,7 +151,10 @@ class EnclaveProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         for item in self._cleanup:
-            item.stop() if hasattr(item, "stop") else None
+            if hasattr(item, "aclose"):  # without blocking the event loop
+                await item.aclose()
+            elif hasattr(item, "stop"):
+                item.stop()
         return code
 
     @property

@@ -284,7 +284,7 @@ async def run_sandbox(
         return await _supervise(plan, cmd, stdin, stdout, stderr, on_start)
     finally:
         if pids is not None:
-            pids.stop()
+            await asyncio.shield(pids.aclose())
 
 
 async def _supervise(
@@ -407,16 +407,32 @@ class PidsLimit:
         who, file = self._join
         return ["/bin/sh", "-c", f'echo {who} > "{file}" && exec "$@"', "sh", *cmd]
 
+    def _remove(self) -> bool:
+        """Remove the cgroup; False while it still holds processes (a pid namespace's last
+        ones may take a while to die after its init)."""
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        return True
+
     def stop(self) -> None:
-        """Remove the cgroup once its processes are gone; idempotent."""
+        """Remove the cgroup once its processes are gone; idempotent. Blocks (up to a second):
+        :meth:`aclose` in a coroutine."""
         for _ in range(50):
-            try:
-                self.path.rmdir()
+            if self._remove():
                 return
-            except FileNotFoundError:
+            time.sleep(0.02)
+        log.warning("pids cgroup still busy", path=str(self.path))
+
+    async def aclose(self) -> None:
+        """:meth:`stop` without blocking the event loop while the cgroup empties."""
+        for _ in range(50):
+            if self._remove():
                 return
-            except OSError:
-                time.sleep(0.02)
+            await asyncio.sleep(0.02)
         log.warning("pids cgroup still busy", path=str(self.path))
 
 
