@@ -370,10 +370,9 @@ class SimRunner:
         plan = await asyncio.to_thread(self.plan, image, launch_dir, device_dir)
         device.prepare()
         pids = PidsLimit.create(plan.limits.max_processes)
-        command = bwrap_command(plan)
         try:
             proc = await _start(
-                pids.wrap(command) if pids else command,
+                bwrap_command(plan, pids),
                 launch_dir,
                 stderr_path,
                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},

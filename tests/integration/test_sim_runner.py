@@ -304,3 +304,26 @@ async def test_process_count_limit_is_enforced(tmp_path: Path, limit: int) -> No
     else:
         assert result.exit_code != 0
         assert 1 <= started <= limit - 3
+
+
+async def test_resource_limits_bind_the_sandbox_hard_and_soft(tmp_path: Path) -> None:
+    # Set by the shell that becomes bwrap: what the sandboxed program sees, both limits of each.
+    plan = host_tools_plan(
+        tmp_path,
+        "cat /proc/self/limits > /out/limits",
+        cpu_seconds=7,
+        memory_bytes=256 << 20,
+        file_size_bytes=5 << 20,
+        open_files=64,
+    )
+    result = await run_sandbox(plan)
+    assert result.ok, result.describe()
+    seen = {}
+    for line in (tmp_path / "limits").read_text().splitlines()[1:]:
+        name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+        seen[name] = (soft, hard)
+    assert seen["Max cpu time"] == ("7", "7")
+    assert seen["Max address space"] == (str(256 << 20),) * 2
+    assert seen["Max file size"] == (str(5 << 20),) * 2
+    assert seen["Max open files"] == ("64", "64")
+    assert seen["Max core file size"] == ("0", "0")

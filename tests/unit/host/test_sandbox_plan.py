@@ -1,7 +1,7 @@
 """What the ``sim`` runner asks bubblewrap for: the plan (mounts, argv, env, limits) built from a
-manifest, the checks before a start, and the exact ``prlimit ... -- bwrap ...`` command line.
+manifest, the checks before a start, and the exact ``sh -c 'ulimit ...' sh bwrap ...`` command line.
 
-Nothing is executed here (stand-in ``bwrap`` and ``prlimit`` sit on ``PATH``); the integration
+Nothing is executed here (a stand-in ``bwrap`` sits on ``PATH``); the integration
 tests in ``tests/integration/test_sim_runner.py`` run the same plans under real bubblewrap.
 """
 
@@ -22,6 +22,7 @@ from golem_graphene.host.image import EnclaveImage, sim_mrenclave
 from golem_graphene.host.runners import SimRunner, prepare_launch_dir
 from golem_graphene.host.sandbox import (
     Mount,
+    PidsLimit,
     ResourceLimits,
     SandboxPlan,
     SandboxResult,
@@ -76,10 +77,10 @@ def manifest_text(
 
 @pytest.fixture
 def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Stand-in ``bwrap`` and ``prlimit`` first on PATH (never run here)."""
+    """A stand-in ``bwrap`` first on PATH (never run here)."""
     bin_dir = tmp_path / "tools"
     bin_dir.mkdir()
-    for tool in ("bwrap", "prlimit"):
+    for tool in ("bwrap",):
         (bin_dir / tool).write_text("#!/bin/sh\nexit 99\n")
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
@@ -414,9 +415,11 @@ def plan_of(**changes: object) -> SandboxPlan:
 
 def test_command_line(fake_tools: Path) -> None:
     cmd = bwrap_command(plan_of())
-    prlimit = [str(fake_tools / "prlimit"), "--core=0", "--cpu=7", "--as=268435456"]
-    assert cmd[: len(prlimit) + 2] == [*prlimit, "--nofile=1024", "--"]
+    # The shell sets the limits (hard and soft), then becomes bwrap with the arguments after it.
+    limits = "ulimit -c 0 && ulimit -t 7 && ulimit -v 262144 && ulimit -n 1024"
+    assert cmd[:4] == ["/bin/sh", "-c", f'{limits} && exec "$@"', "sh"]
     bwrap_at = cmd.index(str(fake_tools / "bwrap"))
+    assert bwrap_at == 4
     bwrap = cmd[bwrap_at:]
     for flag in (
         "--unshare-user",
@@ -482,8 +485,29 @@ def test_network_is_shared_only_when_planned(fake_tools: Path) -> None:
 
 def test_unlimited_resources_are_not_passed(fake_tools: Path) -> None:
     cmd = bwrap_command(plan_of(limits=ResourceLimits(open_files=None)))
-    head = cmd[: cmd.index("--")]
-    assert head == [str(fake_tools / "prlimit"), "--core=0"]
+    assert cmd[2] == 'ulimit -c 0 && exec "$@"'
+
+
+def test_sizes_are_rounded_down_to_the_shells_units(fake_tools: Path) -> None:
+    limits = ResourceLimits(memory_bytes=(1 << 20) + 1023, file_size_bytes=1025, open_files=None)
+    cmd = bwrap_command(plan_of(limits=limits))
+    assert cmd[2] == 'ulimit -c 0 && ulimit -v 1024 && ulimit -f 2 && exec "$@"'
+
+
+def test_the_shell_joins_the_pids_cgroup_first(fake_tools: Path, tmp_path: Path) -> None:
+    v1 = tmp_path / "v1 cgroup"
+    v1.mkdir()
+    (v1 / "tasks").touch()
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    plan = plan_of(limits=ResourceLimits(open_files=None))
+    # cgroup v1: the thread moves itself (0) through "tasks", no process-wide lock is taken.
+    assert bwrap_command(plan, PidsLimit(v1))[2] == (
+        f"echo 0 > '{v1}/tasks' && ulimit -c 0 && exec \"$@\""
+    )
+    assert bwrap_command(plan, PidsLimit(v2))[2] == (
+        f'echo $$ > {v2}/cgroup.procs && ulimit -c 0 && exec "$@"'
+    )
 
 
 @pytest.mark.parametrize("key", ["", "A=B", "NUL\0"])
@@ -505,10 +529,6 @@ def test_empty_argv_is_refused(fake_tools: Path) -> None:
 def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RunnerError, match="bubblewrap"):
-        bwrap_command(plan_of())
-    (tmp_path / "bwrap").write_text("#!/bin/sh\n")
-    (tmp_path / "bwrap").chmod(0o755)
-    with pytest.raises(RunnerError, match="prlimit"):
         bwrap_command(plan_of())
 
 
