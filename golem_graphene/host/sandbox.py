@@ -248,7 +248,7 @@ class _PidfdChildWatcher(asyncio.AbstractChildWatcher):
         callback(pid, code, *args)
 
 
-_watcher_checked = False
+_watcher_checked: object = None  # the event loop policy last checked
 
 
 def use_pidfd_child_watcher() -> None:
@@ -256,11 +256,13 @@ def use_pidfd_child_watcher() -> None:
 
     Only replaces asyncio's own default watcher (a watcher set by the application is kept), and
     only where the kernel has ``pidfd_open`` (Linux 5.3). Python 3.12 does this by itself.
+    Checked once per event loop policy.
     """
     global _watcher_checked
-    if _watcher_checked or sys.version_info >= (3, 12):
+    policy = asyncio.get_event_loop_policy()
+    if _watcher_checked is policy or sys.version_info >= (3, 12):
         return
-    _watcher_checked = True
+    _watcher_checked = policy
     try:
         os.close(os.pidfd_open(os.getpid()))
     except (AttributeError, OSError):

@@ -7,8 +7,11 @@ tests in ``tests/integration/test_sim_runner.py`` run the same plans under real 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.gramine.trusted_files import expand_trusted_files
+from golem_graphene.host import sandbox
 from golem_graphene.host.hermetic import IMAGE_LINK, ROOTFS_LINK
 from golem_graphene.host.image import EnclaveImage, sim_mrenclave
 from golem_graphene.host.runners import SimRunner, prepare_launch_dir
@@ -559,3 +563,22 @@ def test_results_describe_how_a_run_ended() -> None:
     assert not timed_out.ok
     assert timed_out.describe() == "killed: timeout after 5.0 s"
     assert not SandboxResult(0, None, True, 5.0).ok
+
+
+async def test_children_are_waited_for_through_pidfds() -> None:
+    sandbox.use_pidfd_child_watcher()
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert isinstance(asyncio.get_child_watcher(), sandbox._PidfdChildWatcher)
+    exits = await asyncio.create_subprocess_exec("/bin/sh", "-c", "exit 3")
+    assert await exits.wait() == 3
+    sleeps = await asyncio.create_subprocess_exec("/bin/sh", "-c", "sleep 30")
+    sleeps.kill()
+    assert await sleeps.wait() == -signal.SIGKILL
+    # Many at once, ending in another order than started: each gets its own status.
+    procs = [
+        await asyncio.create_subprocess_exec("/bin/sh", "-c", f"sleep 0.0{9 - i}; exit {i}")
+        for i in range(8)
+    ]
+    assert await asyncio.gather(*(p.wait() for p in procs)) == list(range(8))
