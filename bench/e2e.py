@@ -51,6 +51,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import statistics
 import sys
@@ -399,7 +400,11 @@ async def provider_process(work: Path, specs: Path) -> AsyncIterator[tuple[str, 
             if proc.returncode is not None:
                 raise SystemExit(f"the provider exited: {text[-2000:]}")
             await asyncio.sleep(0.1)
-        root = text.split("trust this simulation root by name:", 1)[1].split()[0]
+        # The sim runner's warning names the root: "... root_fingerprint=HEX ..." in the log.
+        found = re.search(r"root_fingerprint=([0-9a-f]{64})", text)
+        if found is None:
+            raise SystemExit(f"the provider named no simulation root: {text[-2000:]}")
+        root = found.group(1)
         yield url, root
     finally:
         proc.terminate()
