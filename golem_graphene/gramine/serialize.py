@@ -10,6 +10,7 @@ Any change to it changes every measurement: bump :data:`CANONICAL_FORMAT_VERSION
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -219,11 +220,14 @@ def _toml_string(text: str) -> str:
 _PLAIN_STRING = re.compile(r'[^"\\\x00-\x1f\x7f]*')
 
 
-def _toml_key(name: str) -> str:
+@functools.cache
+def _toml_key(name: str) -> str:  # the same few keys, thousands of times (trusted files)
     return name if BARE_KEY_RE.fullmatch(name) else _toml_string(name)
 
 
 def _toml_inline(value: Any) -> str:
+    if type(value) is str:  # most values: every trusted file's URI and hash
+        return _toml_string(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -17,7 +17,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from golem_graphene.errors import ImageFormatError
@@ -54,9 +54,11 @@ class RootEntry:
 
 @dataclass(frozen=True, slots=True)
 class RootIndex:
-    """A root's entries, sorted by path."""
+    """A root's entries, sorted by path; ``raw`` is the form it was read from, if any (what
+    :meth:`to_bytes` gives again without writing it anew)."""
 
     entries: tuple[RootEntry, ...]
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     def files(self) -> Iterator[RootEntry]:
         """The regular files, in path order."""
@@ -71,6 +73,8 @@ class RootIndex:
 
     def to_bytes(self) -> bytes:
         """Canonical JSON: sorted keys, no spaces, one entry per line (readable diffs)."""
+        if self.raw is not None:
+            return self.raw
         lines = [json.dumps({"format": INDEX_FORMAT}, sort_keys=True, separators=(",", ":"))]
         lines += [
             json.dumps(e.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -82,17 +86,25 @@ class RootIndex:
     def from_bytes(cls, data: bytes) -> RootIndex:
         """Read :meth:`to_bytes`' form; raises :class:`ImageFormatError` for anything else."""
         try:
-            lines = data.decode("utf-8").splitlines()
-            header = json.loads(lines[0]) if lines else None
-            if header != {"format": INDEX_FORMAT}:
+            header, _, body = data.partition(b"\n")
+            if json.loads(header) != {"format": INDEX_FORMAT}:
                 raise ValueError("unknown index format")
-            return cls(tuple(_entry(json.loads(line)) for line in lines[1:]))
+            # One parse of all entries (one JSON object per line) instead of one per line.
+            objects = json.loads(b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]")
+            index = cls(tuple(_entry(obj) for obj in objects), raw=data)
         except (ValueError, KeyError, TypeError) as exc:
             raise ImageFormatError(f"the root index is damaged: {exc}") from None
+        if index.entries != tuple(sorted(index.entries, key=_order)):
+            raise ImageFormatError("the root index is damaged: its entries are not in order")
+        return index
 
     @classmethod
     def of(cls, entries: list[RootEntry]) -> RootIndex:
-        return cls(tuple(sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape"))))
+        return cls(tuple(sorted(entries, key=_order)))
+
+
+def _order(entry: RootEntry) -> bytes:
+    return entry.path.encode("utf-8", "surrogateescape")
 
 
 def _entry(obj: dict[str, object]) -> RootEntry:
