@@ -35,8 +35,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
-
+from golem_graphene._logging import LazyLogger
 from golem_graphene.errors import (
     ImageFormatError,
     ImageLimitError,
@@ -48,7 +47,7 @@ from golem_graphene.images.source import ImageSource, LayerStream
 
 __all__ = ["FlattenReport", "flatten", "remove_tree"]
 
-_log = structlog.get_logger(__name__)
+_log = LazyLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"

@@ -24,8 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-import structlog
-
+from golem_graphene._logging import LazyLogger
 from golem_graphene.errors import (
     ImageDigestError,
     ImageFormatError,
@@ -47,7 +46,7 @@ from golem_graphene.images.reference import ImageReference, parse_reference
 
 __all__ = ["ImageSource", "LayerInfo", "LayerStream", "RuntimeConfig", "open_image"]
 
-_log = structlog.get_logger(__name__)
+_log = LazyLogger(__name__)
 
 PLATFORM_OS = "linux"
 PLATFORM_ARCHITECTURE = "amd64"

@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from golem_graphene import limits
+from golem_graphene._logging import LazyLogger
 from golem_graphene.errors import ImageFormatError
 from golem_graphene.images.flattening import flatten, remove_tree
 from golem_graphene.images.reference import DIGEST_PATTERN
@@ -31,7 +30,7 @@ from golem_graphene.images.source import ImageSource
 
 __all__ = ["ImageStore", "StoredRoot"]
 
-_log = structlog.get_logger(__name__)
+_log = LazyLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
