@@ -449,7 +449,10 @@ class _Flattener:
                 return
             # A whiteout hides lower layers only: of a folder this layer also wrote (or wrote
             # under), only what lower layers put in it goes; a non-folder of this layer stays.
-            st = os.stat(victim, dir_fd=folder, follow_symlinks=False)
+            try:
+                st = os.stat(victim, dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                return  # this layer's entry was dropped (a device or FIFO): nothing to hide
             if stat.S_ISDIR(st.st_mode):
                 victim_fd = os.open(victim, _DIR_FLAGS, dir_fd=folder)
                 try:

@@ -262,6 +262,14 @@ def test_device_nodes_and_fifos_are_dropped_and_reported(work: Work) -> None:
     assert report.dropped == ("dev/null", "dev/sda", "pipe")
 
 
+def test_a_whiteout_of_a_dropped_entry_of_the_same_layer_is_moot(work: Work) -> None:
+    """Found by the entry fuzzer: a layer writes ``a``, replaces it by a FIFO (dropped) and
+    whites it out, all in one layer."""
+    root, report = work.flatten([file("a", b"x"), Entry("a", "fifo"), file(".wh.a", b"")])
+    assert sorted(tree(root)) == []
+    assert report.dropped == ("a",)
+
+
 # --- refusals -----------------------------------------------------------------------------------
 
 
