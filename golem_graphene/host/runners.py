@@ -18,7 +18,6 @@ which task it serves, so an enclave can be started ahead of its task (a *standby
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -148,8 +147,11 @@ class EnclaveProcess:
         """Wait for exit; returns the exit status (negative: killed by that signal)."""
         code = await self._proc.wait()
         if self._watchdog is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            # asyncio.wait, not ``await``: the watchdog's own end (it may have been cancelled)
+            # is not raised here, while a cancellation of the caller still is. Suppressing
+            # CancelledError around ``await self._watchdog`` also swallowed the caller's own
+            # cancel, and a cancelled task then went on (and waited for ever).
+            await asyncio.wait([self._watchdog])
         for item in self._cleanup:
             if hasattr(item, "aclose"):  # without blocking the event loop
                 await item.aclose()

@@ -445,8 +445,7 @@ class TaskEngine:
             # launch folder): let that finish rather than interrupt it.
             if not task.terminal:
                 running.driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running.driver
+            await asyncio.wait([running.driver])  # its outcome is the driver's; ours may raise
         if not task.terminal:
             await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
             log.info("task cancelled", task_id=task.task_id)
@@ -506,8 +505,7 @@ class TaskEngine:
             task = self.store.get(task_id)
             if task is None or not task.terminal:  # an ended task is only reclaiming
                 running.driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running.driver
+            await asyncio.wait([running.driver])
             self._running.pop(task_id, None)
         self._remover.shutdown(wait=True)
 
