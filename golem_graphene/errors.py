@@ -38,7 +38,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
             NotFoundError
             ProviderWords  (requestor.channel)
                 ChannelError  (requestor.channel)
-                ProviderTaskError  (requestor.client)
+                ProviderTaskError  (requestor.outcomes)
             SpecConflictError  (provider.engine)
             StepError  (runtime.session)
             TransitionError
@@ -62,7 +62,7 @@ The whole tree (classes defined elsewhere name their module; catch the family yo
                     ReceiptSignatureError  (sealing.receipt_document)
                 ReceiptFormatError  (sealing.receipt_document)
             UnsupportedRecipientError
-        TaskStepError  (requestor.client)
+        TaskStepError  (requestor.outcomes)
         UsageError
         VerificationError
             BindingError  (protocol.binding)

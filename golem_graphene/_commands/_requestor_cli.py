@@ -21,8 +21,8 @@ from golem_graphene._cli import run_interruptible
 from golem_graphene._internal.text import escape, provider_says, quoted
 from golem_graphene.errors import Error, UsageError
 from golem_graphene.protocol.messages import TaskEvent
-from golem_graphene.requestor.client import LocalProgress, TaskResult, TaskStepError, own_words
 from golem_graphene.requestor.deadlines import STEPS, Deadlines, parse_rate
+from golem_graphene.requestor.outcomes import LocalProgress, TaskResult, TaskStepError, own_words
 from golem_graphene.sealing.keys import X25519Identity, load_identities
 
 __all__ = [

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -32,15 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final, Literal, cast
+from typing import Any, BinaryIO, Final, cast
 
 import structlog
 
 from golem_graphene._internal.staging import StagingArea
-from golem_graphene._internal.text import provider_says
 from golem_graphene.attestation.policy import AllOf
 from golem_graphene.attestation.quote import Quote
-from golem_graphene.attestation.verifier import QuoteVerifier, VerifiedQuote
+from golem_graphene.attestation.verifier import QuoteVerifier
 from golem_graphene.errors import Error, ProtocolError, UntrustedRootError, UsageError
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
 from golem_graphene.protocol.messages import Evidence, TaskEvent
@@ -50,7 +48,6 @@ from golem_graphene.requestor.channel import (
     Channel,
     HttpChannel,
     OutputStreams,
-    ProviderWords,
     TaskRef,
 )
 from golem_graphene.requestor.deadlines import (
@@ -58,6 +55,16 @@ from golem_graphene.requestor.deadlines import (
     Deadlines,
     RateGuard,
     within,
+)
+from golem_graphene.requestor.local_checks import check_out_dir as check_out_folder
+from golem_graphene.requestor.local_checks import readable_file, staging_beside
+from golem_graphene.requestor.outcomes import (
+    AttestedTask,
+    LocalProgress,
+    ProgressCallback,
+    ProviderTaskError,
+    TaskResult,
+    TaskStepError,
 )
 from golem_graphene.requestor.policy import RequestorPolicy
 from golem_graphene.requestor.record import TaskRecord
@@ -71,14 +78,13 @@ from golem_graphene.sealing.input_manifest import (
     hash_file,
     seal_manifest,
 )
-from golem_graphene.sealing.keys import X25519Identity, X25519Recipient
+from golem_graphene.sealing.keys import X25519Identity
 from golem_graphene.sealing.receipt import (
     OutputCheck,
     OutputEntry,
     ReceiptBundle,
     ReceiptCheckError,
     ReceiptOutputError,
-    VerifiedReceipt,
     check_receipt,
 )
 
@@ -110,111 +116,6 @@ a provider that does not answer cannot hold the requestor."""
 INPUT_MANIFEST_FILE: Final = ".input-manifest.json"
 """Beside ``receipt.json`` in the output folder: the input manifest that was sealed to the
 enclave (RFC 8785 JSON), whose SHA-256 the receipt carries; ``verify-receipt`` checks it."""
-
-Phase = Literal["measure", "created", "upload", "download"]
-
-
-@dataclass(frozen=True)
-class LocalProgress:
-    """The requestor's own progress, in its own words (never the provider's).
-
-    ``phase``: ``measure`` (the spec's image, measured here, gave the expected measurement
-    ``detail`` for runner ``name``), ``created`` (the provider created task ``name``),
-    ``upload`` (input ``name``), ``download`` (output ``name``, or ``receipt.json``).
-    ``done``/``total`` are bytes (plaintext for uploads, ciphertext for downloads), ``elapsed``
-    the seconds since the phase began, so a rate is ``done / elapsed`` of this phase alone.
-    """
-
-    phase: Phase
-    name: str
-    done: int = 0
-    total: int | None = None
-    elapsed: float = 0.0
-    finished: bool = False
-    detail: str = ""
-
-
-ProgressCallback = Callable[[LocalProgress], None]
-
-
-class ProviderTaskError(ProviderWords):
-    """The task failed or was cancelled on the provider. ``code`` is the failure's own code
-    from the provider's event (the agent's ``input_sha256``, ``output_symlink``, the provider's
-    ``task_timeout``, ...), else ``task_failed`` or ``task_cancelled``; ``provider_text`` is the
-    event's message (the provider's words, untrusted)."""
-
-    code = "task_failed"
-
-    @classmethod
-    def from_event(cls, event: TaskEvent, where: str = "on the provider") -> ProviderTaskError:
-        state = event.state.value
-        error = cls(f"the task {state} {where}".strip(), provider_text=event.message)
-        if event.code is not None:
-            error.code = event.code
-        elif state == "cancelled":
-            error.code = "task_cancelled"
-        return error
-
-
-class TaskStepError(Error):
-    """A step of the task flow failed; ``step`` names it and ``cause`` is the precise error.
-
-    ``provider_text`` is the provider's own words about it, if any (untrusted, shown escaped
-    by :meth:`describe`); :meth:`describe_own` leaves them out (for a verdict line).
-    """
-
-    def __init__(self, step: str, cause: Error) -> None:
-        self.step = step
-        self.cause = cause
-        self.code = cause.code
-        self.provider_text: str | None = getattr(cause, "provider_text", None)
-        super().__init__(f"{step}: {own_words(cause)}")
-        if hasattr(cause, "established"):
-            self.established = cause.established
-
-    def describe_own(self) -> str:
-        """Our words about the failure: the step and the cause, without the provider's."""
-        return super().describe()
-
-    def describe(self) -> str:
-        own = self.describe_own()
-        return f"{own}; {provider_says(self.provider_text)}" if self.provider_text else own
-
-
-def own_words(error: Error) -> str:
-    """What ``error`` says in our own words (without any provider's text it carries)."""
-    describe_own = getattr(error, "describe_own", None)
-    return str(describe_own()) if callable(describe_own) else error.describe()
-
-
-@dataclass(frozen=True)
-class AttestedTask:
-    """A task whose enclave quote verified and bound this task's transcript."""
-
-    ref: TaskRef
-    spec: TaskSpec
-    spec_dir: Path
-    nonce: bytes
-    transcript: Transcript
-    evidence: Evidence
-    verified: VerifiedQuote
-
-    @property
-    def enclave_recipient(self) -> X25519Recipient:
-        return X25519Recipient.from_public_bytes(self.transcript.enclave_key)
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """A finished, verified task: where its outputs and receipt are."""
-
-    task_id: str
-    out_dir: Path
-    outputs: dict[str, Path]
-    receipt_path: Path
-    receipt: VerifiedReceipt
-    exit_status: int
-    verified: VerifiedQuote
 
 
 @dataclass
@@ -482,7 +383,7 @@ class Requestor:
             if spec_input.required and spec_input.name not in given | staged:
                 raise UsageError(f"the spec requires the input {spec_input.name!r}; give it")
         for name, path in sorted(given.items()):
-            size = _readable_file(path, f"input {name!r}")
+            size = readable_file(path, f"input {name!r}")
             limit = parsed.input(name).max_size  # type: ignore[union-attr]
             if size is not None and size > limit:
                 raise UsageError(
@@ -491,15 +392,15 @@ class Requestor:
                     found=size,
                 )
         for name, path in sorted(staged.items()):
-            _readable_file(path, f"prestaged input {name!r}")
-        _check_out_dir(Path(out_dir))
+            readable_file(path, f"prestaged input {name!r}")
+        check_out_folder(Path(out_dir))
         return spec_file, parsed
 
     @staticmethod
     def check_out_dir(out_dir: str | Path) -> None:
         """``out_dir`` must be absent or an empty folder whose parent can be created; raises
         :class:`UsageError`."""
-        _check_out_dir(Path(out_dir))
+        check_out_folder(Path(out_dir))
 
     async def _prepare(
         self,
@@ -511,7 +412,7 @@ class Requestor:
     ) -> _Plan:
         spec_file, parsed = self.check_local(spec, inputs, out_dir, prestaged=prestaged)
         out = Path(out_dir)
-        staging = _staging_beside(out)
+        staging = staging_beside(out)
         try:
             # The measurement the enclave must have, when nothing pins it: computed here from the
             # spec's image, before the provider is contacted (for the runner it most likely names).
@@ -978,8 +879,8 @@ class Requestor:
         own = staging is None
         try:
             if staging is None:
-                _check_out_dir(out)
-                staging = _staging_beside(out)
+                check_out_folder(out)
+                staging = staging_beside(out)
             manifest = input_manifest or self._manifests.get(task.ref.task_id)
             work = Path(tempfile.mkdtemp(prefix="fetch-", dir=staging.path))
             return await within(
@@ -1038,7 +939,7 @@ class Requestor:
         os.replace(receipt_file, plain / "receipt.json")
         os.replace(sealed, plain / ".sealed")
         if out.exists():
-            _check_out_dir(out)
+            check_out_folder(out)
             out.rmdir()
         os.rename(plain, out)
         return TaskResult(
@@ -1183,7 +1084,7 @@ class Requestor:
                     "the task's inputs were never sent completely: there is nothing to fetch"
                 )
             out = Path(out_dir)
-            _check_out_dir(out)
+            check_out_folder(out)
         except Error as exc:
             raise TaskStepError("prepare", exc) from exc
         ref = TaskRef(record.task_id.hex(), record.capability_token)
@@ -1237,57 +1138,6 @@ def _retriable(failure: BaseException) -> bool:
     return not isinstance(cause, ReceiptCheckError | UsageError) and not getattr(
         cause, "code", ""
     ).startswith("receipt_")
-
-
-def _readable_file(path: Path, what: str) -> int | None:
-    """The size of a file we can read (None when it is not a regular file, e.g. a pipe)."""
-    try:
-        # Non-blocking: opening a FIFO must not wait for a writer. A folder: EISDIR.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} at {str(path)!r}: {exc.strerror or exc}") from exc
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"cannot read {what} at {str(path)!r}: Is a directory")
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
-
-
-def _staging_beside(out: Path) -> StagingArea:
-    """A private staging folder beside ``out`` (its parent created); :class:`UsageError` when
-    that folder cannot be written."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return StagingArea(out.parent)
-    except OSError as exc:
-        raise UsageError(f"cannot write into {str(out.parent)!r}: {exc.strerror or exc}") from exc
-
-
-def _check_out_dir(out: Path) -> None:
-    """``out`` must be absent or an empty folder (outputs arrive all together, or not)."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UsageError(f"the output folder {str(out)!r} exists and is not a folder")
-    if out.is_dir():
-        try:
-            empty = not any(out.iterdir())
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the output folder {str(out)!r}: {exc.strerror or exc}"
-            ) from exc
-        if not empty:
-            raise UsageError(f"the output folder {str(out)!r} is not empty")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    try:  # a real attempt: permission bits say nothing for root, or for /proc
-        os.rmdir(tempfile.mkdtemp(prefix=".golem-graphene-probe-", dir=parent))
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create the output folder {str(out)!r}: {str(parent)!r} is not "
-            f"writable ({exc.strerror or exc})"
-        ) from None
 
 
 class _PipeWriter:
