@@ -109,7 +109,8 @@ class EnclaveProcess:
 
     async def _watch(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._proc.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._proc.wait()
         except TimeoutError:
             self._killed_for_timeout = True
             self.kill()

@@ -324,7 +324,8 @@ async def _supervise(
         on_start.set_result(proc.pid)
     timed_out = False
     try:
-        await asyncio.wait_for(proc.wait(), timeout=plan.limits.wall_seconds)
+        async with asyncio.timeout(plan.limits.wall_seconds):
+            await proc.wait()
     except TimeoutError:
         timed_out = True
         kill_session(proc.pid)

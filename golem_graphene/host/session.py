@@ -155,7 +155,8 @@ class EnclaveSession:
     async def _next_event(self, timeout: float | None = None) -> AgentEvent | None:
         """The agent's next event (None once it closed its output), within ``timeout``."""
         try:
-            line = await asyncio.wait_for(self.process.read_frame(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await self.process.read_frame()
         except TimeoutError:
             raise RunnerError(
                 "the enclave did not answer in time", expected=f"<= {timeout:g} s"
@@ -165,7 +166,8 @@ class EnclaveSession:
     async def _gone(self, default: str) -> NoReturn:
         """The agent closed its output early: say why, with Gramine's own error if it left one."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), 5)
+            async with asyncio.timeout(5):
+                await self.process.wait()
         if self.process.timed_out:
             raise RunnerError("the enclave was killed at its time limit")
         reason = self.process.failure_reason()
@@ -284,7 +286,8 @@ class EnclaveSession:
         if self.outcome is None or self.evidence is None:
             raise RunnerError("outputs are collected after outputs_sealed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), KILL_WAIT_SECONDS)
+            async with asyncio.timeout(KILL_WAIT_SECONDS):
+                await self.process.wait()
         if self.process.timed_out:
             raise RunnerError("the enclave was killed at its time limit")
         sealed = self.io_dir / "outputs"
@@ -338,7 +341,11 @@ class EnclaveSession:
         """
         self.process.kill()
         with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.wait_for(self.process.wait(), KILL_WAIT_SECONDS))
+            await asyncio.shield(self._reap())
+
+    async def _reap(self) -> None:
+        async with asyncio.timeout(KILL_WAIT_SECONDS):
+            await self.process.wait()
 
     def remove_files(self) -> None:
         """Remove the launch folder (blocking; call on a worker thread for large tasks)."""

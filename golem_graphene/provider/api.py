@@ -141,7 +141,7 @@ async def _json_body(request: web.Request) -> bytes:
     idle = _engine(request).config.limits.upload_idle_seconds
     data = bytearray()
     try:
-        while chunk := await asyncio.wait_for(request.content.read(limit + 1 - len(data)), idle):
+        while chunk := await _read_within(request, limit + 1 - len(data), idle):
             data += chunk
             if len(data) > limit:
                 raise LimitError(
@@ -159,6 +159,12 @@ async def _json_body(request: web.Request) -> bytes:
             expected=f"data at least every {idle:g} s (limits.upload_idle_seconds)",
         ) from None
     return bytes(data)
+
+
+async def _read_within(request: web.Request, size: int, seconds: float) -> bytes:
+    """Up to ``size`` bytes of the body as they arrive; ``TimeoutError`` after ``seconds``."""
+    async with asyncio.timeout(seconds):
+        return await request.content.read(size)
 
 
 # --- handlers ----------------------------------------------------------------------------------

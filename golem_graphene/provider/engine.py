@@ -276,7 +276,8 @@ class TaskEngine:
 
     async def _drive_with_deadline(self, task: Task) -> None:
         try:
-            await asyncio.wait_for(self._drive(task), timeout=self.config.limits.max_task_seconds)
+            async with asyncio.timeout(self.config.limits.max_task_seconds):
+                await self._drive(task)
         except TimeoutError:
             await self._fail(
                 task,

@@ -173,7 +173,8 @@ class TaskStore:
         async with log.changed:
             if len(log.items) <= seq:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(log.changed.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await log.changed.wait()
             return log.items[seq:]
 
     def load(self) -> list[Task]:

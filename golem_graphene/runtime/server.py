@@ -149,7 +149,8 @@ class RuntimeServer:
             self._outbox.put_nowait(None)
             self._closing = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 10)
+                async with asyncio.timeout(10):
+                    await writer
         return status
 
     async def _read_loop(self) -> int:

@@ -401,9 +401,8 @@ class ActivitySession:
         assert self._follower is not None and self._session is not None
         _, spec = self._image_and_spec()
         try:
-            await asyncio.wait_for(
-                asyncio.shield(self._follower), spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS
-            )
+            async with asyncio.timeout(spec.limits.wall_seconds + _SEALING_MARGIN_SECONDS):
+                await asyncio.shield(self._follower)
         except TimeoutError:
             raise RunnerError("the enclave did not finish within the task's time limit") from None
         outputs = self.volume / "outputs"

@@ -164,7 +164,8 @@ class WorkContext:
         """Run ``script``: resolve each command's future, or raise at the first failure."""
         commands = [s.command for s in script._scheduled]
         timeout = script.timeout.total_seconds() if script.timeout else None
-        results = await asyncio.wait_for(self._activity.execute(commands), timeout)
+        async with asyncio.timeout(timeout):
+            results = await self._activity.execute(commands)
         events: list[CommandExecuted] = []
         for scheduled, result in zip(script._scheduled, results, strict=False):
             event = CommandExecuted(

@@ -25,6 +25,7 @@ from golem_graphene.protocol.agent import (
     Failed,
     OutputsSealed,
     Progress,
+    Ready,
     Running,
     Sealing,
     encode,
@@ -50,6 +51,45 @@ async def attested(tmp_path: Path, script: Script | None = None) -> EnclaveSessi
     await session.wait_ready()
     await session.attest(*new_task_args())
     return session
+
+
+# --- cancellation ------------------------------------------------------------------------------
+
+
+class _FrameAtOnce:
+    """An enclave whose next frame arrives in the same loop turn as its caller's cancel."""
+
+    def __init__(self) -> None:
+        self.frame: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def read_frame(self) -> bytes:
+        return await self.frame
+
+
+async def test_a_cancel_arriving_with_the_agents_frame_is_not_swallowed(tmp_path: Path) -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the inner result when it finished in the same
+    turn as the cancel (cpython gh-86296); a DELETE arriving as the evidence did then left the
+    task driver waiting for inputs for ever. The session must raise the cancel."""
+    process = _FrameAtOnce()
+    session = EnclaveSession(cast(Any, process), cast(Any, None), tmp_path)
+    waiting = asyncio.create_task(session.wait_ready())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    process.frame.set_result(encode(Ready(agent="scripted/1")))
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+def test_the_package_never_uses_asyncio_wait_for() -> None:
+    """``asyncio.timeout`` instead: see the test above (a swallowed cancel hangs a task)."""
+    package = Path(__file__).resolve().parents[3] / "golem_graphene"
+    users = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "asyncio.wait_for(" in path.read_text()
+    ]
+    assert users == []
 
 
 # --- ready and attest ---------------------------------------------------------------------------
