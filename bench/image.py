@@ -25,7 +25,11 @@ Two targets (issue 13, Performance):
 2. A second build of the same digest (the root cached in the store) takes <= 100 ms:
    ``golem-graphene build SPEC -o OUT --force --key K`` (whole process) and
    :func:`build_image` (in-process) with the warm store, beside ``golem-graphene measure``
-   warm (both ways) and ``golem-graphene --version`` (the interpreter's start-up floor).
+   warm (both ways) and ``golem-graphene --version`` (the interpreter's start-up floor). An
+   unchanged build copies the image folder the first one kept in the store
+   (``golem_graphene/host/build_cache.py``); shown beside it, not part of the target, a build
+   of an edited spec (a new comment each run: the root is cached, the folder is planned,
+   rendered and signed again), whole process and in-process.
 
 The three sides of the first case run interleaved, one of each per repetition after one
 warm-up each (blobs in the page cache, bytecode written), so all see the same load; the cached
@@ -480,6 +484,14 @@ def cached_build(
     cache = work / "warm-cache"
     store = ImageStore(cache / "golem-graphene" / "images")
     spec = write_spec(work / "spec", image)
+    edited = write_spec(work / "edited-spec", image)
+    edits = iter(range(1_000_000))
+
+    def edit() -> Path:
+        with open(edited / "task.toml", "a") as f:
+            f.write(f"# edit {next(edits)}\n")
+        return edited
+
     key = work / "enclave-key.pem"
     load_or_create_signing_key(key)
     out = work / "built"
@@ -491,6 +503,12 @@ def cached_build(
         )[0],
         "build_image() (in-process)": lambda: timed(
             lambda: build_image(spec, out, key_path=key, store=store, force=True)
+        ),
+        "edited spec: build (whole process)": lambda: run_timed(
+            [gg, "build", str(edit()), "-o", str(out), "--force", "--key", str(key)], env
+        )[0],
+        "edited spec: build_image() (in-process)": lambda: timed(
+            lambda: build_image(edit(), out, key_path=key, store=store, force=True, reuse=False)
         ),
         "measure (whole process)": lambda: run_timed([gg, "measure", reference, "--json"], env)[0],
         "measure() (in-process)": lambda: timed(lambda: measure(reference, store=store)),
@@ -601,7 +619,7 @@ def report(args: argparse.Namespace, work: Path, gg: str) -> int:
         f"store: {cached['first_inprocess'] * 1000:.0f} ms)"
     )
     for name, seconds in cached["medians"].items():
-        print(f"   {name:<40} {ms(seconds)}")
+        print(f"   {name:<42} {ms(seconds)}")
     whole = cached["medians"]["build (whole process)"]
     inproc = cached["medians"]["build_image() (in-process)"]
     ok = whole * 1000 <= CACHED_MAX_MS

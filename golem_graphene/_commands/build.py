@@ -10,6 +10,7 @@ created only when asked, with --new-key.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -56,16 +57,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _key_path(args: argparse.Namespace) -> Path:
+    from golem_graphene.host.user_paths import default_signing_key_path
+
+    return Path(args.key) if args.key else default_signing_key_path()
+
+
 def _signing_key(args: argparse.Namespace) -> Path:
     """The key path; with ``--new-key`` a missing key is created (and announced)."""
     from golem_graphene.errors import UsageError
-    from golem_graphene.host.image import (
-        default_signing_key_path,
-        load_or_create_signing_key,
-        mrsigner_of,
-    )
 
-    path = Path(args.key) if args.key else default_signing_key_path()
+    path = _key_path(args)
     if path.exists():
         return path
     flag = f"--key {str(path)!r}" if args.key else f"the default key {str(path)!r}"
@@ -74,6 +76,8 @@ def _signing_key(args: argparse.Namespace) -> Path:
             f"{flag} does not exist; pass --new-key to create a new enclave signing key there "
             "(a new key gives your images a new MRSIGNER)"
         )
+    from golem_graphene.host.image import load_or_create_signing_key, mrsigner_of
+
     try:
         key = load_or_create_signing_key(path)
     except OSError as exc:
@@ -81,6 +85,13 @@ def _signing_key(args: argparse.Namespace) -> Path:
     mrsigner = mrsigner_of(key.public_key()).hex()
     sys.stderr.write(f"created a new enclave signing key {path} (MRSIGNER {mrsigner})\n")
     return path
+
+
+def _output(args: argparse.Namespace, spec_name: str) -> Path:
+    """The image folder (``-o``, else ``build/<spec name>``), checked before any work."""
+    out = Path(args.output) if args.output else Path("build") / spec_name
+    _check_output(out, args.force)
+    return out
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -102,23 +113,38 @@ def _check_output(out: Path, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the image; returns the exit status."""
+    """Build the image (or copy the one built before from the same inputs); returns the exit
+    status."""
     import json
 
-    from golem_graphene.host.image import build_image
-    from golem_graphene.protocol.spec import TaskSpec
+    from golem_graphene.host.build_cache import find_build
+    from golem_graphene.host.user_paths import default_image_store_folder, spec_file_of
+    from golem_graphene.images.store import ImageStore
 
     spec = Path(args.spec)
-    name = TaskSpec.from_path(spec).name
-    out = Path(args.output) if args.output else Path("build") / name
-    _check_output(out, args.force)
-    key = _signing_key(args)
-    image = build_image(spec, out, key_path=key, log_level=args.enclave_log_level, force=args.force)
-    info = dict(image.info)
-    info["directory"] = str(image.directory)
+    store = ImageStore(default_image_store_folder())
+    # Only the standard library so far: an unchanged build is copied without parsing anything.
+    cached = find_build(store, spec_file_of(spec), _key_path(args), args.enclave_log_level)
+    info: dict[str, Any] | None = None
+    if cached is not None:
+        out = _output(args, cached.spec_name)
+        with contextlib.suppress(OSError):  # the entry went meanwhile: build it again
+            info = cached.install(out)
+            info["directory"] = str(out.absolute())
+    if info is None:
+        from golem_graphene.host.image import build_image
+        from golem_graphene.protocol.spec import TaskSpec
+
+        out = _output(args, TaskSpec.from_path(spec).name)
+        key = _signing_key(args)
+        image = build_image(
+            spec, out, key_path=key, store=store, log_level=args.enclave_log_level, force=args.force
+        )
+        info = dict(image.info)
+        info["directory"] = str(image.directory)
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
-    sys.stderr.write(f"OK: built {image.directory}\n")
+    sys.stderr.write(f"OK: built {info['directory']}\n")
     for runner, value in info["mrenclave"].items():
         shown = value or "(not built here: needs gramine-sgx-sign on a Gramine host)"
         sys.stderr.write(f"  mrenclave[{runner}]: {shown}\n")

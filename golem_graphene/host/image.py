@@ -38,6 +38,7 @@ import golem_graphene
 from golem_graphene.errors import ConfigError, RunnerError
 from golem_graphene.gramine.manifest import Manifest
 from golem_graphene.gramine.sigstruct import Sigstruct
+from golem_graphene.host.build_cache import find_build, keep_build
 from golem_graphene.host.hermetic import (
     AGENT_NAME,
     IMAGE_LINK,
@@ -47,6 +48,11 @@ from golem_graphene.host.hermetic import (
     resolve_reference,
     shipped_agent,
     sim_mrenclave,
+)
+from golem_graphene.host.user_paths import (
+    default_image_store_folder,
+    default_signing_key_path,
+    spec_file_of,
 )
 from golem_graphene.images import ImageStore, RuntimeConfig, StoredRoot, open_image
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
@@ -74,12 +80,6 @@ MANIFEST_NAME = "agent.manifest"
 def mrsigner_of(key: rsa.RSAPublicKey) -> bytes:
     """SHA-256 of the 384-byte little-endian modulus (SGX's MRSIGNER)."""
     return hashlib.sha256(key.public_numbers().n.to_bytes(384, "little")).digest()
-
-
-def default_signing_key_path() -> Path:
-    """``$XDG_CONFIG_HOME/golem-graphene/enclave-key.pem`` (like Gramine's default key path)."""
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "golem-graphene" / "enclave-key.pem"
 
 
 def load_or_create_signing_key(path: Path) -> rsa.RSAPrivateKey:
@@ -198,12 +198,23 @@ class SimSignature:
 
 @dataclass(frozen=True)
 class EnclaveImage:
-    """A built image folder; load one with :meth:`load`."""
+    """A built image folder; load one with :meth:`load`.
+
+    ``_manifest`` None: read on first use (an image copied from the build cache, whose
+    manifest, thousands of trusted files, a runner may never need in this process).
+    """
 
     directory: Path
     info: dict[str, Any]
-    manifest: Manifest
+    _manifest: Manifest | None
     spec: TaskSpec
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            object.__setattr__(self, "_manifest", _read_manifest(self.directory))
+        assert self._manifest is not None
+        return self._manifest
 
     @classmethod
     def load(cls, directory: Path) -> EnclaveImage:
@@ -211,9 +222,9 @@ class EnclaveImage:
         directory = Path(directory)
         try:
             info = json.loads((directory / "image.json").read_text())
-            manifest = Manifest.from_path(directory / MANIFEST_NAME)
         except (OSError, ValueError) as exc:
             raise RunnerError(f"{directory} is not a golem-graphene enclave image: {exc}") from exc
+        manifest = _read_manifest(directory)
         if info.get("format") != IMAGE_FORMAT:
             raise RunnerError(
                 "unsupported image format (built by another version: build it again)",
@@ -241,15 +252,16 @@ class EnclaveImage:
         return SimSignature.from_json((self.directory / "sim.sig").read_text())
 
 
+def _read_manifest(directory: Path) -> Manifest:
+    try:
+        return Manifest.from_path(directory / MANIFEST_NAME)
+    except (OSError, ValueError) as exc:
+        raise RunnerError(f"{directory} is not a golem-graphene enclave image: {exc}") from exc
+
+
 def default_image_store() -> ImageStore:
     """The user's store of flattened image roots: ``$XDG_CACHE_HOME/golem-graphene/images``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return ImageStore(base / "golem-graphene" / "images")
-
-
-def spec_file_of(spec_path: Path) -> Path:
-    """``task.toml`` of a spec folder, or the file itself."""
-    return spec_path / "task.toml" if spec_path.is_dir() else spec_path
+    return ImageStore(default_image_store_folder())
 
 
 def stored_image(
@@ -273,22 +285,33 @@ def build_image(
     store: ImageStore | None = None,
     log_level: str = "error",
     force: bool = False,
+    reuse: bool = True,
 ) -> EnclaveImage:
     """Build the enclave image of the spec at ``spec_path`` into ``out_dir``.
 
     The spec's container image is flattened into ``store`` (the user's cache by default) once
-    per digest; the image folder links to that root. Raises :class:`ConfigError` for a bad spec
-    or an existing output without ``force``, the :class:`ImageError` family for a bad image,
-    and :class:`ManifestError`/:class:`RunnerError` when the manifest cannot be rendered.
+    per digest; the image folder links to that root. With ``reuse``, a folder built before from
+    the same inputs is copied from the store (:mod:`golem_graphene.host.build_cache`), and a new
+    one kept there. Raises :class:`ConfigError` for a bad spec or an existing output without
+    ``force``, the :class:`ImageError` family for a bad image, and
+    :class:`ManifestError`/:class:`RunnerError` when the manifest cannot be rendered.
     """
     spec_file = spec_file_of(Path(spec_path))
-    spec = TaskSpec.from_path(spec_file)
     # Absolute: the image's links must not dangle for a relative ``-o``.
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not force:
         raise ConfigError(f"{out_dir} exists; pass --force to replace it")
-    key = load_or_create_signing_key(key_path or default_signing_key_path())
-    stored, runtime = stored_image(spec, spec_file.parent, store or default_image_store())
+    key_path = key_path or default_signing_key_path()
+    store = store or default_image_store()
+    if reuse and (cached := find_build(store, spec_file, key_path, log_level)) is not None:
+        try:
+            info = cached.install(out_dir)
+            return EnclaveImage(out_dir, info, None, TaskSpec.from_path(out_dir / "task.toml"))
+        except OSError:
+            pass  # a damaged entry: build again
+    spec = TaskSpec.from_path(spec_file)
+    key = load_or_create_signing_key(key_path)
+    stored, runtime = stored_image(spec, spec_file.parent, store)
     plan = plan_enclave(spec, runtime, stored.index(), stored.path, log_level=log_level)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -305,7 +328,7 @@ def build_image(
         mrenclave = plan.sim_mrenclave
         sim_sig = SimSignature.sign(key, mrenclave, manifest)
         (image / "sim.sig").write_text(sim_sig.to_json())
-        sgx = _gramine_sign(image, work, key_path or default_signing_key_path())
+        sgx = _gramine_sign(image, work, key_path)
         info = {
             "format": IMAGE_FORMAT,
             "spec": spec.name,
@@ -330,6 +353,18 @@ def build_image(
         os.replace(image, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if reuse:
+        reference = resolve_reference(spec.enclave.reference(), spec_file.parent)
+        opened = Path(reference.path)  # what changes when the image is replaced:
+        source = opened / "index.json" if reference.transport == "oci" else opened
+        keep_build(
+            store,
+            out_dir,
+            spec_file=spec_file,
+            key_path=key_path,
+            log_level=log_level,
+            source=source,
+        )
     # What was just written, without parsing it back (thousands of trusted files).
     return EnclaveImage(out_dir, info, manifest, spec)
 

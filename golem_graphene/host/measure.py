@@ -17,7 +17,8 @@ from pathlib import Path
 
 from golem_graphene.errors import ConfigError, ImageDigestError
 from golem_graphene.host.hermetic import default_spec, plan_enclave, resolve_reference
-from golem_graphene.host.image import build_image, default_image_store, spec_file_of
+from golem_graphene.host.image import build_image, default_image_store
+from golem_graphene.host.user_paths import spec_file_of
 from golem_graphene.images import ImageReference, ImageStore, open_image, parse_reference
 from golem_graphene.protocol.spec import TaskSpec
 
@@ -114,6 +115,7 @@ def _gramine_sgx(
             key_path=Path(work) / "key.pem",
             store=store,
             log_level=log_level,
+            reuse=False,  # a throw-away key: nothing to reuse later
         )
         value = built.measurement("gramine-sgx")
     return (value.hex(), None) if value else (None, "gramine-sgx-sign gave no measurement")

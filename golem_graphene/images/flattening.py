@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from golem_graphene._logging import LazyLogger
 from golem_graphene.errors import (
@@ -43,7 +44,9 @@ from golem_graphene.errors import (
 )
 from golem_graphene.images.limits import ImageLimits
 from golem_graphene.images.root_index import RootEntry, RootIndex, hash_regular_file
-from golem_graphene.images.source import ImageSource, LayerStream
+
+if TYPE_CHECKING:  # only named here: the store imports this module without the OCI parsers
+    from golem_graphene.images.source import ImageSource, LayerStream
 
 __all__ = ["FlattenReport", "flatten", "remove_tree"]
 

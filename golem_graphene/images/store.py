@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from golem_graphene import limits
 from golem_graphene._logging import LazyLogger
@@ -26,7 +27,9 @@ from golem_graphene.errors import ImageFormatError
 from golem_graphene.images.flattening import flatten, remove_tree
 from golem_graphene.images.reference import DIGEST_PATTERN
 from golem_graphene.images.root_index import RootIndex
-from golem_graphene.images.source import ImageSource
+
+if TYPE_CHECKING:  # only named here: a cached build looks roots up without the OCI parsers
+    from golem_graphene.images.source import ImageSource
 
 __all__ = ["ImageStore", "StoredRoot"]
 

@@ -8,6 +8,7 @@ must be deliberate. Timings are measured by ``bench/cli.py``, never asserted in 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,3 +169,22 @@ def test_verify_quote_imports_no_network_or_logging_stack(gg: Cli, work: Path) -
     assert not any(m.startswith("golem_graphene.requestor.client") for m in modules)
     assert "golem_graphene.protocol.spec" not in modules
     assert "importlib.resources" not in modules  # the bundled root is read by its loader
+
+
+def test_an_unchanged_build_imports_no_parser_renderer_or_signer(gg: Cli, work: Path) -> None:
+    """Issue 13's cached rebuild: the image folder is copied from the store, so the second
+    ``build`` of the same spec, image and key needs none of pydantic, jinja2, cryptography or
+    the OCI and manifest code (and writes what the first one wrote)."""
+    spec = Path(__file__).resolve().parents[2] / "task_specs" / "csv-stats"
+    first = gg("build", spec, "-o", "image", "--new-key", "--json", timeout=300)
+    assert first.returncode == 0, first.stderr
+    modules = _modules(gg, work, "build", str(spec), "-o", "image", "--force", "--json")
+    again = json.loads((work / "image" / "image.json").read_text())
+    built = json.loads(first.stdout)
+    assert {k: v for k, v in again.items() if k != "built"} == {
+        k: v for k, v in built.items() if k not in ("built", "directory")
+    }
+    tops = {m.split(".")[0] for m in modules}
+    assert not tops & {"pydantic", "pydantic_core", "jinja2", "cryptography", "structlog"}
+    assert not {m for m in modules if m.startswith("golem_graphene.gramine")}
+    assert not modules & {"golem_graphene.host.image", "golem_graphene.images.source"}
