@@ -70,6 +70,52 @@ def test_the_same_spec_measures_the_same_in_other_folders_times_and_paths(tmp_pa
     assert first["sim"] == {"mrenclave": measure(spec=SPECS / "csv-stats").sim}
 
 
+def _other_host_python() -> str | None:
+    """Another build of this Python version than the one running the tests (Debian's
+    ``/usr/bin/python3`` beside a pyenv or venv interpreter); it can import the same wheels."""
+    ours = os.path.realpath(sys.executable)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (f"/usr/bin/{version}", f"/usr/local/bin/{version}", shutil.which(version)):
+        if candidate and os.path.isfile(candidate) and os.path.realpath(candidate) != ours:
+            return candidate
+    return None
+
+
+def test_another_host_python_measures_the_same(tmp_path: Path) -> None:
+    """The provider's Python (another patch release, another build, other paths) is not part
+    of the enclave: the same spec measures the same under either interpreter."""
+    other = _other_host_python()
+    if other is None:
+        pytest.skip("no second build of this Python version on this host")
+    import sysconfig
+
+    packages = sysconfig.get_paths()["purelib"]
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PYTHONPATH": f"{REPO}:{packages}",
+        "PYTHONNOUSERSITE": "1",
+    }
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from golem_graphene.host.measure import measure\n"
+        "print(json.dumps([sys.version, measure(spec=Path(sys.argv[1])).sim]))\n"
+    )
+    done = subprocess.run(
+        [other, "-c", script, str(SPECS / "csv-stats")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    version, sim = json.loads(done.stdout.splitlines()[-1])  # after the store's log lines
+    assert version != sys.version  # really another interpreter
+    assert sim == measure(spec=SPECS / "csv-stats").sim
+
+
 def test_a_providers_build_has_the_measured_mrenclave(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "provider-store")
     built = build_image(
