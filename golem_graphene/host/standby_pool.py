@@ -97,6 +97,10 @@ class StandbyPool:
         self._fill(key, image)
         return taken
 
+    async def forget(self, key: str) -> None:
+        """Image ``key`` is gone (its spec removed): discard its standby enclaves."""
+        await self._evict(key)
+
     async def _evict(self, key: str) -> None:
         """Forget image ``key``: discard its standby enclaves (ones still starting are
         discarded when they are ready)."""

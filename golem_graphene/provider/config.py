@@ -23,7 +23,8 @@ Example::
                                         #   container images (PUT /v1/specs/NAME); the provider
                                         #   then builds and runs their code (in its enclave)
     max_package_bytes = 1073741824      # one uploaded task package (spec and image)
-    max_requestor_specs = 64            # uploaded specs kept (data_dir/requestor-specs)
+    max_requestor_specs = 64            # uploaded specs kept (data_dir/requestor-specs); the
+                                        #   least recently used idle one makes room for a new one
 
     [limits]
     max_body_bytes = 65536              # JSON request bodies

@@ -157,9 +157,11 @@ class TaskEngine:
         The package is unpacked safely (:mod:`golem_graphene.host.task_package`), the spec must
         be called ``name``, ask for no network and open its image by the pinned digest; the
         same name with the same ``task.toml`` bytes is the same spec (not new), other bytes are
-        a :class:`SpecConflictError`. Raises :class:`PackageError`, :class:`ConfigError` (the
+        a :class:`SpecConflictError`. At ``images.max_requestor_specs`` the least recently used
+        uploaded spec that no unfinished task uses makes room (its folder, built image and
+        standby enclaves go). Raises :class:`PackageError`, :class:`ConfigError` (the
         :class:`ImageError` family for a bad image), :class:`ProtocolError` and
-        :class:`LimitError` (``images.max_requestor_specs``).
+        :class:`LimitError` (every kept spec is in use).
         """
         lock = self._spec_locks.setdefault(name, asyncio.Lock())
         async with lock:
@@ -183,6 +185,7 @@ class TaskEngine:
                 with contextlib.suppress(NotFoundError):
                     existing = spec_digest(self.spec_path(name))
                     if existing == digest:
+                        self._mark_used(name)
                         return digest, False
                     raise SpecConflictError(
                         f"the provider has another spec called {name!r} (name yours apart)",
@@ -191,34 +194,70 @@ class TaskEngine:
                     )
                 if spec.network:
                     raise ConfigError("an uploaded spec may not ask for network access")
-                self._check_spec_count(root)
+                self._make_room_for_a_spec(root, remove=False)
                 # Built now, from the staged folder: a bad image is refused here, not at the
                 # first task (the image is opened by the spec's pinned digest).
                 await self.image_for(name, digest, spec=spec_file)
                 # Counted again and moved in without a pause: uploads of other names may have
                 # finished while this image built.
-                self._check_spec_count(root)
+                removed = self._make_room_for_a_spec(root, remove=True)
                 final = root / name
                 if final.exists():  # a folder without its task.toml: nothing anyone uses
                     shutil.rmtree(final)
                 os.rename(staged, final)
                 log.info("requestor spec added", spec=name, sha256=digest)
+                for key, trash in removed:
+                    await self._forget_image(key, trash)
                 return digest, True
             finally:
                 if staged.exists():
                     await asyncio.to_thread(shutil.rmtree, staged, True)
 
-    def _check_spec_count(self, root: Path) -> None:
-        kept = sum(1 for p in root.iterdir() if not p.name.startswith("."))
+    def _make_room_for_a_spec(self, root: Path, *, remove: bool) -> list[tuple[str, Path]]:
+        """Room for one more uploaded spec under ``images.max_requestor_specs``: the least
+        recently used specs no unfinished task uses make it (with ``remove``, their folders are
+        moved aside now, without a pause, so no task can be created on them; returns their
+        image keys and where they went). Raises :class:`LimitError` when every one is in use.
+        """
+        kept = [p for p in root.iterdir() if not p.name.startswith(".")]
         bound = self.config.images.max_requestor_specs
-        if kept >= bound:
+        if len(kept) < bound:
+            return []
+        busy = {task.spec_name for task in self.store.all() if not task.terminal}
+        idle = sorted((p for p in kept if p.name not in busy), key=lambda p: p.stat().st_mtime)
+        victims = idle[: len(kept) - bound + 1]
+        if len(kept) - len(victims) >= bound:
             raise LimitError(
                 "too_many_specs",
-                "the provider keeps as many uploaded specs as it allows",
+                "the provider keeps as many uploaded specs as it allows, each in use by an "
+                "unfinished task",
                 status=429,
                 expected=f"<= {bound} specs (images.max_requestor_specs)",
-                found=kept,
+                found=len(kept),
             )
+        if not remove:
+            return []
+        removed = []
+        for folder in victims:
+            key = image_key(folder.name, spec_digest(folder / "task.toml"))
+            # Named like an unfinished upload, so a crash before its removal is cleaned at start.
+            trash = Path(tempfile.mkdtemp(prefix=".upload-removed-", dir=root))
+            os.rename(folder, trash / folder.name)
+            removed.append((key, trash))
+            log.info("requestor spec removed", spec=folder.name, reason="least recently used")
+        return removed
+
+    async def _forget_image(self, key: str, trash: Path) -> None:
+        """Drop a removed spec's built image and standby enclaves, and its moved folder."""
+        self._images.pop(key, None)
+        await self.pool.forget(key)
+        await asyncio.to_thread(shutil.rmtree, self.data_dir / "images" / key, True)
+        await asyncio.to_thread(shutil.rmtree, trash, True)
+
+    def _mark_used(self, name: str) -> None:
+        """An uploaded spec's folder time is its last use (the least recently used go first)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.requestor_specs_dir / name)
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -228,6 +267,8 @@ class TaskEngine:
         """Accept a task; returns it and its capability token (shown once, stored hashed)."""
         path = self.spec_path(spec_name)
         actual = spec_digest(path)
+        if path == self._uploaded_spec(spec_name):
+            self._mark_used(spec_name)
         if actual != spec_sha256.lower():
             raise ProtocolError(
                 "the spec differs from the provider's copy", expected=actual, found=spec_sha256

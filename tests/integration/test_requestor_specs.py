@@ -122,12 +122,39 @@ async def test_bounds_413_and_429(
         assert (status, answer["code"]) == (413, "package_too_large")
         assert "images.max_package_bytes" in answer["message"]
         assert kept(provider.data_dir) == []
+
+
+async def test_the_least_recently_used_idle_spec_makes_room(
+    start_provider: StartProvider, mine: Path, tmp_path: Path, identity: Identity
+) -> None:
+    """At ``images.max_requestor_specs`` an upload replaces the least recently used spec no
+    unfinished task uses (its built image goes too); with every spec in use it is a 429."""
     second = write_shell_spec(tmp_path / "second" / "second", shell_spec_text("second"))
-    async with start_provider(images={**ACCEPT, "max_requestor_specs": 1}) as provider:
-        assert (await put(provider.url, "mine", body))[0] == 201
-        status, answer = await put(provider.url, "second", package(second, tmp_path))
-        assert (status, answer["code"]) == (429, "too_many_specs")
-        assert kept(provider.data_dir) == ["mine"]
+    third = write_shell_spec(tmp_path / "third" / "third", shell_spec_text("third"))
+    async with start_provider(images={**ACCEPT, "max_requestor_specs": 2}) as provider:
+        images = provider.data_dir / "images"
+        assert (await put(provider.url, "mine", package(mine, tmp_path)))[0] == 201
+        assert (await put(provider.url, "second", package(second, tmp_path)))[0] == 201
+        policy = RequestorPolicy(trusted_simulation_roots=(provider.root_fingerprint,))
+        async with Requestor(
+            provider.url, identity=identity.key, token=REQUESTOR_TOKEN, policy=policy
+        ) as requestor:
+            # "mine" is used last (a task), so "second" is the least recently used.
+            task = await requestor.create(mine)
+            assert (await put(provider.url, "third", package(third, tmp_path)))[0] == 201
+            assert kept(provider.data_dir) == ["mine", "third"]
+            assert not [p for p in images.iterdir() if p.name.startswith("second-")]
+            # "mine" has an unfinished task: only "third" can go, and it is needed... by a task.
+            busy = await requestor.create(third)
+            status, answer = await put(provider.url, "second", package(second, tmp_path))
+            assert (status, answer["code"]) == (429, "too_many_specs")
+            assert "in use by an unfinished task" in answer["message"]
+            assert kept(provider.data_dir) == ["mine", "third"]
+            # Once the task ended, its spec may go.
+            await requestor.channel.delete(busy.ref)
+            assert (await put(provider.url, "second", package(second, tmp_path)))[0] == 201
+            assert kept(provider.data_dir) == ["mine", "second"]
+            await requestor.channel.delete(task.ref)
 
 
 async def test_hostile_packages_and_bad_images_are_typed_400s(
