@@ -85,6 +85,8 @@ class CachedBuild:
             image = work / "image"
             image.mkdir()
             for name in self.record["files"]:
+                if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+                    raise OSError(f"the build cache entry {self.entry} names a bad file")
                 shutil.copy2(self.entry / "image" / name, image / name)
             info = json.loads((image / "image.json").read_bytes())
             info["built"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -193,6 +193,16 @@ def test_a_damaged_entry_builds_again(setup: Setup, tmp_path: Path) -> None:
     (entry / "build.json").write_text("{not json")
     assert not setup.found()
     assert contents(setup.build(tmp_path / "third")) == contents(first)
+    # A record naming a file outside its entry copies nothing from there.
+    (entry,) = (setup.store.folder / "builds").iterdir()
+    record = json.loads((entry / "build.json").read_text())
+    (tmp_path / "outside").write_text("not an image file")
+    record["files"].append("../../../../outside")  # from the entry's image/: tmp_path/outside
+    (entry / "build.json").write_text(json.dumps(record))
+    fourth = setup.build(tmp_path / "fourth")
+    assert contents(fourth) == contents(first)
+    # ... where an unchecked copy from the staging folder beside "fourth" would have put it:
+    assert not (tmp_path.parent.parent / "outside").exists()
 
 
 def test_entries_are_bounded(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
