@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from golem_graphene._internal.tasks import settle
 from golem_graphene.attestation.collateral import QuoteCollateral
 from golem_graphene.errors import RunnerError
 from golem_graphene.gramine.manifest import Manifest
@@ -148,11 +149,9 @@ class EnclaveProcess:
         """Wait for exit; returns the exit status (negative: killed by that signal)."""
         code = await self._proc.wait()
         if self._watchdog is not None:
-            # asyncio.wait, not ``await``: the watchdog's own end (it may have been cancelled)
-            # is not raised here, while a cancellation of the caller still is. Suppressing
-            # CancelledError around ``await self._watchdog`` also swallowed the caller's own
-            # cancel, and a cancelled task then went on (and waited for ever).
-            await asyncio.wait([self._watchdog])
+            # The watchdog's own end (it may have been cancelled) is not raised here, while a
+            # cancellation of the caller still is.
+            await settle([self._watchdog])
         for item in self._cleanup:
             if hasattr(item, "aclose"):  # without blocking the event loop
                 await item.aclose()

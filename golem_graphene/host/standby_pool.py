@@ -15,13 +15,13 @@ only after it learns its task, so nothing is shared between tasks, and the reque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import shutil
 from pathlib import Path
 
 import structlog
 
+from golem_graphene._internal.tasks import settle
 from golem_graphene.host.image import EnclaveImage
 from golem_graphene.host.runners import EnclaveRunner
 from golem_graphene.host.session import LOG_NAME, EnclaveSession
@@ -154,9 +154,7 @@ class StandbyPool:
         self._closed = True
         for start in list(self._starts):
             start.cancel()
-        for start in list(self._starts):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await start
+        await settle(list(self._starts))
         for standbys in self._ready.values():
             for standby in standbys:
                 await _discard(standby)

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from golem_graphene._internal.files import write_atomic
+from golem_graphene._internal.tasks import settle
 from golem_graphene.errors import (
     ConfigError,
     Error,
@@ -487,7 +488,7 @@ class TaskEngine:
             # launch folder): let that finish rather than interrupt it.
             if not task.terminal:
                 running.driver.cancel()
-            await asyncio.wait([running.driver])  # its outcome is the driver's; ours may raise
+            await settle([running.driver])  # its outcome is the driver's; ours may raise
         if not task.terminal:
             await self.store.transition(task, TaskState.CANCELLED, message="cancelled")
             log.info("task cancelled", task_id=task.task_id)
@@ -547,7 +548,7 @@ class TaskEngine:
             task = self.store.get(task_id)
             if task is None or not task.terminal:  # an ended task is only reclaiming
                 running.driver.cancel()
-            await asyncio.wait([running.driver])
+            await settle([running.driver])
             self._running.pop(task_id, None)
         self._remover.shutdown(wait=True)
 

@@ -34,6 +34,7 @@ from typing import BinaryIO
 import structlog
 from google.protobuf.message import DecodeError
 
+from golem_graphene._internal.tasks import settle
 from golem_graphene.runtime.framing import FrameError, frame, read_frame
 from golem_graphene.runtime.proto import runtime_pb2 as pb
 from golem_graphene.runtime.session import ActivitySession, StepResult
@@ -272,9 +273,7 @@ class RuntimeServer:
         tasks = list(self._steps.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await settle(tasks)
 
 
 # --- stdio --------------------------------------------------------------------------------------

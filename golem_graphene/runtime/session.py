@@ -46,6 +46,7 @@ from typing import Any
 import structlog
 
 from golem_graphene._internal.files import write_atomic
+from golem_graphene._internal.tasks import settle
 from golem_graphene.errors import Error, ProtocolError, RunnerError
 from golem_graphene.host.image import EnclaveImage
 from golem_graphene.host.runners import EnclaveRunner
@@ -445,8 +446,7 @@ class ActivitySession:
         if follower is not None and not follower.done():
             follower.cancel()
         if follower is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await follower
+            await settle([follower])
         self._enclave_stopped()
         self._release_launch_dir()
         if state != self.state:

@@ -23,12 +23,12 @@ provider may do better). Works with yapapi's ``WorkContext`` and with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from golem_graphene._internal.tasks import settle
 from golem_graphene.errors import UsageError
 from golem_graphene.requestor.client import (
     EventCallback,
@@ -96,8 +96,7 @@ class ConfidentialTask:
         if get.done():
             return get.result()
         get.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await get
+        await settle([get])
         self._result = self._runner.result()  # raises the task's TaskStepError
         raise StopAsyncIteration
 
@@ -116,8 +115,7 @@ class ConfidentialTask:
             # The worker left early: end the task without running anything more.
             self._executor.close("the worker left the confidential task")
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            await settle([runner])
             if exc is None:
                 raise UsageError("the worker stopped yielding the confidential task's scripts")
             return

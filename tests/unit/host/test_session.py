@@ -81,13 +81,18 @@ async def test_a_cancel_arriving_with_the_agents_frame_is_not_swallowed(tmp_path
         await waiting
 
 
-def test_the_package_never_uses_asyncio_wait_for() -> None:
-    """``asyncio.timeout`` instead: see the test above (a swallowed cancel hangs a task)."""
+@pytest.mark.parametrize(
+    "construct",
+    # ``asyncio.timeout`` instead of the first (see the test above); ``settle`` instead of
+    # awaiting a stopped task under the second, which also swallows the caller's own cancel.
+    ["asyncio.wait_for(", "suppress(asyncio.CancelledError"],
+)
+def test_the_package_never_swallows_a_cancel(construct: str) -> None:
     package = Path(__file__).resolve().parents[3] / "golem_graphene"
     users = [
         str(path.relative_to(package))
         for path in package.rglob("*.py")
-        if "asyncio.wait_for(" in path.read_text()
+        if construct in path.read_text()
     ]
     assert users == []
 
