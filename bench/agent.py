@@ -56,6 +56,7 @@ def one_task(agent: Path, work: Path, size: int) -> dict[str, float]:
         "argv": ["/bin/sh", "-c", f"head -c {size} /dev/zero > outputs/out"],
         "args": [],
         "env": {},
+        "workdir": None,
         "inputs": [],
         "outputs": ["out"],
         "limits": {

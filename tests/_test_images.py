@@ -115,10 +115,12 @@ def shell_image(
     tools: tuple[str, ...] = SHELL_TOOLS,
     extra: dict[str, bytes] | None = None,
     name: str = "shell.tar",
+    config: dict[str, object] | None = None,
 ) -> str:
     """Write the shell image as ``folder/name``; returns its spec reference
     (``oci-archive:NAME@sha256:...``, relative to ``folder``). ``extra`` adds files (path ->
-    bytes, executable) in a second layer."""
+    bytes, executable) in a second layer, ``config`` replaces fields of the image config
+    (``{"WorkingDir": "/app"}``)."""
     layers = [_shell_layer(tools)]
     if extra:
         buffer = io.BytesIO()
@@ -135,7 +137,12 @@ def shell_image(
         layers,
         compression="none",
         tag=None,
-        runtime={"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "true"], "Env": ["PATH=/usr/bin:/bin"]},
+        runtime={
+            "Entrypoint": ["/bin/sh"],
+            "Cmd": ["-c", "true"],
+            "Env": ["PATH=/usr/bin:/bin"],
+            **(config or {}),
+        },
     )
     pack_oci_archive(layout, folder / name)
     shutil.rmtree(layout)

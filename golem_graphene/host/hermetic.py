@@ -20,8 +20,9 @@ entrypoint, Cmd's first word is the program. A program named without ``/`` is lo
 workload's ``PATH`` inside the root, symbolic links resolved inside the root, so the enclave
 starts a file the manifest lists. Env is the image's, then the spec's on top. User (``uid``,
 ``uid:gid``, or names from the root's ``/etc/passwd`` and ``/etc/group``) becomes Gramine's
-``loader.uid``/``loader.gid``. The working folder is always ``/workspace`` (the task's
-``inputs/`` and ``outputs/``): the image's WorkingDir is not applied.
+``loader.uid``/``loader.gid``. The workload starts in the spec's ``workdir``, else the image's
+WorkingDir (a folder of the image, links resolved inside it), else ``/workspace``, the task's
+own folder (``inputs/``, ``outputs/``; ``HOME``) wherever it starts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ ROOTFS_LINK = "rootfs"
 AGENT_NAME, WORKLOAD_NAME, INDEX_NAME = "agent", "workload.json", "rootfs.json"
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MAX_LINK_HOPS = 40
+WORKSPACE = "/workspace"
+"""The task's own folder in the enclave (a tmpfs: inputs, outputs; the workload's HOME)."""
 # The manifest always names Gramine's packaged path: a source build elsewhere would otherwise
 # change the sim measurement from host to host (gramine-sgx-sign needs this layout).
 _GRAMINE_LAYOUT = GramineInstall(Path(DEFAULT_GRAMINE_PKGLIBDIR), False, "stand-in")
@@ -190,6 +193,7 @@ def workload_json(spec: TaskSpec, runtime: RuntimeConfig, index: RootIndex) -> b
         "argv": argv,
         "args": args,
         "env": env,
+        "workdir": _working_folder(index, enclave.workdir, runtime.working_dir),
         "inputs": [
             {"name": i.name, "max_size": i.max_size, "required": i.required} for i in spec.inputs
         ],
@@ -203,6 +207,26 @@ def workload_json(spec: TaskSpec, runtime: RuntimeConfig, index: RootIndex) -> b
         },
     }
     return (json.dumps(workload, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode()
+
+
+def _working_folder(index: RootIndex, spec_dir: str | None, image_dir: str) -> str | None:
+    """Where the workload starts: a folder of the root (links resolved), or ``None`` for the
+    task's own folder (``WORKSPACE``: the spec said so, or the image names none)."""
+    chosen = spec_dir if spec_dir is not None else image_dir
+    if not chosen or posixpath.normpath(chosen) == WORKSPACE:
+        return None
+    origin = "the spec's workdir" if spec_dir is not None else "the image's WorkingDir"
+    if not chosen.startswith("/") or "\0" in chosen:
+        raise ConfigError(f"{origin} must be an absolute path", found=chosen[:200])
+    entries = {e.path: e for e in index.entries}
+    resolved = _resolve(entries, chosen)
+    if resolved is not None and (resolved == "/" or entries[resolved.lstrip("/")].kind == "dir"):
+        return resolved
+    raise ConfigError(
+        f"{origin} is not a folder of the image (the root is read-only: it cannot be made; "
+        f'set [enclave] workdir, or workdir = "{WORKSPACE}" for the task\'s folder)',
+        found=chosen[:200],
+    )
 
 
 def _environment(image_env: tuple[str, ...], spec_env: dict[str, str]) -> dict[str, str]:

@@ -73,13 +73,15 @@ class EnclaveSpec(_Model):
 
     ``image`` is an image reference (``oci:``, ``oci-archive:``, ``docker-archive:``) pinned by
     ``@sha256:``, its path relative to the spec's folder; the image's config gives the default
-    Entrypoint, Cmd and Env, which ``entrypoint``, ``args`` and ``env`` override.
+    Entrypoint, Cmd, Env and WorkingDir, which ``entrypoint``, ``args``, ``env`` and ``workdir``
+    override (``workdir = "/workspace"``: the task's own folder whatever the image says).
     """
 
     image: str
     entrypoint: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = Field(default=None, max_length=4096)
     enclave_size: Size = 1 << 30
     max_threads: int = Field(default=16, ge=1, le=1024)
     isvprodid: int = Field(default=0, ge=0, le=0xFFFF)
@@ -120,6 +122,13 @@ class EnclaveSpec(_Model):
     def _entrypoint(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is not None and (not value or not value[0]):
             raise ValueError("entrypoint must name a program (a non-empty list)")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\0" in value):
+            raise ValueError("workdir must be an absolute path in the image")
         return value
 
     def reference(self) -> ImageReference:

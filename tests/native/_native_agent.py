@@ -271,6 +271,7 @@ class Workload:
     argv: list[str]
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=lambda: ["*"])
     wall_ms: int = 20_000
@@ -285,6 +286,7 @@ class Workload:
             "argv": self.argv,
             "args": self.args,
             "env": self.env,
+            "workdir": self.workdir,
             "inputs": self.inputs,
             "outputs": self.outputs,
             "limits": {

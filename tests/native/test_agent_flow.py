@@ -52,8 +52,9 @@ def run_task(
     *,
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    name: str = "task",
 ) -> tuple[Conversation, list[dict[str, object]], int]:
-    conv = start_agent(workload)
+    conv = start_agent(workload, name=name)
     conv.to_evidence()
     conv.upload(files, args=args, env=env)
     events, code = conv.run()
@@ -307,6 +308,37 @@ def test_the_workload_sees_the_decrypted_inputs_only_in_its_workspace(
         "stdout.age",
     ]
     verify_bundle(conv, attestation)
+
+
+def test_the_workload_starts_in_its_working_folder(
+    start_agent: StartAgent, attestation: SimAttestation, tmp_path: Path
+) -> None:
+    """``workdir`` (the image's WorkingDir or the spec's): the workload starts there, its
+    task's files stay in the workspace (``HOME``); ``null`` is the workspace itself."""
+    folder = tmp_path / "app"
+    folder.mkdir()
+    script = 'pwd; echo "$HOME"; cat "$HOME/inputs/one"'
+    inputs = [{"name": "one", "max_size": 10, "required": True}]
+    for workdir, expected in ((str(folder), folder), (None, None)):
+        workload = shell(script, workdir=workdir, inputs=inputs)
+        conv, _events, code = run_task(
+            start_agent, workload, {"one": b"data"}, name=f"in-{bool(workdir)}"
+        )
+        assert code == 0, conv.agent.stderr()
+        verify_bundle(conv, attestation)
+        out = conv.dirs.io / "outputs" / "stdout.age"
+        decrypt_file(out, conv.dirs.root / "stdout", [conv.requestor.identity])
+        workspace = str(conv.dirs.workspace)
+        started = str(expected) if expected is not None else workspace
+        assert (conv.dirs.root / "stdout").read_text() == f"{started}\n{workspace}\ndata"
+
+
+def test_a_working_folder_that_is_missing_fails_the_start(start_agent: StartAgent) -> None:
+    workload = shell("true", workdir="/nonexistent/folder")
+    _conv, events, _code = run_task(start_agent, workload, {})
+    failed = [e for e in events if e["event"] == "failed"]
+    assert failed[0]["code"] == "workload_start", events
+    assert "entering its working folder /nonexistent/folder:" in str(failed[0]["message"])
 
 
 def test_an_empty_task_has_stdout_and_stderr_and_an_empty_input(

@@ -81,7 +81,7 @@ static const char *step_name(int step)
     case STEP_STDIO:
         return "redirecting the standard streams";
     case STEP_CHDIR:
-        return "entering the workspace";
+        return "entering its working folder";
     case STEP_LIMIT:
         return "setting a resource limit";
     default:
@@ -133,7 +133,7 @@ child(const struct workload *w, int workspace_fd, const struct run *r, char **ar
     if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(r->stdout_fd, 1) < 0 ||
         dup2(r->stderr_fd, 2) < 0)
         child_fail(status_fd, STEP_STDIO);
-    if (fchdir(workspace_fd) != 0)
+    if (w->workdir != NULL ? chdir(w->workdir) != 0 : fchdir(workspace_fd) != 0)
         child_fail(status_fd, STEP_CHDIR);
     /* Nothing of the agent's leaks into the workload (the status pipe closes on exec). */
     struct rlimit nofile;
@@ -240,8 +240,10 @@ bool runner_start(const struct workload *w, const struct manifest *m, const char
         int ignored;
         (void)waitpid(pid, &ignored, 0);
         r->pid = -1;
+        /* Name what the step was about: the folder it could not enter, else the program. */
+        const char *subject = ce.step == STEP_CHDIR && w->workdir != NULL ? w->workdir : argv[0];
         fail(err, FAIL_WORKLOAD_START, "the workload could not be started: %s %s: %s",
-             step_name(ce.step), argv[0], strerror(ce.error));
+             step_name(ce.step), subject, strerror(ce.error));
         goto out;
     }
     ok = true;

@@ -114,8 +114,8 @@ static bool parse_inputs(struct workload *w, const struct json_value *v, struct 
 
 bool workload_parse(struct workload *w, char *text, size_t len, struct failure *err)
 {
-    static const char *const keys[] = {"format", "argv", "args", "env", "inputs", "outputs",
-                                       "limits", NULL};
+    static const char *const keys[] = {"format", "argv", "args", "env", "workdir", "inputs",
+                                       "outputs", "limits", NULL};
     memset(w, 0, sizeof *w);
     w->text = text;
     const struct json_value *root = json_parse_document(
@@ -144,6 +144,12 @@ bool workload_parse(struct workload *w, char *text, size_t len, struct failure *
         if (!c_string(m->value))
             return bad(err, "environment values are strings without NUL");
         w->env[w->nenv++] = (struct env_entry){m->key, m->value->string};
+    }
+    const struct json_value *workdir = json_get(root, "workdir");
+    if (workdir->type != JSON_NULL) {
+        if (!c_string(workdir) || workdir->string[0] != '/')
+            return bad(err, "\"workdir\" must be null or an absolute path without NUL");
+        w->workdir = workdir->string;
     }
     if (!parse_inputs(w, json_get(root, "inputs"), err))
         return false;

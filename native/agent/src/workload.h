@@ -27,6 +27,7 @@ struct workload {
     size_t nargs;
     struct env_entry *env;
     size_t nenv;
+    const char *workdir; /* where the workload starts: a folder of the root; NULL: the workspace */
     struct input_decl *inputs;
     size_t ninputs;
     const char **outputs; /* patterns */

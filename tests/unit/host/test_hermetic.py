@@ -75,6 +75,7 @@ MERGED_USR = [
     f("usr/bin/notes.txt", 0o644),
     d("usr/local"),
     d("usr/local/bin"),
+    d("app"),
 ]
 """A merged-/usr root as Debian images have it: ``/bin -> usr/bin``."""
 
@@ -115,8 +116,7 @@ def test_without_overrides_the_image_config_decides() -> None:
     assert w["argv"] == ["/usr/bin/sh", "-c"]
     assert w["args"] == ["echo from the image"]
     assert w["env"] == {"PATH": "/usr/bin:/bin", "LANG": "C", "FROM_IMAGE": "1"}
-    # WorkingDir is not applied: the working folder is the agent's /workspace.
-    assert "/app" not in json.dumps(w)
+    assert w["workdir"] == "/app"  # the image's WorkingDir
     assert w["inputs"] == [{"name": "data.csv", "max_size": 1 << 20, "required": True}]
     assert w["outputs"] == ["out.json", "*.log"]
     assert w["format"] == 1
@@ -309,7 +309,7 @@ def test_every_part_of_the_root_and_spec_enters_the_measurement() -> None:
     assert len(set(values)) == len(values)
 
 
-def _config(working_dir: str = "", user: str = "") -> RuntimeConfig:
+def _config(working_dir: str = IMAGE_CONFIG.working_dir, user: str = "") -> RuntimeConfig:
     return RuntimeConfig(
         entrypoint=IMAGE_CONFIG.entrypoint,
         cmd=IMAGE_CONFIG.cmd,
@@ -319,11 +319,13 @@ def _config(working_dir: str = "", user: str = "") -> RuntimeConfig:
     )
 
 
-def test_workdir_does_not_enter_the_measurement_but_a_user_does() -> None:
-    """The working folder is always /workspace; the User runs the enclave (loader.uid/gid)."""
+def test_the_working_folder_and_the_user_enter_the_measurement() -> None:
+    """The workload starts in WorkingDir; the User runs the enclave (loader.uid/gid)."""
     base = plan_enclave(task_spec(), IMAGE_CONFIG, root(), NO_ROOT)
-    elsewhere = plan_enclave(task_spec(), _config(working_dir="/elsewhere"), root(), NO_ROOT)
-    assert elsewhere.sim_mrenclave == base.sim_mrenclave
+    elsewhere = plan_enclave(
+        task_spec(), _config(working_dir="/elsewhere"), root(d("elsewhere")), NO_ROOT
+    )
+    assert elsewhere.sim_mrenclave != base.sim_mrenclave
     as_root = plan_enclave(task_spec(), _config(user="0:0"), root(), NO_ROOT)
     assert as_root.sim_mrenclave == base.sim_mrenclave
     other = plan_enclave(task_spec(), _config(user="1000:1000"), root(), NO_ROOT)
@@ -549,3 +551,51 @@ def test_the_default_spec_runs_the_image_config() -> None:
     assert (spec.enclave.entrypoint, spec.enclave.args, spec.enclave.env) == (None, None, {})
     assert spec.inputs == ()
     assert spec.outputs.matches("anything.bin")
+
+
+# --- the working folder: the spec's workdir, else the image's WorkingDir, else /workspace ---------
+
+
+@pytest.mark.parametrize(
+    ("image_dir", "spec_dir", "expected"),
+    [
+        ("/app", None, "/app"),
+        ("/app/", None, "/app"),
+        ("", None, None),  # the image names none: the task's folder
+        ("/app", "/workspace", None),  # the spec asks for the task's folder
+        ("/workspace", None, None),
+        ("", "/app", "/app"),
+        ("/app", "/", "/"),
+        ("/srv", None, "/data/site"),  # a link, resolved inside the root
+        ("/app/../data", None, "/data"),
+    ],
+)
+def test_where_the_workload_starts(image_dir: str, spec_dir: str | None, expected: str) -> None:
+    index = root(d("data"), d("data/site"), ln("srv", "data/site"))
+    spec = task_spec(workdir=spec_dir) if spec_dir is not None else task_spec()
+    assert workload(spec, _config(working_dir=image_dir), index)["workdir"] == expected
+
+
+@pytest.mark.parametrize(
+    ("image_dir", "spec_dir", "message"),
+    [
+        ("/missing", None, "the image's WorkingDir is not a folder of the image"),
+        ("/etc/motd", None, "the image's WorkingDir is not a folder of the image"),
+        ("relative", None, "the image's WorkingDir must be an absolute path"),
+        ("/app", "/missing", "the spec's workdir is not a folder of the image"),
+    ],
+)
+def test_a_working_folder_the_image_lacks_is_refused(
+    image_dir: str, spec_dir: str | None, message: str
+) -> None:
+    spec = task_spec(workdir=spec_dir) if spec_dir is not None else task_spec()
+    with pytest.raises(ConfigError) as refused:
+        workload(spec, _config(working_dir=image_dir), root())
+    assert message in refused.value.describe()
+    assert "[enclave] workdir" in refused.value.describe() or "absolute" in message
+
+
+@pytest.mark.parametrize("value", ["app", "", "/a\0b"])
+def test_the_specs_workdir_is_an_absolute_path(value: str) -> None:
+    with pytest.raises(ValueError, match="workdir must be an absolute path"):
+        task_spec(workdir=value)
