@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final, cast
+from typing import Any, Final
 
 import structlog
 
@@ -43,11 +42,9 @@ from golem_graphene.errors import Error, ProtocolError, UntrustedRootError, Usag
 from golem_graphene.protocol.binding import Transcript, check_report_data, new_nonce, parse_task_id
 from golem_graphene.protocol.messages import Evidence, TaskEvent
 from golem_graphene.protocol.spec import TaskSpec, spec_digest
-from golem_graphene.requestor._pipe import Pipe, run_piped
 from golem_graphene.requestor.channel import (
     Channel,
     HttpChannel,
-    OutputStreams,
     TaskRef,
 )
 from golem_graphene.requestor.deadlines import (
@@ -56,8 +53,12 @@ from golem_graphene.requestor.deadlines import (
     RateGuard,
     within,
 )
+from golem_graphene.requestor.downloads import DOWNLOAD_BATCH as DOWNLOAD_BATCH
+from golem_graphene.requestor.downloads import DOWNLOAD_PIPE_BYTES as DOWNLOAD_PIPE_BYTES
+from golem_graphene.requestor.downloads import INPUT_MANIFEST_FILE, Downloader
+from golem_graphene.requestor.downloads import MAX_RECEIPT_BYTES as MAX_RECEIPT_BYTES
 from golem_graphene.requestor.local_checks import check_out_dir as check_out_folder
-from golem_graphene.requestor.local_checks import readable_file, staging_beside
+from golem_graphene.requestor.local_checks import check_request, staging_beside
 from golem_graphene.requestor.outcomes import (
     AttestedTask,
     LocalProgress,
@@ -69,24 +70,11 @@ from golem_graphene.requestor.outcomes import (
 from golem_graphene.requestor.policy import RequestorPolicy
 from golem_graphene.requestor.record import TaskRecord
 from golem_graphene.requestor.record import record_path as record_path_for
-from golem_graphene.sealing.age import encrypt_stream, plaintext_size, retarget_header
-from golem_graphene.sealing.digests import HashingSink, PulledCiphertext
-from golem_graphene.sealing.input_manifest import (
-    InputEntry,
-    InputManifest,
-    ciphertext_name,
-    hash_file,
-    seal_manifest,
-)
+from golem_graphene.requestor.uploads import UPLOAD_PIPE_BYTES as UPLOAD_PIPE_BYTES
+from golem_graphene.requestor.uploads import Uploader, Work
+from golem_graphene.sealing.input_manifest import InputManifest
 from golem_graphene.sealing.keys import X25519Identity
-from golem_graphene.sealing.receipt import (
-    OutputCheck,
-    OutputEntry,
-    ReceiptBundle,
-    ReceiptCheckError,
-    ReceiptOutputError,
-    check_receipt,
-)
+from golem_graphene.sealing.receipt import ReceiptCheckError
 
 __all__ = [
     "INPUT_MANIFEST_FILE",
@@ -105,17 +93,9 @@ log = structlog.get_logger(__name__)
 EventCallback = Callable[[TaskEvent], None]
 """Called with each task event the provider reports (its state; its words are untrusted)."""
 
-UPLOAD_PIPE_BYTES = 4 << 20  # sealed blocks queued for the event loop to send
-DOWNLOAD_PIPE_BYTES = 8 << 20  # received pieces queued for the decrypting thread
-DOWNLOAD_BATCH = 4 << 20  # taken (hashed, decrypted) a few MiB at a time: fewer thread hops
-MAX_RECEIPT_BYTES = 16 << 20
 CLEANUP_SECONDS: Final = 10.0
 """How long cancelling or deleting a task on the provider may take after a failure or success:
 a provider that does not answer cannot hold the requestor."""
-
-INPUT_MANIFEST_FILE: Final = ".input-manifest.json"
-"""Beside ``receipt.json`` in the output folder: the input manifest that was sealed to the
-enclave (RFC 8785 JSON), whose SHA-256 the receipt carries; ``verify-receipt`` checks it."""
 
 
 @dataclass
@@ -129,16 +109,6 @@ class _Created:
     @property
     def spec_path(self) -> Path:
         return self.spec_file or self.spec_dir / "task.toml"
-
-
-@dataclass(frozen=True)
-class _Work:
-    """What the enclave is to run on: the inputs, the workload's arguments and environment."""
-
-    inputs: Mapping[str, str | Path]
-    args: Sequence[str] | None
-    env: Mapping[str, str] | None
-    prestaged: Mapping[str, str | Path] | None
 
 
 @dataclass
@@ -244,13 +214,13 @@ class Requestor:
             raise TaskStepError("prepare", exc) from exc
         with plan.staging:
             return await self._run_planned(
-                plan, _Work(inputs, args, env, prestaged), on_event, on_progress, keep_task, records
+                plan, Work(inputs, args, env, prestaged), on_event, on_progress, keep_task, records
             )
 
     async def _run_planned(
         self,
         plan: _Plan,
-        work: _Work,
+        work: Work,
         on_event: EventCallback | None,
         on_progress: ProgressCallback | None,
         keep_task: bool,
@@ -364,37 +334,7 @@ class Requestor:
         (or :class:`~golem_graphene.errors.ConfigError` for a malformed spec) naming the
         problem.
         """
-        spec_path = Path(spec)
-        if not spec_path.exists():
-            raise UsageError(f"no task spec at {str(spec_path)!r}")
-        spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
-        parsed = TaskSpec.from_path(spec_file)
-        given = {**{n: Path(p) for n, p in inputs.items()}}
-        staged = {n: Path(p) for n, p in (prestaged or {}).items()}
-        for name in sorted(set(given) & set(staged)):
-            raise UsageError(f"input {name!r} is given both as a file and as a prestaged file")
-        declared = {i.name for i in parsed.inputs}
-        for name in sorted({*given, *staged} - declared):
-            raise UsageError(
-                f"the spec declares no input {name!r}",
-                expected=", ".join(sorted(declared)) or "no inputs",
-            )
-        for spec_input in parsed.inputs:
-            if spec_input.required and spec_input.name not in given | staged:
-                raise UsageError(f"the spec requires the input {spec_input.name!r}; give it")
-        for name, path in sorted(given.items()):
-            size = readable_file(path, f"input {name!r}")
-            limit = parsed.input(name).max_size  # type: ignore[union-attr]
-            if size is not None and size > limit:
-                raise UsageError(
-                    f"input {name!r} is larger than the spec allows",
-                    expected=f"<= {limit} bytes",
-                    found=size,
-                )
-        for name, path in sorted(staged.items()):
-            readable_file(path, f"prestaged input {name!r}")
-        check_out_folder(Path(out_dir))
-        return spec_file, parsed
+        return check_request(spec, inputs, out_dir, prestaged)
 
     @staticmethod
     def check_out_dir(out_dir: str | Path) -> None:
@@ -655,158 +595,10 @@ class Requestor:
         Bounded by the ``upload`` deadline (if set) and, per input, the minimum rate. The
         manifest is remembered: :meth:`fetch` checks that the receipt carries its digest.
         """
-        try:
-            return await within(
-                "upload",
-                self.deadlines.upload,
-                "the inputs were not all sent",
-                self._send_inputs(task, inputs, args, env, prestaged, on_progress),
-                lambda: self.arrived(task.ref.task_id),
-            )
-        except Error as exc:
-            raise TaskStepError("send_inputs", exc) from exc
-        finally:
-            self._moving.pop(task.ref.task_id, None)
-
-    async def _send_inputs(
-        self,
-        task: AttestedTask,
-        inputs: Mapping[str, str | Path],
-        args: Sequence[str] | None,
-        env: Mapping[str, str] | None,
-        prestaged: Mapping[str, str | Path] | None,
-        on_progress: ProgressCallback | None,
-    ) -> InputManifest:
-        names = set(inputs) | set(prestaged or {})
-        for name in names:
-            if task.spec.input(name) is None:
-                raise UsageError(f"the spec declares no input {name!r}")
-        started = time.monotonic()
-        entries = []
-        for name, path in sorted(inputs.items()):
-            entries.append(await self._upload_plain(task, name, Path(path), on_progress, started))
-        for name, path in sorted((prestaged or {}).items()):
-            entries.append(await self._upload_prestaged(task, name, Path(path)))
-        manifest = InputManifest(
-            task_id=task.transcript.task_id,
-            args=tuple(args) if args is not None else (),
-            env=dict(env or {}),
-            inputs=tuple(entries),
-        )
-        sealed = seal_manifest(
-            manifest, self.identity, task.transcript.enclave_key, task.transcript
-        )
-        await within(
-            "request",
-            self.deadlines.request,
-            "the provider did not take the input manifest",
-            self.channel.put_manifest(task.ref, sealed),
-        )
+        uploads = Uploader(self.channel, self.identity, self.deadlines, self._moving, self.arrived)
+        manifest = await uploads.send_inputs(task, Work(inputs, args, env, prestaged), on_progress)
         self._manifests[task.ref.task_id] = manifest
         return manifest
-
-    async def _upload_plain(
-        self,
-        task: AttestedTask,
-        name: str,
-        path: Path,
-        on_progress: ProgressCallback | None,
-        started: float,
-    ) -> InputEntry:
-        spec_input = task.spec.input(name)
-        assert spec_input is not None
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise UsageError(f"cannot read input {name!r} at {path}: {exc.strerror}") from exc
-        if size > spec_input.max_size:
-            raise UsageError(
-                f"input {name!r} is larger than the spec allows",
-                expected=f"<= {spec_input.max_size} bytes",
-                found=size,
-            )
-        recipient = task.enclave_recipient
-        pipe = Pipe(UPLOAD_PIPE_BYTES)
-        sink = HashingSink(_PipeWriter(pipe))
-        guard = RateGuard("upload", f"input {name}", self.deadlines)
-        self._moving[task.ref.task_id] = guard
-        sealed_so_far = 0
-
-        def seal() -> int:
-            # The whole file on worker threads: read and seal here, hash and hand the sealed
-            # blocks to the event loop on the sealer's write-behind thread.
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    plain = encrypt_stream(f, cast(BinaryIO, sink), [recipient])
-            except OSError as exc:
-                raise UsageError(f"cannot read input {name!r} at {path}: {exc.strerror}") from exc
-            pipe.close()
-            return plain
-
-        sent_all = False
-
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal sent_all, sealed_so_far
-            while (block := await pipe.get()) is not None:
-                guard.add(len(block))
-                if on_progress:
-                    sealed_so_far += len(block)
-                    on_progress(
-                        LocalProgress(
-                            "upload",
-                            name,
-                            min(sealed_so_far, size),
-                            size,
-                            time.monotonic() - started,
-                        )
-                    )
-                yield block
-            sent_all = True
-
-        async def send() -> None:
-            await self.channel.put_input(task.ref, name, body())
-            if not sent_all:  # else the sealing thread would wait for it forever
-                raise ProtocolError(f"the provider answered before it had all of input {name!r}")
-
-        async with guard:
-            plain = await run_piped(pipe, seal, send)
-        if on_progress:
-            on_progress(
-                LocalProgress(
-                    "upload", name, plain, plain, time.monotonic() - started, finished=True
-                )
-            )
-        return InputEntry(
-            name=name, size=plain, ciphertext_size=sink.size, ciphertext_sha256=sink.hash.digest()
-        )
-
-    async def _upload_prestaged(self, task: AttestedTask, name: str, path: Path) -> InputEntry:
-        """Re-target a file sealed to our own key: only its header is rewritten for E."""
-        tmp = Path(tempfile.mkstemp(prefix=".retarget-", dir=path.parent)[1])
-        guard = RateGuard("upload", f"input {name}", self.deadlines)
-        self._moving[task.ref.task_id] = guard
-        try:
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
-                await asyncio.to_thread(
-                    retarget_header, src, dst, self.identity, [task.enclave_recipient]
-                )
-            digest = await asyncio.to_thread(hash_file, tmp, name)
-            guard.total = digest.size
-
-            async def body() -> AsyncIterator[bytes]:
-                with open(tmp, "rb") as f:
-                    while chunk := f.read(256 * 1024):
-                        guard.add(len(chunk))
-                        yield chunk
-
-            async with guard:
-                await self.channel.put_input(task.ref, name, body())
-            plain = await asyncio.to_thread(plaintext_size, tmp)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return InputEntry(
-            name=name, size=plain, ciphertext_size=digest.size, ciphertext_sha256=digest.sha256
-        )
 
     # -- steps 5-7 ----------------------------------------------------------------------------
 
@@ -875,172 +667,13 @@ class Requestor:
         this task); it is kept as ``out_dir/.input-manifest.json``. Bounded by the ``fetch``
         deadline (if set) and, per file, the minimum rate.
         """
-        out = Path(out_dir)
-        own = staging is None
-        try:
-            if staging is None:
-                check_out_folder(out)
-                staging = staging_beside(out)
-            manifest = input_manifest or self._manifests.get(task.ref.task_id)
-            work = Path(tempfile.mkdtemp(prefix="fetch-", dir=staging.path))
-            return await within(
-                "fetch",
-                self.deadlines.fetch,
-                "the outputs did not all arrive",
-                self._fetch_into(task, work, out, manifest, on_progress),
-                lambda: self.arrived(task.ref.task_id),
-            )
-        except Error as exc:
-            raise TaskStepError("fetch", exc) from exc
-        finally:
-            self._moving.pop(task.ref.task_id, None)
-            if own and staging is not None:
-                staging.remove()
-
-    async def _fetch_into(
-        self,
-        task: AttestedTask,
-        work: Path,
-        out: Path,
-        manifest: InputManifest | None,
-        on_progress: ProgressCallback | None,
-    ) -> TaskResult:
-        started = time.monotonic()
-        sealed = work / "sealed"
-        sealed.mkdir()
-        limit = task.spec.limits.output_size * 2 + (64 << 20)
-        receipt_file = work / "receipt.json"
-        await self._download(task, "receipt.json", receipt_file, MAX_RECEIPT_BYTES, None)
-        bundle = ReceiptBundle.from_json(receipt_file.read_bytes())
-        names = [o.name for o in bundle.receipt.outputs]
-        # Binding, signature, input manifest and measurement before any output is downloaded;
-        # each output is then checked against the receipt (ciphertext, then plaintext) as it is
-        # decrypted.
-        receipt = await asyncio.to_thread(
-            check_receipt,
-            bundle,
-            task.verified,
-            identity=self.identity,
-            expected_task_id=task.transcript.task_id,
-            expected_nonce=task.nonce,
-            expected_input_manifest=manifest.digest() if manifest is not None else None,
+        manifest = input_manifest or self._manifests.get(task.ref.task_id)
+        downloads = Downloader(
+            self.channel, self.identity, self.deadlines, self._moving, self.arrived
         )
-        check = OutputCheck(receipt, [self.identity])
-        plain = work / "outputs"
-        plain.mkdir()
-        for entry in bundle.receipt.outputs:
-            await self._fetch_output(
-                task, check, entry, sealed, plain / entry.name, limit, on_progress, started
-            )
-        receipt = check.finish()
-        if manifest is not None:
-            (plain / INPUT_MANIFEST_FILE).write_bytes(manifest.canonical_bytes())
-        # All verified: move into place together (all or nothing for a fresh out_dir).
-        os.replace(receipt_file, plain / "receipt.json")
-        os.replace(sealed, plain / ".sealed")
-        if out.exists():
-            check_out_folder(out)
-            out.rmdir()
-        os.rename(plain, out)
-        return TaskResult(
-            task_id=task.ref.task_id,
-            out_dir=out,
-            outputs={n: out / n for n in names},
-            receipt_path=out / "receipt.json",
-            receipt=receipt,
-            exit_status=bundle.receipt.exit_status,
-            verified=task.verified,
+        return await downloads.fetch(
+            task, out_dir, staging=staging, on_progress=on_progress, manifest=manifest
         )
-
-    async def _download(
-        self, task: AttestedTask, name: str, dest: Path, limit: int, size: int | None
-    ) -> None:
-        """One file to ``dest`` (the receipt), at the minimum rate or better."""
-        guard = RateGuard("fetch", name, self.deadlines, size)
-        self._moving[task.ref.task_id] = guard
-        channel = self.channel
-        async with guard:
-            if isinstance(channel, OutputStreams):
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                with open(fd, "wb") as f:
-                    pieces = channel.stream_output(task.ref, name, limit)
-                    async with contextlib.aclosing(pieces) as data:
-                        async for piece in data:
-                            guard.add(len(piece))
-                            f.write(piece)
-            else:
-                guard.add(await channel.download(task.ref, name, dest, limit))
-
-    async def _fetch_output(
-        self,
-        task: AttestedTask,
-        check: OutputCheck,
-        entry: OutputEntry,
-        sealed: Path,
-        dest: Path,
-        limit: int,
-        on_progress: ProgressCallback | None,
-        started: float,
-    ) -> None:
-        """Download one output into ``sealed``, decrypt it into ``dest`` and check both."""
-        name = ciphertext_name(entry.name)
-        copy = sealed / name
-        channel = self.channel
-        guard = RateGuard("fetch", f"output {entry.name}", self.deadlines, entry.ciphertext_size)
-        self._moving[task.ref.task_id] = guard
-
-        def report(finished: bool = False) -> None:
-            if on_progress:
-                on_progress(
-                    LocalProgress(
-                        "download",
-                        entry.name,
-                        guard.done,
-                        entry.ciphertext_size,
-                        time.monotonic() - started,
-                        finished=finished,
-                    )
-                )
-
-        if not isinstance(channel, OutputStreams):
-            async with guard:
-                guard.add(await channel.download(task.ref, name, copy, limit))
-
-            def open_copy() -> None:
-                with open(dest, "xb") as plaintext:
-                    check.check_file(entry, copy, plaintext)
-
-            await asyncio.to_thread(open_copy)
-            report(finished=True)
-            return
-        # Checked and decrypted while it arrives: the ciphertext is read once, from the network.
-        pipe = Pipe(DOWNLOAD_PIPE_BYTES)
-
-        def open_output() -> None:
-            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb", buffering=0) as f, open(dest, "xb") as plaintext:
-                source = PulledCiphertext(lambda: pipe.take_sync(DOWNLOAD_BATCH), f.fileno())
-                check.check(entry, source, plaintext)
-
-        async def feed() -> None:
-            async with contextlib.aclosing(channel.stream_output(task.ref, name, limit)) as data:
-                async for piece in data:
-                    guard.add(len(piece))
-                    if guard.done > entry.ciphertext_size:
-                        raise ReceiptOutputError(
-                            "output_size",
-                            f"{entry.name}: the file size differs ({name})",
-                            output=entry.name,
-                            expected=entry.ciphertext_size,
-                            found=f"> {entry.ciphertext_size}",
-                        )
-                    await pipe.put(piece)
-                    report()
-            pipe.close()
-
-        async with guard:
-            await run_piped(pipe, open_output, feed)
-        report(finished=True)
 
     # -- later: fetch from a record -----------------------------------------------------------
 
@@ -1138,15 +771,3 @@ def _retriable(failure: BaseException) -> bool:
     return not isinstance(cause, ReceiptCheckError | UsageError) and not getattr(
         cause, "code", ""
     ).startswith("receipt_")
-
-
-class _PipeWriter:
-    """The sealed input on its way to the event loop: queued. Written to by the sealer's
-    threads, one call at a time."""
-
-    def __init__(self, pipe: Pipe) -> None:
-        self.pipe = pipe
-
-    def write(self, data: memoryview) -> int:
-        self.pipe.put_sync(bytes(data))  # the sealer reuses its buffer once this returns
-        return data.nbytes

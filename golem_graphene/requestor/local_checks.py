@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from golem_graphene._internal.staging import StagingArea
 from golem_graphene.errors import UsageError
+from golem_graphene.protocol.spec import TaskSpec
 
-__all__ = ["check_out_dir", "readable_file", "staging_beside"]
+__all__ = ["check_out_dir", "check_request", "readable_file", "staging_beside"]
 
 
 def readable_file(path: Path, what: str) -> int | None:
@@ -63,3 +65,45 @@ def check_out_dir(out: Path) -> None:
             f"cannot create the output folder {str(out)!r}: {str(parent)!r} is not "
             f"writable ({exc.strerror or exc})"
         ) from None
+
+
+def check_request(
+    spec: str | Path,
+    inputs: Mapping[str, str | Path],
+    out_dir: str | Path,
+    prestaged: Mapping[str, str | Path] | None = None,
+) -> tuple[Path, TaskSpec]:
+    """The spec file and the spec, once what the requestor asks for checked against its own
+    machine (:meth:`~golem_graphene.requestor.client.Requestor.check_local` says what);
+    raises :class:`UsageError` or :class:`~golem_graphene.errors.ConfigError`."""
+    spec_path = Path(spec)
+    if not spec_path.exists():
+        raise UsageError(f"no task spec at {str(spec_path)!r}")
+    spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
+    parsed = TaskSpec.from_path(spec_file)
+    given = {**{n: Path(p) for n, p in inputs.items()}}
+    staged = {n: Path(p) for n, p in (prestaged or {}).items()}
+    for name in sorted(set(given) & set(staged)):
+        raise UsageError(f"input {name!r} is given both as a file and as a prestaged file")
+    declared = {i.name for i in parsed.inputs}
+    for name in sorted({*given, *staged} - declared):
+        raise UsageError(
+            f"the spec declares no input {name!r}",
+            expected=", ".join(sorted(declared)) or "no inputs",
+        )
+    for spec_input in parsed.inputs:
+        if spec_input.required and spec_input.name not in given | staged:
+            raise UsageError(f"the spec requires the input {spec_input.name!r}; give it")
+    for name, path in sorted(given.items()):
+        size = readable_file(path, f"input {name!r}")
+        limit = parsed.input(name).max_size  # type: ignore[union-attr]
+        if size is not None and size > limit:
+            raise UsageError(
+                f"input {name!r} is larger than the spec allows",
+                expected=f"<= {limit} bytes",
+                found=size,
+            )
+    for name, path in sorted(staged.items()):
+        readable_file(path, f"prestaged input {name!r}")
+    check_out_dir(Path(out_dir))
+    return spec_file, parsed

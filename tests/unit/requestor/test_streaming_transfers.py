@@ -23,7 +23,7 @@ from _test_images import write_shell_spec
 from golem_graphene._internal.staging import STAGING_PREFIX
 from golem_graphene.errors import SealingError
 from golem_graphene.host.sim.platform import SimPlatform
-from golem_graphene.requestor import client as client_module
+from golem_graphene.requestor import uploads as uploads_module
 from golem_graphene.requestor.channel import ChannelError, OutputStreams, TaskRef
 from golem_graphene.requestor.client import (
     AttestedTask,
@@ -274,7 +274,7 @@ async def test_a_sealing_failure_half_way_is_the_error_raised(
 ) -> None:
     """The input cannot be read any more after a few MiB: the upload stops with that error,
     not with the channel's consequent one."""
-    real = client_module.encrypt_stream
+    real = uploads_module.encrypt_stream
 
     class FailingFile:
         def __init__(self, f: Any) -> None:
@@ -291,7 +291,7 @@ async def test_a_sealing_failure_half_way_is_the_error_raised(
     def failing(src: Any, dst: Any, recipients: Any) -> int:
         return real(FailingFile(src), dst, recipients)
 
-    monkeypatch.setattr(client_module, "encrypt_stream", failing)
+    monkeypatch.setattr(uploads_module, "encrypt_stream", failing)
     provider = FakeProvider(platform)
     async with requestor(provider) as r:
         task = await r.attest(await r.create(spec))
