@@ -21,6 +21,7 @@ from golem_graphene._batched_write import write_and_close
 from golem_graphene._internal.text import escape, provider_says
 from golem_graphene.canonical_json import CanonicalJsonError, parse_json
 from golem_graphene.errors import Error, ProtocolError
+from golem_graphene.protocol.binding import parse_task_id
 from golem_graphene.protocol.messages import ErrorBody, TaskEvent
 from golem_graphene.requestor.deadlines import within
 
@@ -31,6 +32,7 @@ __all__ = [
     "OutputStreams",
     "ProviderWords",
     "TaskRef",
+    "task_ref_of",
 ]
 
 MAX_JSON_RESPONSE = 4 << 20
@@ -430,3 +432,16 @@ def _parse_answer(data: bytes | None) -> Any:
         return parse_json(data) if data else None
     except CanonicalJsonError as exc:
         raise ChannelError(f"the provider answered with malformed JSON: {exc.describe()}") from exc
+
+
+def task_ref_of(answer: Any) -> TaskRef:
+    """The task id and capability token of a create answer, both checked."""
+    if not isinstance(answer, dict):
+        raise ProtocolError("the provider's create answer is not an object")
+    task_id, token = answer.get("task_id"), answer.get("capability_token")
+    if not isinstance(task_id, str) or not isinstance(token, str):
+        raise ProtocolError("the provider's create answer is malformed")
+    parse_task_id(task_id)
+    if len(token) > 256 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
+        raise ProtocolError("the provider's capability token is malformed")
+    return TaskRef(task_id, token)

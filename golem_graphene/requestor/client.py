@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from golem_graphene.requestor.channel import (
     Channel,
     HttpChannel,
     TaskRef,
+    task_ref_of,
 )
 from golem_graphene.requestor.deadlines import (
     DeadlineError,
@@ -59,6 +59,7 @@ from golem_graphene.requestor.downloads import INPUT_MANIFEST_FILE, Downloader
 from golem_graphene.requestor.downloads import MAX_RECEIPT_BYTES as MAX_RECEIPT_BYTES
 from golem_graphene.requestor.local_checks import check_out_dir as check_out_folder
 from golem_graphene.requestor.local_checks import check_request, staging_beside
+from golem_graphene.requestor.offering import offer_spec
 from golem_graphene.requestor.outcomes import (
     AttestedTask,
     LocalProgress,
@@ -66,6 +67,7 @@ from golem_graphene.requestor.outcomes import (
     ProviderTaskError,
     TaskResult,
     TaskStepError,
+    fetch_may_succeed_again,
 )
 from golem_graphene.requestor.policy import RequestorPolicy
 from golem_graphene.requestor.record import TaskRecord
@@ -74,7 +76,6 @@ from golem_graphene.requestor.uploads import UPLOAD_PIPE_BYTES as UPLOAD_PIPE_BY
 from golem_graphene.requestor.uploads import Uploader, Work
 from golem_graphene.sealing.input_manifest import InputManifest
 from golem_graphene.sealing.keys import X25519Identity
-from golem_graphene.sealing.receipt import ReceiptCheckError
 
 __all__ = [
     "INPUT_MANIFEST_FILE",
@@ -280,7 +281,7 @@ class Requestor:
             if created is not None:
                 # Kept for a later fetch only where a record says how to fetch it.
                 kept = keep_task or (
-                    records is not None and step == "fetch" and _retriable(failure)
+                    records is not None and step == "fetch" and fetch_may_succeed_again(failure)
                 )
                 if not kept:
                     await self._cleanup(self.channel.cancel(created.ref))
@@ -402,46 +403,7 @@ class Requestor:
         ``spec_conflict``, ``package_too_large``, ``image_digest``, ...) and its words, or a
         :class:`DeadlineError`.
         """
-        try:
-            put_spec = getattr(self.channel, "put_spec", None)
-            if put_spec is None:
-                raise UsageError(
-                    f"this channel ({type(self.channel).__name__}) cannot offer specs: "
-                    "give the provider's HTTP address"
-                )
-            spec_path = Path(spec)
-            spec_file = spec_path / "task.toml" if spec_path.is_dir() else spec_path
-            parsed = TaskSpec.from_path(spec_file)
-            digest = spec_digest(spec_file)
-            from golem_graphene.host.task_package import build_task_package
-
-            with tempfile.TemporaryDirectory(prefix="golem-graphene-offer-") as folder:
-                package = await asyncio.to_thread(
-                    build_task_package, spec_file, Path(folder) / "package.tar"
-                )
-                budget = (
-                    self.deadlines.attest
-                    + self.deadlines.request
-                    + package.size / self.deadlines.min_rate
-                )
-                answer = await within(
-                    "offer",
-                    budget,
-                    f"the provider did not take the spec {parsed.name!r}",
-                    put_spec(parsed.name, package.path, answer_timeout=self.deadlines.attest),
-                )
-            if not isinstance(answer, dict) or answer.get("name") != parsed.name:
-                raise ProtocolError("the provider's answer to the offer is malformed")
-            if answer.get("sha256") != digest:
-                raise ProtocolError(
-                    "the provider keeps another spec under this name",
-                    expected=digest,
-                    found=str(answer.get("sha256"))[:64],
-                )
-        except Error as exc:
-            raise TaskStepError("offer", exc) from exc
-        log.info("spec offered", spec=parsed.name, sha256=digest)
-        return digest
+        return await offer_spec(self.channel, self.deadlines, spec)
 
     # -- step 1 -------------------------------------------------------------------------------
 
@@ -466,7 +428,7 @@ class Requestor:
                     }
                 ),
             )
-            ref = _task_ref(answer)
+            ref = task_ref_of(answer)
         except Error as exc:
             raise TaskStepError("create", exc) from exc
         return _Created(ref, parsed, spec_file.parent, nonce, spec_file)
@@ -747,27 +709,3 @@ class Requestor:
         if not keep_task:
             await self._cleanup(self.channel.delete(ref))
         return result
-
-
-def _task_ref(answer: Any) -> TaskRef:
-    """The task id and capability token of a create answer, both checked."""
-    if not isinstance(answer, dict):
-        raise ProtocolError("the provider's create answer is not an object")
-    task_id, token = answer.get("task_id"), answer.get("capability_token")
-    if not isinstance(task_id, str) or not isinstance(token, str):
-        raise ProtocolError("the provider's create answer is malformed")
-    parse_task_id(task_id)
-    if len(token) > 256 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
-        raise ProtocolError("the provider's capability token is malformed")
-    return TaskRef(task_id, token)
-
-
-def _retriable(failure: BaseException) -> bool:
-    """True when a fetch ended without a verdict on the outputs (interrupted, a broken
-    connection, a deadline): fetching them again may succeed."""
-    if not isinstance(failure, TaskStepError):
-        return True  # KeyboardInterrupt, cancellation
-    cause = failure.cause
-    return not isinstance(cause, ReceiptCheckError | UsageError) and not getattr(
-        cause, "code", ""
-    ).startswith("receipt_")

@@ -10,13 +10,13 @@ from typing import Literal
 
 from golem_graphene._internal.text import provider_says
 from golem_graphene.attestation.verifier import VerifiedQuote
-from golem_graphene.errors import Error
+from golem_graphene.errors import Error, UsageError
 from golem_graphene.protocol.binding import Transcript
 from golem_graphene.protocol.messages import Evidence, TaskEvent
 from golem_graphene.protocol.spec import TaskSpec
 from golem_graphene.requestor.channel import ProviderWords, TaskRef
 from golem_graphene.sealing.keys import X25519Recipient
-from golem_graphene.sealing.receipt import VerifiedReceipt
+from golem_graphene.sealing.receipt import ReceiptCheckError, VerifiedReceipt
 
 __all__ = [
     "AttestedTask",
@@ -26,6 +26,7 @@ __all__ = [
     "ProviderTaskError",
     "TaskResult",
     "TaskStepError",
+    "fetch_may_succeed_again",
     "own_words",
 ]
 
@@ -133,3 +134,14 @@ class TaskResult:
     receipt: VerifiedReceipt
     exit_status: int
     verified: VerifiedQuote
+
+
+def fetch_may_succeed_again(failure: BaseException) -> bool:
+    """True when a fetch ended without a verdict on the outputs (interrupted, a broken
+    connection, a deadline): fetching them again may succeed."""
+    if not isinstance(failure, TaskStepError):
+        return True  # KeyboardInterrupt, cancellation
+    cause = failure.cause
+    return not isinstance(cause, ReceiptCheckError | UsageError) and not getattr(
+        cause, "code", ""
+    ).startswith("receipt_")
