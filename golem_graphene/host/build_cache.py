@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import golem_graphene
+from golem_graphene.errors import ImageFormatError
 from golem_graphene.images.store import ImageStore
 
 __all__ = ["MAX_BUILDS", "CachedBuild", "build_key", "find_build", "keep_build"]
@@ -118,8 +119,8 @@ def find_build(
         if record["format"] != _FORMAT or record["source_stat"] != _stat_of(source):
             return None
         stored = store.lookup(digest)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, ImageFormatError):
+        return None  # a damaged entry (a malformed digest among them): build again
     if stored is None:
         return None
     return CachedBuild(entry, record, stored.path.resolve())

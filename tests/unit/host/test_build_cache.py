@@ -193,6 +193,12 @@ def test_a_damaged_entry_builds_again(setup: Setup, tmp_path: Path) -> None:
     (entry / "build.json").write_text("{not json")
     assert not setup.found()
     assert contents(setup.build(tmp_path / "third")) == contents(first)
+    # A record with a malformed digest is a damaged entry too.
+    (entry,) = (setup.store.folder / "builds").iterdir()
+    record = json.loads((entry / "build.json").read_text())
+    (entry / "build.json").write_text(json.dumps({**record, "image_digest": "sha256:bogus"}))
+    assert not setup.found()
+    assert contents(setup.build(tmp_path / "again")) == contents(first)
     # A record naming a file outside its entry copies nothing from there.
     (entry,) = (setup.store.folder / "builds").iterdir()
     record = json.loads((entry / "build.json").read_text())
