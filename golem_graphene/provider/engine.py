@@ -146,6 +146,7 @@ class TaskEngine:
                         key_path=self.data_dir / "enclave-key.pem",
                         store=self.image_store,
                         force=True,
+                        reuse=False,  # images/<key> is this provider's own cache of them
                     )
                 self._images[key] = image
         return self._images[key]
