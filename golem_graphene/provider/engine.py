@@ -378,7 +378,8 @@ class TaskEngine:
 
     async def _drive(self, task: Task) -> None:
         running = self._running[task.task_id]
-        await self.store.transition(task, TaskState.LAUNCHING)
+        if task.state is not TaskState.LAUNCHING:  # a resumed task may be launching already
+            await self.store.transition(task, TaskState.LAUNCHING)
         image = await self.image_for(task.spec_name, task.spec_digest)
         session = await self._enclave_for(task, image, running)
         task.pid = session.pid
@@ -517,7 +518,12 @@ class TaskEngine:
                 continue
             _kill_leftover(task.pid, self.launch_dir(task.task_id))
 
-            if task.state is TaskState.CREATED:
+            if task.state in (TaskState.CREATED, TaskState.LAUNCHING):
+                # Not attested yet: no evidence was published (GET evidence answers only from
+                # attested on), so nothing a requestor holds depends on the enclave that died
+                # with us: launch it again, from a clean folder.
+                shutil.rmtree(self.launch_dir(task.task_id), ignore_errors=True)
+                (self.store.directory(task.task_id) / "evidence.json").unlink(missing_ok=True)
                 self._spawn(task)
                 counts["resumed"] += 1
                 continue

@@ -5,8 +5,9 @@ batch of tasks going, and kills the provider with SIGKILL: at a random moment, t
 first task of the batch is done, and the instant a task is accepted. After each restart, every
 process the crash left running is gone (the restarted provider reclaims sandboxes launched as it
 died); after the last, every task the provider ever accepted (answered 201) must be done (with
-outputs that verify), failed with the reason ``provider_restarted``, or resumable: still
-``created`` (or relaunched since), in which case it runs to completion now. At the end no
+outputs that verify), failed with the reason ``provider_restarted`` (its enclave had attested:
+its keys died with it), or resumable: not attested when the provider died (``created`` or
+``launching``: relaunched since), in which case it runs to completion now. At the end no
 sandbox, partial upload, temporary state file or launch folder is left.
 
 ``HOSTILE_CRASH_SEED`` replays a given sequence of kill points and input sizes.
@@ -137,8 +138,8 @@ async def test_sigkill_at_random_points_loses_no_accepted_task(
     survivors: list[str] = []
     # The moment the first sandbox appears (enclaves being launched as the provider dies); a
     # random moment; the moment the first task of a batch is done (the others in flight); the
-    # instant a task is accepted: it is still "created" on disk, the resumable case (last, or
-    # the next round's kill would catch it relaunched).
+    # instant a task is accepted: it is still "created" or "launching" on disk, the resumable
+    # case (last, or the next round's kill would catch it relaunched).
     points: list[float | str] = ["on-launch", rng.uniform(0.2, 7.0), "on-done", "on-accept"]
     left_by_crash = []
     for round_number, point in enumerate(points):

@@ -219,7 +219,14 @@ async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
     done = new_task("3" * 32, S.DONE)
     failed = new_task("4" * 32, S.FAILED)
     attested = new_task("5" * 32, S.ATTESTED)
-    folders = {t.task_id: _persist(tmp_path, t) for t in (created, running, done, failed)}
+    launching = new_task("7" * 32, S.LAUNCHING)
+    launching.spec_digest = created.spec_digest
+    folders = {
+        t.task_id: _persist(tmp_path, t) for t in (created, running, done, failed, launching)
+    }
+    # Crashed between writing its evidence and recording "attested": never published.
+    unpublished = folders[launching.task_id] / "evidence.json"
+    unpublished.write_text("{}")
     # What a previous run's enclave looks like: a launcher working in its task's launch folder.
     sandbox = _spawn("bwrap", folders[running.task_id] / "launch")
     # A pid reused by someone else's process, even one whose command line says "gramine".
@@ -236,12 +243,15 @@ async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
         runner = FakeRunner("hang")
         engine = make_engine(tmp_path, runner)
         counts = await engine.recover()
-        assert counts == {"resumed": 1, "failed": 2, "kept": 2}
+        assert counts == {"resumed": 2, "failed": 2, "kept": 2}
 
-        # A task that never launched is resumed: launched again.
+        # A task that had not attested (no evidence published) is resumed: launched again,
+        # from a clean folder, without the evidence its lost enclave left unpublished.
+        assert not unpublished.exists()
         await asyncio.sleep(0.05)
-        assert created.task_id in runner.launched
-        assert engine.store.get(created.task_id).state is S.LAUNCHING  # type: ignore[union-attr]
+        for task in (created, launching):
+            assert task.task_id in runner.launched
+            assert engine.store.get(task.task_id).state is S.LAUNCHING  # type: ignore[union-attr]
 
         # A task whose enclave died with the provider failed with the reason, reclaimed.
         for task in (running, attested):
@@ -266,7 +276,8 @@ async def test_recover_accounts_for_every_task(tmp_path: Path) -> None:
         assert not (folders[failed.task_id] / "outputs").exists()
         assert not stray.exists()
         await engine.close()
-        assert engine.store.get(created.task_id).state is S.CANCELLED  # type: ignore[union-attr]
+        for task in (created, launching):
+            assert engine.store.get(task.task_id).state is S.CANCELLED  # type: ignore[union-attr]
     finally:
         for proc in (sandbox, stranger):
             proc.kill()
