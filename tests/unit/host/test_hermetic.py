@@ -444,7 +444,8 @@ def test_an_image_that_does_not_match_its_pin_is_refused(tmp_path: Path) -> None
         )
 
 
-def test_build_and_measure_agree(tmp_path: Path) -> None:
+def _built(tmp_path: Path) -> tuple[Path, ImageStore, EnclaveImage]:
+    """A spec over an OCI layout of FILES, its store and its image built."""
     spec_dir = tmp_path / "spec"
     reference = oci(spec_dir / "layout", [FILES])
     (spec_dir / "task.toml").write_text(
@@ -453,6 +454,11 @@ def test_build_and_measure_agree(tmp_path: Path) -> None:
     )
     store = ImageStore(tmp_path / "store")
     image = build_image(spec_dir, tmp_path / "image", key_path=tmp_path / "key.pem", store=store)
+    return spec_dir, store, image
+
+
+def test_build_and_measure_agree(tmp_path: Path) -> None:
+    spec_dir, store, image = _built(tmp_path)
     assert image.info["mrenclave"]["sim"] == measure(spec=spec_dir, store=store).sim
     # The image folder links to the store's root, which holds exactly the image's files.
     rootfs = (image.directory / ROOTFS_LINK).resolve()
@@ -466,14 +472,7 @@ def test_build_and_measure_agree(tmp_path: Path) -> None:
 def test_an_image_whose_root_left_the_store_or_of_another_format_is_refused(
     tmp_path: Path,
 ) -> None:
-    spec_dir = tmp_path / "spec"
-    reference = oci(spec_dir / "layout", [FILES])
-    (spec_dir / "task.toml").write_text(
-        f'name = "t"\n[enclave]\nimage = "oci:layout@{reference.rsplit("@", 1)[1]}"\n'
-        '[outputs]\nfiles = ["out"]\n'
-    )
-    store = ImageStore(tmp_path / "store")
-    image = build_image(spec_dir, tmp_path / "image", key_path=tmp_path / "key.pem", store=store)
+    _, _, image = _built(tmp_path)
     info = json.loads((image.directory / "image.json").read_text())
     (image.directory / "image.json").write_text(json.dumps({**info, "format": IMAGE_FORMAT - 1}))
     with pytest.raises(RunnerError, match="unsupported image format"):
